@@ -1,0 +1,145 @@
+"""The allow-list of module architectures a skill may declare.
+
+A stored skill names an ``arch_id`` and a JSON config; this registry turns the pair into the exact
+set of tensors (name, shape, dtype) its weights must have. The skill memory checks weights against
+it on every write and every pack import, without importing any ``nn.Module``; ``skillbank.nn``
+builds the modules from the same config, and a test checks that both agree.
+
+Nothing outside this registry can be loaded, so a pack can never make skillbank run code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skillbank.errors import ArchitectureError
+
+__all__ = [
+    "ARCHITECTURES",
+    "ArchitectureSpec",
+    "TensorSpec",
+    "expected_tensors",
+    "int_list",
+    "linear",
+    "mlp_tensors",
+    "positive_int",
+    "register",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """Shape and dtype of one named weight tensor.
+
+    Attributes:
+        shape: The tensor's shape.
+        dtype: safetensors dtype name, e.g. ``"F32"``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str = "F32"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchitectureSpec:
+    """One allow-listed architecture.
+
+    Attributes:
+        arch_id: Registry id, e.g. ``"mlp-v1"``.
+        tensors: Maps a validated config to the tensors its weights must hold; raises
+            ``ArchitectureError`` on a bad config.
+        description: One line for people.
+    """
+
+    arch_id: str
+    tensors: Callable[[Mapping[str, Any]], dict[str, TensorSpec]]
+    description: str
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {}
+
+
+def register(spec: ArchitectureSpec) -> ArchitectureSpec:
+    """Add ``spec`` to the allow-list (done at import time by this package only)."""
+    if spec.arch_id in ARCHITECTURES:
+        raise ValueError(f"architecture {spec.arch_id!r} is already registered")
+    ARCHITECTURES[spec.arch_id] = spec
+    return spec
+
+
+def expected_tensors(arch_id: str, config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """Return the tensors that weights of ``arch_id`` with ``config`` must hold.
+
+    Raises:
+        ArchitectureError: unknown ``arch_id`` or invalid config.
+    """
+    spec = ARCHITECTURES.get(arch_id)
+    if spec is None:
+        known = ", ".join(sorted(ARCHITECTURES)) or "none"
+        raise ArchitectureError(
+            f"architecture {arch_id!r} is not in the allow-list (known: {known})",
+            hint="only architectures registered in skillbank.architectures can be stored",
+        )
+    return spec.tensors(config)
+
+
+# --- config helpers -------------------------------------------------------------------------------
+
+
+def positive_int(config: Mapping[str, Any], field: str, arch_id: str) -> int:
+    """Read ``config[field]`` as a positive int, or raise ``ArchitectureError`` naming the field."""
+    value = config.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value > 1_000_000:
+        raise ArchitectureError(
+            f"{arch_id} config field {field!r} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
+def int_list(config: Mapping[str, Any], field: str, arch_id: str) -> list[int]:
+    """Read ``config[field]`` as a list of positive ints (may be empty)."""
+    value = config.get(field)
+    if not isinstance(value, list) or len(value) > 64:
+        raise ArchitectureError(f"{arch_id} config field {field!r} must be a list of integers")
+    return [positive_int({field: v}, field, arch_id) for v in value]
+
+
+def linear(prefix: str, in_dim: int, out_dim: int) -> dict[str, TensorSpec]:
+    """Tensors of ``torch.nn.Linear(in_dim, out_dim)`` stored under ``prefix``."""
+    return {
+        f"{prefix}.weight": TensorSpec((out_dim, in_dim)),
+        f"{prefix}.bias": TensorSpec((out_dim,)),
+    }
+
+
+def mlp_tensors(prefix: str, dims: list[int]) -> dict[str, TensorSpec]:
+    """Tensors of an MLP ``nn.Sequential`` of Linear layers at even indices (Linear, act, ...)."""
+    tensors: dict[str, TensorSpec] = {}
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
+        tensors.update(linear(f"{prefix}.{2 * i}", d_in, d_out))
+    return tensors
+
+
+# --- the allow-list -------------------------------------------------------------------------------
+
+
+def _mlp_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "mlp-v1"
+    dims = [
+        positive_int(config, "in_dim", arch),
+        *int_list(config, "hidden_dims", arch),
+        positive_int(config, "out_dim", arch),
+    ]
+    return mlp_tensors("net", dims)
+
+
+register(
+    ArchitectureSpec(
+        arch_id="mlp-v1",
+        tensors=_mlp_v1,
+        description="MLP in_dim -> hidden_dims (ReLU) -> out_dim",
+    )
+)

@@ -1,0 +1,1 @@
+"""Benchmarks: curricula, baselines, metrics and result files (JSON with machine and versions)."""

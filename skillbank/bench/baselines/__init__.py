@@ -1,0 +1,1 @@
+"""Baselines run side by side with skillbank on the same data and compute."""

@@ -1,0 +1,1 @@
+"""Environments and demonstrators. Owns every optional simulator import (minigrid, metaworld)."""

@@ -1,0 +1,1 @@
+"""Learning rules: segmentation, skill encoding, per-skill training, adaptation."""

@@ -1,0 +1,1 @@
+"""Neural modules and losses: observation encoders, skill policies, the skill VAE, controllers."""

@@ -1,0 +1,1 @@
+"""Reports: tables, plots and the HTML view of a skill library."""
