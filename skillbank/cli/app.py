@@ -31,13 +31,32 @@ def main() -> None:
 
 
 def _wire() -> None:
-    # Each group module owns its commands and registers them here; groups never import each other.
-    from skillbank.cli import agent, demos, memory
+    # Each module owns its commands and registers them here; command modules never import each
+    # other. Owners: memory (skills, verify, gc, demo), demos / demos_collect (demos ...),
+    # agent (learn, eval), bench_* (bench ...).
+    from skillbank.cli import (
+        agent,
+        bench_babyai,
+        bench_demos,
+        bench_memory,
+        demos,
+        demos_collect,
+        memory,
+    )
+
+    memory.register(app)
+    agent.register(app)
+
+    demos_app = typer.Typer(
+        help="Collect, inspect and convert demonstrations.", no_args_is_help=True
+    )
+    demos.register(demos_app)
+    demos_collect.register(demos_app)
+    app.add_typer(demos_app, name="demos")
 
     bench_app = typer.Typer(help="Benchmarks that write JSON result files.", no_args_is_help=True)
-    for group in (memory, demos, agent):
-        group.register(app)
-        group.register_bench(bench_app)
+    for module in (bench_memory, bench_demos, bench_babyai):
+        module.register(bench_app)
     app.add_typer(bench_app, name="bench")
 
 

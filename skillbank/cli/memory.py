@@ -1,15 +1,11 @@
-"""CLI commands of the memory group."""
+"""CLI: `skillbank skills ...`, `verify`, `gc` and the `demo` walk-through."""
 
 from __future__ import annotations
 
 import typer
 
-__all__ = ["register", "register_bench"]
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
-
-
-def register_bench(bench_app: typer.Typer) -> None:
-    """Add this group's benchmarks to `skillbank bench`."""
+    """Add this module's commands to ``app``."""
