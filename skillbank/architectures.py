@@ -22,6 +22,7 @@ __all__ = [
     "ArchitectureSpec",
     "TensorSpec",
     "expected_tensors",
+    "gru_tensors",
     "int_list",
     "linear",
     "mlp_tensors",
@@ -141,5 +142,100 @@ register(
         arch_id="mlp-v1",
         tensors=_mlp_v1,
         description="MLP in_dim -> hidden_dims (ReLU) -> out_dim",
+    )
+)
+
+
+# --- observation encoders (skillbank.nn.encoders) -------------------------------------------------
+
+
+def _flag(config: Mapping[str, Any], field: str, arch_id: str) -> bool:
+    value = config.get(field)
+    if not isinstance(value, bool):
+        raise ArchitectureError(f"{arch_id} config field {field!r} must be true or false")
+    return value
+
+
+def _count(config: Mapping[str, Any], field: str, arch_id: str) -> int:
+    """A non-negative int (0 switches a part off)."""
+    if config.get(field) == 0 and not isinstance(config.get(field), bool):
+        return 0
+    return positive_int(config, field, arch_id)
+
+
+def _babyai_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "babyai-encoder-v1"
+    out_dim = positive_int(config, "out_dim", arch)
+    cell_values = positive_int(config, "cell_values", arch)
+    embed = positive_int(config, "image_embed_dim", arch)
+    channels = positive_int(config, "conv_channels", arch)
+    num_film = _count(config, "num_film", arch)
+    direction_dim = _count(config, "direction_dim", arch)
+    use_mission = _flag(config, "use_mission", arch)
+    tensors: dict[str, TensorSpec] = {
+        "image_embedding.weight": TensorSpec((3 * cell_values, embed)),
+        "image_conv.0.weight": TensorSpec((channels, embed, 3, 3)),
+        "image_conv.0.bias": TensorSpec((channels,)),
+        "image_conv.2.weight": TensorSpec((channels, channels, 3, 3)),
+        "image_conv.2.bias": TensorSpec((channels,)),
+    }
+    if direction_dim:
+        tensors["direction_embedding.weight"] = TensorSpec((4, direction_dim))
+    mission_dim = 0
+    if use_mission:
+        vocab = positive_int(config, "vocab_size", arch)
+        word_dim = positive_int(config, "word_dim", arch)
+        mission_dim = positive_int(config, "mission_dim", arch)
+        tensors["word_embedding.weight"] = TensorSpec((vocab, word_dim))
+        tensors.update(gru_tensors("mission_rnn", word_dim, mission_dim))
+    elif num_film:
+        raise ArchitectureError(f"{arch} config field 'num_film' must be 0 without use_mission")
+    for i in range(num_film):
+        tensors[f"films.{i}.conv.weight"] = TensorSpec((channels, channels, 3, 3))
+        tensors[f"films.{i}.conv.bias"] = TensorSpec((channels,))
+        tensors.update(linear(f"films.{i}.gamma", mission_dim, channels))
+        tensors.update(linear(f"films.{i}.beta", mission_dim, channels))
+    tensors.update(linear("out", channels + direction_dim + mission_dim, out_dim))
+    return tensors
+
+
+def gru_tensors(
+    prefix: str, in_dim: int, hidden_dim: int, cell: str = "gru"
+) -> dict[str, TensorSpec]:
+    """Tensors of a one-layer ``torch.nn.GRU`` (or ``LSTM`` with ``cell="lstm"``) at ``prefix``."""
+    gates = {"gru": 3, "lstm": 4}[cell] * hidden_dim
+    return {
+        f"{prefix}.weight_ih_l0": TensorSpec((gates, in_dim)),
+        f"{prefix}.weight_hh_l0": TensorSpec((gates, hidden_dim)),
+        f"{prefix}.bias_ih_l0": TensorSpec((gates,)),
+        f"{prefix}.bias_hh_l0": TensorSpec((gates,)),
+    }
+
+
+def _vector_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "vector-encoder-v1"
+    in_dim = positive_int(config, "obs_dim", arch)
+    tensors: dict[str, TensorSpec] = {}
+    if _count(config, "num_tasks", arch):
+        task_dim = positive_int(config, "task_dim", arch)
+        tensors["task_embedding.weight"] = TensorSpec((config["num_tasks"], task_dim))
+        in_dim += task_dim
+    dims = [in_dim, *int_list(config, "hidden_dims", arch), positive_int(config, "out_dim", arch)]
+    tensors.update(mlp_tensors("net", dims))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="babyai-encoder-v1",
+        tensors=_babyai_encoder_v1,
+        description="BabyAI grid (bag-of-words CNN) + heading + mission GRU with FiLM -> out_dim",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="vector-encoder-v1",
+        tensors=_vector_encoder_v1,
+        description="MLP over vector observations (+ task embedding) -> out_dim",
     )
 )

@@ -1,0 +1,140 @@
+"""Observation encoders: shapes, config round trips, registry agreement, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from skillbank.architectures import expected_tensors
+from skillbank.envs.babyai_vocab import VOCAB_SIZE, tokenize_mission
+from skillbank.errors import ArchitectureError
+from skillbank.nn.encoders import (
+    BABYAI_VOCAB_SIZE,
+    BabyAIEncoder,
+    BabyAIEncoderConfig,
+    VectorEncoder,
+    VectorEncoderConfig,
+    encoder_config_from_json,
+    make_encoder,
+    obs_to_tensors,
+)
+
+CONFIGS = [
+    BabyAIEncoderConfig(),
+    BabyAIEncoderConfig(
+        out_dim=16,
+        conv_channels=8,
+        image_embed_dim=8,
+        num_film=1,
+        word_dim=4,
+        mission_dim=8,
+        direction_dim=0,
+    ),
+    BabyAIEncoderConfig(out_dim=16, conv_channels=8, num_film=0, use_mission=False),
+    VectorEncoderConfig(obs_dim=39),
+    VectorEncoderConfig(obs_dim=7, hidden_dims=(), out_dim=5, num_tasks=10, task_dim=3),
+]
+
+
+def _babyai_batch(batch: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = np.stack(
+        [
+            rng.integers(0, 11, (batch, 7, 7)),
+            rng.integers(0, 6, (batch, 7, 7)),
+            rng.integers(0, 3, (batch, 7, 7)),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
+    missions = ["go to the red ball", "pick up a blue key", "open the door", "go to a box"]
+    return {
+        "image": image,
+        "direction": rng.integers(0, 4, batch).astype(np.int64),
+        "mission": np.stack([tokenize_mission(missions[i % 4]) for i in range(batch)]),
+    }
+
+
+def test_vocab_size_agrees_with_envs() -> None:
+    assert BABYAI_VOCAB_SIZE == VOCAB_SIZE
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=repr)
+def test_state_dict_matches_registry(config: BabyAIEncoderConfig | VectorEncoderConfig) -> None:
+    encoder = make_encoder(config)
+    state = encoder.state_dict()
+    spec = expected_tensors(config.arch_id, json.loads(json.dumps(config.to_json())))
+    assert set(state) == set(spec)
+    for name, tensor in state.items():
+        assert tuple(tensor.shape) == spec[name].shape, name
+        assert tensor.dtype == torch.float32 and spec[name].dtype == "F32", name
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=repr)
+def test_config_json_round_trip(config: BabyAIEncoderConfig | VectorEncoderConfig) -> None:
+    text = json.dumps(config.to_json())
+    assert encoder_config_from_json(json.loads(text)) == config
+    assert type(config).from_json(json.loads(text)) == config
+
+
+def test_babyai_forward_shape_and_determinism() -> None:
+    torch.manual_seed(0)
+    encoder = BabyAIEncoder(BabyAIEncoderConfig(out_dim=32))
+    batch = obs_to_tensors(_babyai_batch(5))
+    out = encoder(batch)
+    assert out.shape == (5, 32) and encoder.out_dim == 32
+    assert torch.equal(out, encoder(batch))
+    torch.manual_seed(0)
+    assert torch.equal(out, BabyAIEncoder(BabyAIEncoderConfig(out_dim=32))(batch))
+
+
+def test_babyai_mission_changes_features_and_padding_does_not() -> None:
+    torch.manual_seed(0)
+    encoder = BabyAIEncoder(BabyAIEncoderConfig(out_dim=32))
+    batch = obs_to_tensors(_babyai_batch(2))
+    other = dict(batch)
+    other["mission"] = batch["mission"].flip(0)
+    assert not torch.allclose(encoder(batch), encoder(other))
+    # Mission encoding reads only up to the last real token: a shorter pad gives the same code.
+    short = dict(batch)
+    short["mission"] = batch["mission"][:, :12]
+    assert torch.allclose(encoder(batch), encoder(short), atol=1e-6)
+
+
+def test_babyai_gradients_reach_every_parameter() -> None:
+    encoder = BabyAIEncoder(BabyAIEncoderConfig(out_dim=16, num_film=2))
+    encoder(obs_to_tensors(_babyai_batch(8))).pow(2).sum().backward()
+    missing = [n for n, p in encoder.named_parameters() if p.grad is None]
+    assert missing == []
+
+
+def test_vector_encoder_with_tasks() -> None:
+    encoder = VectorEncoder(
+        VectorEncoderConfig(obs_dim=3, hidden_dims=(8,), out_dim=4, num_tasks=2)
+    )
+    obs = obs_to_tensors({"obs": np.ones((6, 3), np.float32), "task": np.array([0, 1] * 3)})
+    assert obs["task"].dtype == torch.int64 and obs["obs"].dtype == torch.float32
+    out = encoder(obs)
+    assert out.shape == (6, 4)
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_obs_to_tensors_dtypes() -> None:
+    out = obs_to_tensors(_babyai_batch(3))
+    assert out["image"].dtype == torch.int64 and out["image"].shape == (3, 7, 7, 3)
+    assert out["mission"].dtype == torch.int64 and out["direction"].shape == (3,)
+
+
+def test_bad_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="num_film"):
+        BabyAIEncoderConfig(use_mission=False, num_film=2)
+    with pytest.raises(ValueError, match="obs_dim"):
+        VectorEncoderConfig(obs_dim=0)
+    with pytest.raises(ArchitectureError, match="kind"):
+        encoder_config_from_json({"kind": "mystery"})
+    with pytest.raises(ArchitectureError, match="unknown config fields"):
+        encoder_config_from_json({"kind": "vector", "obs_dim": 3, "colour": 1})
+    with pytest.raises(ArchitectureError, match="use_mission"):
+        expected_tensors("babyai-encoder-v1", {**BabyAIEncoderConfig().to_json(), "use_mission": 1})
