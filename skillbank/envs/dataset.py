@@ -375,6 +375,11 @@ def dataset_info(root: Path | str) -> DatasetInfo:
     """
     root = Path(root)
     path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: no such dataset directory",
+            hint="check the path, or collect one with `skillbank demos collect`",
+        )
     if not path.is_file():
         raise DatasetError(
             f"{path}: no dataset manifest (is {root} a skillbank dataset?)",

@@ -64,10 +64,11 @@ def _import_minari() -> Any:
 def minari_root(root: Path | str | None = None) -> Path:
     """Where local Minari datasets live: ``root``, else ``$MINARI_DATASETS_PATH``, else
     ``~/.minari/datasets``."""
+    # Absolute: Minari's storage mis-joins relative paths.
     if root is not None:
-        return Path(root)
+        return Path(root).absolute()
     env = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(env) if env else Path.home() / ".minari" / "datasets"
+    return (Path(env) if env else Path.home() / ".minari" / "datasets").absolute()
 
 
 def default_minari_name(info: DatasetInfo) -> str:
