@@ -239,3 +239,74 @@ register(
         description="MLP over vector observations (+ task embedding) -> out_dim",
     )
 )
+
+
+# --- procedural-memory agent modules (skillbank.nn.skill_policy / skill_vae / controller) ---------
+
+
+def _action_size(config: Mapping[str, Any], arch_id: str) -> tuple[str, int]:
+    kind = config.get("action_kind")
+    if kind not in ("discrete", "continuous"):
+        raise ArchitectureError(f"{arch_id} config field 'action_kind' must be discrete|continuous")
+    return str(kind), positive_int(config, "action_size", arch_id)
+
+
+def _skill_policy_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-policy-v1"
+    kind, actions = _action_size(config, arch)
+    hidden = int_list(config, "hidden_dims", arch)
+    if not hidden:
+        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch), *hidden])
+    tensors.update(linear("action_head", hidden[-1], actions))
+    tensors.update(linear("termination_head", hidden[-1], 1))
+    if kind == "continuous":
+        tensors["log_std"] = TensorSpec((actions,))
+    return tensors
+
+
+def _skill_vae_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-vae-v1"
+    kind, actions = _action_size(config, arch)
+    obs = positive_int(config, "obs_dim", arch)
+    hidden = positive_int(config, "hidden_dim", arch)
+    latent = positive_int(config, "latent_dim", arch)
+    tensors = mlp_tensors("step_encoder", [obs + actions, hidden, hidden])
+    tensors.update(linear("posterior", 2 * hidden, 2 * latent))
+    tensors.update(mlp_tensors("decoder", [obs + latent, hidden, actions]))
+    if kind == "continuous":
+        tensors["log_std"] = TensorSpec((actions,))
+    return tensors
+
+
+def _skill_controller_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-controller-v1"
+    hidden = int_list(config, "hidden_dims", arch)
+    if not hidden:
+        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch), *hidden])
+    tensors.update(linear("query_head", hidden[-1], positive_int(config, "latent_dim", arch)))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-policy-v1",
+        tensors=_skill_policy_v1,
+        description="Skill module: MLP trunk over observation features -> action head + termination head",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="skill-vae-v1",
+        tensors=_skill_vae_v1,
+        description="Skill encoder: pooled step MLP -> Gaussian z; decoder (obs, z) -> actions",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-v1",
+        tensors=_skill_controller_v1,
+        description="Controller: MLP over observation features -> query over skill keys",
+    )
+)

@@ -1,0 +1,23 @@
+"""Layer 3: the procedural-memory agent (learn, act, evaluate), where memory and modules meet."""
+
+from skillbank.agent.core import (
+    CONTROLLER_ARCH,
+    SKILL_ARCH,
+    VAE_ARCH,
+    AgentConfig,
+    EvalResult,
+    LearnReport,
+    ProceduralMemoryAgent,
+)
+from skillbank.agent.executor import SkillExecutor
+
+__all__ = [
+    "CONTROLLER_ARCH",
+    "SKILL_ARCH",
+    "VAE_ARCH",
+    "AgentConfig",
+    "EvalResult",
+    "LearnReport",
+    "ProceduralMemoryAgent",
+    "SkillExecutor",
+]

@@ -1,0 +1,545 @@
+"""The procedural-memory agent: the one place where the skill memory and the networks meet.
+
+``learn`` turns demonstrations into skills: segment (unsupervised) -> encode each segment to a code
+z with the skill VAE -> explain each segment by an existing skill (retrieval by key, then the
+skill's action likelihood) -> cluster the unexplained segments into new skills (how many: by
+silhouette) -> train one module per new skill and store it with its key (the cluster centre) and
+provenance -> train the controller over every key. Stored skills are never overwritten: reused or
+added to. The featurizer spec, the skill VAE and the controller live in the same memory as
+``component`` records (new versions, never overwrites), so a memory is self-contained.
+
+``act`` / ``evaluate`` run the hierarchy through :class:`~skillbank.agent.executor.SkillExecutor`
+and write usage (retrieved, executed, succeeded) to the memory once per evaluation.
+
+Hierarchy: a skill's module is any allow-listed architecture; a skill whose module is itself a
+controller over other skills' keys (a learned sequence of skills) fits the same records. This
+version learns flat skills only.
+
+Example:
+    >>> agent = ProceduralMemoryAgent(SkillMemory("mem"), AgentConfig(seed=0))  # doctest: +SKIP
+    >>> report = agent.learn([episodes])  # doctest: +SKIP
+    >>> agent.evaluate("toy/fetch", episodes=64, seed=10_000).success_rate  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from skillbank.agent.executor import SkillExecutor
+from skillbank.envs.registry import make_env as make_registered_env
+from skillbank.envs.registry import resolve_env_id
+from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_policy, info_success
+from skillbank.errors import TrainingError
+from skillbank.events import Event, NullObserver, Observer
+from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
+from skillbank.learning.controller_training import ControllerTrainConfig, train_controller
+from skillbank.learning.features import ObservationFeaturizer
+from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
+from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
+from skillbank.learning.segment_set import SegmentSet
+from skillbank.learning.skill_training import (
+    SkillTrainConfig,
+    segment_log_likelihood,
+    train_skill_policy,
+)
+from skillbank.learning.skill_vae import SkillVAETrainConfig, encode_segments, train_skill_vae
+from skillbank.memory.store import SkillMemory
+from skillbank.nn.controller import Controller, ControllerConfig
+from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig
+from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
+from skillbank.types import Episode, Provenance, RetrievalFilter, SkillRecord
+
+__all__ = [
+    "CONTROLLER_ARCH",
+    "SKILL_ARCH",
+    "VAE_ARCH",
+    "AgentConfig",
+    "EvalResult",
+    "LearnReport",
+    "ProceduralMemoryAgent",
+]
+
+logger = logging.getLogger(__name__)
+
+SKILL_ARCH = "skill-policy-v1"
+VAE_ARCH = "skill-vae-v1"
+CONTROLLER_ARCH = "skill-controller-v1"
+_SKILL_TAG = "skill"
+_COMPONENT_TAG = "component"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Settings of :class:`ProceduralMemoryAgent`.
+
+    Attributes:
+        segmenter: The unsupervised segmenter's settings.
+        vae: Skill VAE training; ``vae.latent_dim`` is the key dimension.
+        cluster: How segments become skills (and how many).
+        skill: Training of each skill module.
+        controller: Training of the controller.
+        explain_threshold: A segment is explained by an existing skill when its mean per-step
+            action log-likelihood under that skill reaches this (nats; log 0.5 by default).
+        explain_candidates: Existing skills, nearest by key, whose likelihood is checked.
+        top_k: Skills mixed per decision at run time.
+        max_skill_steps: A skill that has not stopped after this many steps is stopped.
+        num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
+        seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
+    """
+
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    vae: SkillVAETrainConfig = field(default_factory=SkillVAETrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    skill: SkillTrainConfig = field(default_factory=SkillTrainConfig)
+    controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
+    explain_threshold: float = math.log(0.5)
+    explain_candidates: int = 3
+    top_k: int = 1
+    max_skill_steps: int = 64
+    num_envs: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.explain_candidates < 1:
+            raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
+        if self.max_skill_steps < 1 or self.num_envs < 1:
+            raise ValueError("AgentConfig.max_skill_steps and .num_envs must be >= 1")
+
+    def seeded(self) -> AgentConfig:
+        """This config with ``seed`` pushed into every learning step's own seed."""
+        s = self.seed
+        return dataclasses.replace(
+            self,
+            segmenter=dataclasses.replace(self.segmenter, seed=s),
+            vae=dataclasses.replace(self.vae, seed=s),
+            cluster=dataclasses.replace(self.cluster, seed=s),
+            skill=dataclasses.replace(self.skill, seed=s),
+            controller=dataclasses.replace(self.controller, seed=s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LearnReport:
+    """What one call of :meth:`ProceduralMemoryAgent.learn` did.
+
+    Attributes:
+        num_episodes: Demonstrations used (with actions).
+        num_segments: Segments cut from them.
+        num_reused: Segments explained by skills already in memory.
+        new_skill_ids: Skills added to the memory, in key order.
+        skill_ids: Every skill the controller now chooses from, in key order.
+        segmentation_f1: Boundary F1 (±1 step) against annotations, ``None`` without them.
+        cluster_purity: Purity of the segment -> skill assignment against annotations.
+        silhouettes: k -> silhouette of the clusterings tried for the new skills.
+        train_s: Wall-clock seconds of the whole call.
+    """
+
+    num_episodes: int
+    num_segments: int
+    num_reused: int
+    new_skill_ids: tuple[str, ...]
+    skill_ids: tuple[str, ...]
+    segmentation_f1: float | None
+    cluster_purity: float | None
+    silhouettes: Mapping[int, float]
+    train_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "num_episodes": self.num_episodes,
+            "num_segments": self.num_segments,
+            "num_reused": self.num_reused,
+            "new_skill_ids": list(self.new_skill_ids),
+            "skill_ids": list(self.skill_ids),
+            "segmentation_f1": self.segmentation_f1,
+            "cluster_purity": self.cluster_purity,
+            "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
+            "train_s": self.train_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """What :meth:`ProceduralMemoryAgent.evaluate` measured.
+
+    Attributes:
+        env: Environment id.
+        episodes: Episodes run.
+        seed: Seed of the first episode (episode k uses seed + k).
+        success_rate: Fraction of episodes that succeeded.
+        mean_steps: Mean environment steps per episode.
+        steps_per_s: Environment steps per second, agent included.
+        skills_used: Skill id -> times executed.
+    """
+
+    env: str
+    episodes: int
+    seed: int
+    success_rate: float
+    mean_steps: float
+    steps_per_s: float
+    skills_used: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.success_rate <= 1.0:
+            raise ValueError("EvalResult.success_rate must lie in [0, 1]")
+
+    def to_json(self) -> dict[str, Any]:
+        """The eval JSON (keys of the issue: env, episodes, seed, success_rate, ...)."""
+        return {
+            "env": self.env,
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "success_rate": self.success_rate,
+            "mean_steps": self.mean_steps,
+            "steps_per_s": self.steps_per_s,
+            "skills_used": dict(self.skills_used),
+        }
+
+
+def _weights_of(module: nn.Module) -> dict[str, npt.NDArray[Any]]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _load_into(module: nn.Module, weights: Mapping[str, npt.NDArray[Any]]) -> None:
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    module.eval()
+
+
+def _dataset_hash(episodes: Sequence[Episode]) -> str:
+    digest = hashlib.sha256()
+    for e in episodes:
+        digest.update(f"{e.task.env_id}|{e.seed}|{e.num_steps}|".encode())
+        if e.actions is not None:
+            digest.update(np.ascontiguousarray(e.actions).tobytes())
+    return digest.hexdigest()
+
+
+class ProceduralMemoryAgent:
+    """Learns skills into a :class:`SkillMemory`, retrieves and composes them to act.
+
+    Args:
+        memory: The skill memory (its components, if any, are loaded).
+        config: Settings; the same config, data and seed give the same skills.
+    """
+
+    def __init__(self, memory: SkillMemory, config: AgentConfig | None = None) -> None:
+        self.memory = memory
+        self.config = (config or AgentConfig()).seeded()
+        self.featurizer: ObservationFeaturizer | None = None
+        self.action: ActionSpec | None = None
+        self.vae: SkillVAE | None = None
+        self.controller: Controller | None = None
+        self._executor: SkillExecutor | None = None
+        self._load_components()
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def _component(self, role: str) -> SkillRecord | None:
+        records = self.memory.list(RetrievalFilter(tags=(_COMPONENT_TAG, role)))
+        return max(records, key=lambda r: r.created_at) if records else None
+
+    def _load_components(self) -> None:
+        vae_record = self._component("skill-encoder")
+        controller_record = self._component("controller")
+        if vae_record is None:
+            return
+        config = vae_record.arch_config
+        self.featurizer = ObservationFeaturizer.from_json(config["features"])
+        self.vae = SkillVAE(SkillVAEConfig.from_json(config))
+        _load_into(self.vae, self.memory.load_weights(vae_record))
+        self.action = self.vae.config.action
+        if controller_record is not None:
+            self.controller = Controller(ControllerConfig.from_json(controller_record.arch_config))
+            _load_into(self.controller, self.memory.load_weights(controller_record))
+
+    def _features_tag(self) -> str:
+        assert self.featurizer is not None
+        blob = json.dumps(self.featurizer.to_json(), sort_keys=True).encode()
+        return "features:" + hashlib.sha256(blob).hexdigest()[:12]
+
+    def _skill_filter(self) -> RetrievalFilter:
+        return RetrievalFilter(tags=(_SKILL_TAG, self._features_tag()), arch_id=SKILL_ARCH)
+
+    def skills(self) -> tuple[list[str], npt.NDArray[np.float32], list[SkillPolicy]]:
+        """The stored skills this agent can run: ids (N,), keys (N, Z), modules (N,)."""
+        if self.featurizer is None:
+            return [], np.zeros((0, self.config.vae.latent_dim), np.float32), []
+        ids, keys = self.memory.keys(self._skill_filter())
+        policies = []
+        for skill_id in ids:
+            record = self.memory.get(skill_id)
+            policy = SkillPolicy(SkillPolicyConfig.from_json(record.arch_config))
+            _load_into(policy, self.memory.load_weights(record))
+            policies.append(policy)
+        return ids, keys, policies
+
+    def _store_component(
+        self, role: str, arch_id: str, module: nn.Module, config: dict[str, Any], prov: Provenance
+    ) -> None:
+        assert self.featurizer is not None
+        config = {**config, "features": self.featurizer.to_json()}
+        key = np.zeros(self.config.vae.latent_dim, np.float32)
+        key[0] = 1.0  # components are never retrieved (filtered by tag); any finite key will do
+        existing = self._component(role)
+        if existing is None:
+            self.memory.add(
+                f"agent/{role}", key, arch_id, config, _weights_of(module), prov,
+                tags=(_COMPONENT_TAG, role),
+            )
+        else:
+            self.memory.add_version(
+                existing.skill_id, weights=_weights_of(module), arch_config=config, provenance=prov
+            )
+
+    # --- learning -------------------------------------------------------------------------------
+
+    def learn(
+        self, datasets: Sequence[Sequence[Episode]], *, observer: Observer | None = None
+    ) -> LearnReport:
+        """Learn skills from demonstrations and store them; see the module docstring.
+
+        Args:
+            datasets: Sequences of episodes (e.g. from ``load_dataset``); annotations, where
+                present, only score the segmentation.
+            observer: Receives ``learn.*`` events.
+
+        Raises:
+            TrainingError: No episode with actions, or training diverged.
+        """
+        start = time.perf_counter()
+        observe = observer or NullObserver()
+        cfg = self.config
+        episodes = [e for d in datasets for e in d if e.actions is not None and e.num_steps > 0]
+        if not episodes:
+            raise TrainingError(
+                "no demonstrations with actions to learn from",
+                hint="collect some with `skillbank demos collect`",
+            )
+        # --- features and action space: fitted once, then fixed for the memory's life ---------
+        if self.featurizer is None:
+            self.featurizer = ObservationFeaturizer.fit(episodes)
+            self.action = _infer_action(episodes)
+        assert self.action is not None
+        # --- segment and encode ----------------------------------------------------------------
+        boundaries = OptionHMMSegmenter(cfg.segmenter).segment(episodes)
+        segments = SegmentSet.build(episodes, boundaries, self.featurizer)
+        observe(Event("learn.segmented", {"segments": segments.num_segments}))
+        if self.vae is None:
+            self.vae = train_skill_vae(segments, self.action, cfg.vae, observer=observe)
+        codes = encode_segments(self.vae, segments, max_segment_length=cfg.vae.max_segment_length)
+        # --- explain by existing skills, cluster the rest into new ones -------------------------
+        old_ids, old_keys, old_policies = self.skills()
+        assignment = self._explain(segments, codes, old_keys, old_policies)
+        num_reused = int((assignment >= 0).sum())
+        provenance = Provenance(
+            source=",".join(sorted({e.demonstrator for e in episodes})),
+            task=",".join(sorted({e.task.env_id for e in episodes})),
+            dataset_hash=_dataset_hash(episodes),
+            extra={"seed": str(cfg.seed)},
+        )
+        new_ids: list[str] = []
+        clustering: Clustering | None = None
+        unexplained = np.flatnonzero(assignment < 0)
+        if len(unexplained):
+            clustering = _cluster(codes[unexplained], cfg.cluster)
+            for j in range(clustering.num_clusters):
+                members = unexplained[clustering.labels == j].tolist()
+                policy = train_skill_policy(segments, members, self.action, cfg.skill)
+                config = {**policy.config.to_json(), "features": self.featurizer.to_json()}
+                record = self.memory.add(
+                    f"skill-{len(old_ids) + j:03d}",
+                    clustering.centres[j].astype(np.float32),
+                    SKILL_ARCH,
+                    config,
+                    _weights_of(policy),
+                    provenance,
+                    tags=(_SKILL_TAG, self._features_tag()),
+                )
+                assignment[members] = len(old_ids) + j
+                new_ids.append(record.skill_id)
+                observe(Event("learn.skill", {"segments": len(members)}, {"id": record.skill_id}))
+        skill_ids = [*old_ids, *new_ids]
+        key_parts = [old_keys.astype(np.float32)] if old_ids else []
+        if clustering is not None:
+            key_parts.append(clustering.centres.astype(np.float32))
+        keys = np.concatenate(key_parts)  # (N, Z)
+        # --- controller over every key ----------------------------------------------------------
+        self.controller = train_controller(segments, assignment.tolist(), keys, cfg.controller)
+        self._store_component(
+            "skill-encoder", VAE_ARCH, self.vae, self.vae.config.to_json(), provenance
+        )
+        self._store_component(
+            "controller", CONTROLLER_ARCH, self.controller, self.controller.config.to_json(),
+            provenance,
+        )
+        self._executor = None
+        # --- score against annotations (evaluation only) ----------------------------------------
+        f1, purity = _score(episodes, boundaries, assignment)
+        report = LearnReport(
+            num_episodes=len(episodes),
+            num_segments=segments.num_segments,
+            num_reused=num_reused,
+            new_skill_ids=tuple(new_ids),
+            skill_ids=tuple(skill_ids),
+            segmentation_f1=f1,
+            cluster_purity=purity,
+            silhouettes=dict(clustering.silhouettes) if clustering is not None else {},
+            train_s=time.perf_counter() - start,
+        )
+        observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
+        return report
+
+    def _explain(
+        self,
+        segments: SegmentSet,
+        codes: npt.NDArray[np.float32],
+        keys: npt.NDArray[np.float32],
+        policies: Sequence[SkillPolicy],
+    ) -> npt.NDArray[np.int64]:
+        """Existing skill index per segment that explains it well, else -1."""
+        assignment = np.full(segments.num_segments, -1, np.int64)
+        if not policies:
+            return assignment
+        indices = list(range(segments.num_segments))
+        loglik = np.stack([segment_log_likelihood(p, segments, indices) for p in policies], 1)
+        unit = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-8)
+        nearest = np.argsort(-(codes @ unit.T), axis=1)[:, : self.config.explain_candidates]
+        candidate_ll = np.take_along_axis(loglik, nearest, axis=1)  # (S, C)
+        best = candidate_ll.argmax(1)
+        explained = candidate_ll.max(1) >= self.config.explain_threshold
+        assignment[explained] = nearest[np.arange(len(best)), best][explained]
+        return assignment
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    def executor(self) -> SkillExecutor:
+        """The batched hierarchical policy over the stored skills (a ``BatchPolicy``).
+
+        Raises:
+            TrainingError: If nothing has been learned yet.
+        """
+        if self._executor is None:
+            ids, keys, policies = self.skills()
+            if not ids or self.controller is None or self.featurizer is None:
+                raise TrainingError(
+                    "this memory holds no learned skills and controller to act with",
+                    hint="run `skillbank learn DATASET --memory DIR` first",
+                )
+            assert self.action is not None
+            self._executor = SkillExecutor(
+                self.featurizer, self.controller, ids, keys, policies, self.action,
+                top_k=self.config.top_k, max_skill_steps=self.config.max_skill_steps,
+            )
+            self._executor.reset(1)
+        return self._executor
+
+    def reset(self) -> None:
+        """Start a new episode for :meth:`act`."""
+        self.executor().reset(1)
+
+    def act(self, observation: Mapping[str, Any]) -> npt.NDArray[Any]:
+        """One action for one observation (name -> per-step array, no batch axis).
+
+        The skill in charge persists between calls; call :meth:`reset` between episodes.
+        """
+        batch = {k: np.asarray(v)[None] for k, v in observation.items()}
+        executor = self.executor()
+        if executor.num_envs != 1:
+            executor.reset(1)
+        out: npt.NDArray[Any] = executor.act(batch)[0]
+        return out
+
+    def evaluate(
+        self,
+        env: str | Callable[[int], Any],
+        episodes: int,
+        seed: int,
+        *,
+        success_fn: Callable[[float, bool, bool, Mapping[str, Any]], bool] | None = None,
+    ) -> EvalResult:
+        """Run ``episodes`` episodes on seeds ``seed, seed+1, ...``, ``num_envs`` at a time.
+
+        Args:
+            env: An environment id (``"babyai/GoTo"``, ``"toy/fetch"``, ...) or ``make_env(index)``.
+            episodes: Episodes to run.
+            seed: Seed of the first episode.
+            success_fn: Success at an episode's end; by default BabyAI's rule for BabyAI ids
+                and ``info["success"]`` otherwise.
+        """
+        if isinstance(env, str):
+            spec = resolve_env_id(env)
+            env_id = spec.env_id
+            if spec.family == "babyai":
+                make = babyai_env_factory(spec.name)
+                success_fn = success_fn or babyai_success
+            else:
+                def make(index: int) -> Any:
+                    return make_registered_env(env_id)
+        else:
+            env_id, make = getattr(env, "__name__", "custom"), env
+        executor = self.executor()
+        result = evaluate_policy(
+            make, executor, episodes=episodes, seed=seed, num_envs=self.config.num_envs,
+            success_fn=success_fn or info_success,
+        )
+        usage = executor.usage(result.successes)
+        if usage:
+            self.memory.record_usage_many(usage)
+        executor.reset(1)
+        return EvalResult(
+            env=env_id,
+            episodes=result.episodes,
+            seed=seed,
+            success_rate=result.success_rate,
+            mean_steps=result.mean_steps,
+            steps_per_s=result.steps_per_s,
+            skills_used={k: v[1] for k, v in sorted(usage.items()) if v[1]},
+        )
+
+
+def _infer_action(episodes: Sequence[Episode]) -> ActionSpec:
+    actions = np.concatenate([np.asarray(e.actions) for e in episodes if e.actions is not None])
+    if actions.dtype.kind in "biu":
+        return ActionSpec("discrete", int(actions.max()) + 1)
+    return ActionSpec("continuous", int(np.prod(actions.shape[1:])) or 1)
+
+
+def _cluster(codes: npt.NDArray[np.float32], config: ClusterConfig) -> Clustering:
+    if len(codes) < 3:
+        return Clustering(codes.mean(0, keepdims=True).astype(np.float64), np.zeros(len(codes), np.int64))
+    return cluster_codes(codes, config)
+
+
+def _score(
+    episodes: Sequence[Episode], boundaries: Sequence[Sequence[int]], assignment: npt.NDArray[np.int64]
+) -> tuple[float | None, float | None]:
+    annotated = [i for i, e in enumerate(episodes) if e.annotations is not None]
+    if not annotated:
+        return None, None
+    truth = [episodes[i].annotations.boundaries for i in annotated]  # type: ignore[union-attr]
+    f1 = boundary_f1([boundaries[i] for i in annotated], truth).f1
+    labels: list[str] = []
+    clusters: list[int] = []
+    offset = 0
+    for i, episode in enumerate(episodes):
+        count = len(boundaries[i])
+        if episode.annotations is not None:
+            labels += segment_true_labels(episode, boundaries[i])
+            clusters += assignment[offset : offset + count].tolist()
+        offset += count
+    return f1, cluster_purity(clusters, labels)

@@ -1,0 +1,141 @@
+"""Group segment codes into skills: k-means over a range of k, the count chosen by silhouette.
+
+The rule for how many skills: fit k-means (k-means++ seeding, several restarts) for every k in
+``[min_clusters, max_clusters]`` and keep the k with the highest mean silhouette (Rousseeuw,
+1987). If no k reaches ``min_silhouette`` the codes form one skill.
+
+Example:
+    >>> result = cluster_codes(codes, ClusterConfig(max_clusters=8))  # doctest: +SKIP
+    >>> result.centres.shape  # (K, Z)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ClusterConfig", "Clustering", "cluster_codes", "kmeans", "silhouette"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Settings of :func:`cluster_codes`.
+
+    Attributes:
+        min_clusters: Smallest k tried (>= 2; one cluster is the fallback).
+        max_clusters: Largest k tried (clipped to the number of distinct codes).
+        min_silhouette: Below this best silhouette, all codes form one skill.
+        num_restarts: k-means restarts per k (the lowest inertia wins).
+        max_silhouette_points: Codes subsampled to score the silhouette (it is O(N^2)).
+        seed: Seed of seeding and subsampling.
+    """
+
+    min_clusters: int = 2
+    max_clusters: int = 10
+    min_silhouette: float = 0.2
+    num_restarts: int = 4
+    max_silhouette_points: int = 1500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_clusters < 2 or self.max_clusters < self.min_clusters:
+            raise ValueError("ClusterConfig needs 2 <= min_clusters <= max_clusters")
+        if self.num_restarts < 1 or self.max_silhouette_points < 10:
+            raise ValueError("ClusterConfig.num_restarts >= 1 and max_silhouette_points >= 10")
+
+
+@dataclass(frozen=True, slots=True)
+class Clustering:
+    """Codes grouped into skills.
+
+    Attributes:
+        centres: (K, Z) cluster centres, the skills' keys.
+        labels: (N,) cluster of each code.
+        silhouettes: k -> mean silhouette of the k tried.
+    """
+
+    centres: FloatArray
+    labels: IntArray
+    silhouettes: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.centres.ndim != 2 or self.labels.ndim != 1:
+            raise ValueError("Clustering.centres must be (K, Z) and .labels (N,)")
+
+    @property
+    def num_clusters(self) -> int:
+        """K."""
+        return len(self.centres)
+
+
+def kmeans(
+    codes: FloatArray, k: int, rng: np.random.Generator, *, num_iterations: int = 50
+) -> tuple[FloatArray, IntArray, float]:
+    """Lloyd's k-means with k-means++ seeding on codes (N, Z): centres (k, Z), labels, inertia."""
+    n = len(codes)
+    centres = [codes[rng.integers(n)]]
+    for _ in range(1, k):
+        dist = ((codes[:, None, :] - np.stack(centres)[None]) ** 2).sum(-1).min(1)  # (N,)
+        total = dist.sum()
+        centres.append(codes[rng.choice(n, p=dist / total)] if total > 0 else codes[rng.integers(n)])
+    centre_array = np.stack(centres)  # (k, Z)
+    labels = np.zeros(n, np.int64)
+    for _ in range(num_iterations):
+        dist = ((codes[:, None, :] - centre_array[None]) ** 2).sum(-1)  # (N, k)
+        new = dist.argmin(1)
+        for j in range(k):
+            if (new == j).any():
+                centre_array[j] = codes[new == j].mean(0)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    inertia = float(((codes - centre_array[labels]) ** 2).sum())
+    return centre_array, labels, inertia
+
+
+def silhouette(codes: FloatArray, labels: IntArray) -> float:
+    """Mean silhouette of codes (N, Z) under labels (N,); 0 for fewer than two clusters."""
+    clusters = np.unique(labels)
+    if len(clusters) < 2:
+        return 0.0
+    dist = np.sqrt(((codes[:, None, :] - codes[None]) ** 2).sum(-1))  # (N, N)
+    mean_to = np.stack([dist[:, labels == c].mean(1) for c in clusters], axis=1)  # (N, C)
+    own = np.searchsorted(clusters, labels)
+    sizes = np.array([(labels == c).sum() for c in clusters])[own]
+    a = mean_to[np.arange(len(codes)), own] * sizes / np.maximum(sizes - 1, 1)
+    mean_to[np.arange(len(codes)), own] = np.inf
+    b = mean_to.min(1)
+    s = np.where(sizes > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(s.mean())
+
+
+def cluster_codes(codes: FloatArray, config: ClusterConfig | None = None) -> Clustering:
+    """Cluster segment codes (N, Z) into skills, choosing how many by silhouette.
+
+    Raises:
+        ValueError: If there are no codes.
+    """
+    cfg = config or ClusterConfig()
+    codes = np.asarray(codes, np.float64)
+    if codes.ndim != 2 or len(codes) == 0:
+        raise ValueError("cluster_codes: codes must be a non-empty (N, Z) array")
+    rng = np.random.default_rng(cfg.seed)
+    distinct = len(np.unique(np.round(codes, 6), axis=0))
+    sample = rng.permutation(len(codes))[: cfg.max_silhouette_points]
+    best: tuple[float, FloatArray, IntArray] | None = None
+    silhouettes: dict[int, float] = {}
+    for k in range(cfg.min_clusters, min(cfg.max_clusters, distinct) + 1):
+        fits = [kmeans(codes, k, rng) for _ in range(cfg.num_restarts)]
+        centres, labels, _ = min(fits, key=lambda f: f[2])
+        score = silhouette(codes[sample], labels[sample])
+        silhouettes[k] = score
+        if best is None or score > best[0]:
+            best = (score, centres, labels)
+    if best is None or best[0] < cfg.min_silhouette:
+        return Clustering(codes.mean(0, keepdims=True), np.zeros(len(codes), np.int64), silhouettes)
+    return Clustering(best[1], best[2], silhouettes)

@@ -1,0 +1,107 @@
+"""Train the controller: from context to the query whose attention picks the right skill.
+
+Every step of every segment is a training example labelled with its segment's skill; the first
+step of a segment (a decision point at run time) counts ``decision_weight`` times. The loss is
+cross-entropy of the attention over the skill keys, so the controller learns queries, not a fixed
+list of classes: adding a skill adds a key, not an output unit.
+
+Example:
+    >>> controller = train_controller(segments, assignment, keys, ControllerTrainConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from skillbank.errors import TrainingError
+from skillbank.learning.segment_set import SegmentSet
+from skillbank.nn.controller import Controller, ControllerConfig, attention_logits
+
+__all__ = ["ControllerTrainConfig", "train_controller"]
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerTrainConfig:
+    """Settings of :func:`train_controller`.
+
+    Attributes:
+        hidden_dims: Widths of the controller MLP.
+        num_epochs: Passes over the steps.
+        batch_size: Steps per gradient step.
+        learning_rate: Adam step size.
+        decision_weight: Loss weight of a segment's first step against its other steps.
+        seed: Seed of initialisation and batching.
+    """
+
+    hidden_dims: tuple[int, ...] = (128, 128)
+    num_epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    decision_weight: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError("ControllerTrainConfig.hidden_dims must be positive widths")
+        if min(self.num_epochs, self.batch_size) < 1 or self.learning_rate <= 0:
+            raise ValueError("ControllerTrainConfig: counts >= 1 and learning_rate > 0")
+
+
+def train_controller(
+    segments: SegmentSet,
+    assignment: Sequence[int],
+    keys: npt.NDArray[np.float32],
+    config: ControllerTrainConfig,
+) -> Controller:
+    """Fit a :class:`Controller` so that attention over ``keys`` (N, Z) picks each segment's skill.
+
+    Args:
+        segments: The segments.
+        assignment: Skill index (row of ``keys``) of every segment.
+        keys: (N, Z) the skills' keys.
+        config: Settings.
+
+    Raises:
+        TrainingError: If assignments and segments disagree or the loss diverges.
+    """
+    if len(assignment) != segments.num_segments:
+        raise TrainingError("controller training: one skill assignment per segment is needed")
+    indices = list(range(segments.num_segments))
+    feats, _, owner = segments.steps(indices)  # (S, O), _, (S,)
+    labels = torch.from_numpy(np.asarray(assignment, np.int64)[owner])  # (S,)
+    first = np.concatenate([[True], owner[1:] != owner[:-1]])
+    weights = torch.from_numpy(np.where(first, config.decision_weight, 1.0).astype(np.float32))
+    x = torch.from_numpy(feats)
+    key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        controller = Controller(
+            ControllerConfig(
+                obs_dim=segments.obs_dim,
+                latent_dim=key_tensor.shape[1],
+                hidden_dims=config.hidden_dims,
+            )
+        )
+        optimizer = torch.optim.Adam(controller.parameters(), lr=config.learning_rate)
+        for epoch in range(config.num_epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for i in range(0, len(order), config.batch_size):
+                idx = order[i : i + config.batch_size]
+                logits = attention_logits(controller(x[idx]), key_tensor)  # (B, N)
+                loss_each = nn.functional.cross_entropy(logits, labels[idx], reduction="none")
+                loss = (loss_each * weights[idx]).sum() / weights[idx].sum()
+                if not math.isfinite(loss.item()):
+                    raise TrainingError(f"controller loss diverged at epoch {epoch}")
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    controller.eval()
+    return controller

@@ -1,0 +1,204 @@
+"""Turn any observation mapping into one flat float vector, with a spec fitted on demonstrations.
+
+The learning code must serve grid worlds (integer ids: BabyAI images, directions, mission tokens),
+vector worlds (Meta-World, the toy world) and anything else, without knowing which. The rule is
+generic and read from the data:
+
+- an integer (or bool) entry whose values stay below ``max_cardinality`` is one-hot encoded per
+  element, with one vocabulary per channel (the last axis; scalars have one channel), sized from
+  the largest value seen; unseen larger values encode as all zeros;
+- any other entry is flattened to floats and standardised with the mean and std seen.
+
+The spec is plain JSON, stored beside every skill that reads it, so a memory opened in a fresh
+process rebuilds exactly the same features.
+
+Example:
+    >>> featurizer = ObservationFeaturizer.fit(episodes)  # doctest: +SKIP
+    >>> featurizer.transform({"obs": batch})  # (B, O) float32  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.errors import TrainingError
+from skillbank.types import Episode
+
+__all__ = ["FeatureSpec", "ObservationFeaturizer"]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """How one observation entry becomes features.
+
+    Attributes:
+        name: The observation key, e.g. ``"image"`` or ``"obs"``.
+        shape: Per-step shape of the entry, e.g. ``(7, 7, 3)``.
+        kind: ``"onehot"`` (integer ids) or ``"float"`` (standardised values).
+        cardinalities: ``onehot``: vocabulary size per channel (last axis; one for scalars).
+        mean: ``float``: per-element mean (prod(shape) values).
+        std: ``float``: per-element std, floored at 1e-3.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str
+    cardinalities: tuple[int, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("onehot", "float"):
+            raise ValueError(f"FeatureSpec.kind must be 'onehot' or 'float', got {self.kind!r}")
+        size = int(np.prod(self.shape)) if self.shape else 1
+        if self.kind == "onehot":
+            channels = self.shape[-1] if self.shape else 1
+            if len(self.cardinalities) != channels or min(self.cardinalities, default=1) < 1:
+                raise ValueError(
+                    f"FeatureSpec {self.name!r}: cardinalities must hold {channels} positive ints"
+                )
+        elif len(self.mean) != size or len(self.std) != size:
+            raise ValueError(f"FeatureSpec {self.name!r}: mean and std must hold {size} values")
+
+    @property
+    def dim(self) -> int:
+        """Number of features this entry contributes."""
+        if self.kind == "float":
+            return len(self.mean)
+        positions = int(np.prod(self.shape[:-1])) if self.shape else 1
+        return positions * sum(self.cardinalities)
+
+
+class ObservationFeaturizer:
+    """Maps observation mappings ``name -> (B, *shape)`` to features ``(B, O)`` float32.
+
+    Args:
+        specs: One spec per observation entry used, in a fixed (sorted) order.
+    """
+
+    def __init__(self, specs: Sequence[FeatureSpec]) -> None:
+        if not specs:
+            raise ValueError("ObservationFeaturizer needs at least one FeatureSpec")
+        self.specs = tuple(specs)
+        self.dim = sum(s.dim for s in self.specs)
+        self._float_stats = {
+            s.name: (np.asarray(s.mean, np.float32), np.asarray(s.std, np.float32))
+            for s in self.specs
+            if s.kind == "float"
+        }
+
+    @classmethod
+    def fit(cls, episodes: Sequence[Episode], *, max_cardinality: int = 64) -> ObservationFeaturizer:
+        """Fit the spec on every observation of ``episodes``.
+
+        Raises:
+            TrainingError: If there are no episodes.
+        """
+        if not episodes:
+            raise TrainingError("cannot fit observation features on zero episodes")
+        specs = []
+        for name in sorted(episodes[0].observations):
+            arrays = [np.asarray(e.observations[name]) for e in episodes]
+            if any(a.dtype.kind in "USO" for a in arrays):
+                continue  # raw text is not a feature; tokenised text is
+            data = np.concatenate(arrays)  # (sum T+1, *shape)
+            shape = tuple(int(d) for d in data.shape[1:])
+            integer = data.dtype.kind in "biu"
+            if integer and data.size and data.min() >= 0 and data.max() < max_cardinality:
+                channels = data.reshape(len(data), -1, shape[-1] if shape else 1)  # (N, P, C)
+                cards = tuple(int(c) + 1 for c in channels.max(axis=(0, 1)))
+                specs.append(FeatureSpec(name, shape, "onehot", cardinalities=cards))
+            else:
+                flat = data.reshape(len(data), -1).astype(np.float64)  # (N, P)
+                specs.append(
+                    FeatureSpec(
+                        name,
+                        shape,
+                        "float",
+                        mean=tuple(float(v) for v in flat.mean(0)),
+                        std=tuple(float(max(v, 1e-3)) for v in flat.std(0)),
+                    )
+                )
+        return cls(specs)
+
+    def transform(self, observations: Mapping[str, Any]) -> FloatArray:
+        """Features of a batch: every entry ``(B, *shape)`` -> ``(B, O)`` float32.
+
+        Raises:
+            ValueError: If an entry the spec needs is missing or has the wrong shape.
+        """
+        parts: list[FloatArray] = []
+        for spec in self.specs:
+            if spec.name not in observations:
+                raise ValueError(f"observation has no entry {spec.name!r} (have {sorted(observations)})")
+            array = np.asarray(observations[spec.name])
+            if tuple(array.shape[1:]) != spec.shape:
+                raise ValueError(
+                    f"observation {spec.name!r} has per-step shape {array.shape[1:]}, "
+                    f"expected {spec.shape}"
+                )
+            batch = len(array)
+            if spec.kind == "float":
+                mean, std = self._float_stats[spec.name]
+                flat = array.reshape(batch, -1).astype(np.float32)  # (B, P)
+                parts.append((flat - mean) / std)
+                continue
+            channels = len(spec.cardinalities)
+            ids = array.reshape(batch, -1, channels).astype(np.int64)  # (B, P, C)
+            cards = np.asarray(spec.cardinalities, np.int64)
+            offsets = np.concatenate([[0], np.cumsum(cards)[:-1]])  # (C,)
+            width = int(cards.sum())
+            out = np.zeros((batch, ids.shape[1], width), np.float32)  # (B, P, sum C)
+            valid = (ids >= 0) & (ids < cards)
+            b, p, c = np.nonzero(valid)
+            out[b, p, ids[b, p, c] + offsets[c]] = 1.0
+            parts.append(out.reshape(batch, -1))  # (B, P * sum C)
+        return np.concatenate(parts, axis=1)
+
+    def episode_features(self, episode: Episode) -> FloatArray:
+        """Features of every observation of ``episode``: (T+1, O)."""
+        return self.transform(episode.observations)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The spec as JSON-ready data (see :meth:`from_json`)."""
+        return [
+            {
+                "name": s.name,
+                "shape": list(s.shape),
+                "kind": s.kind,
+                "cardinalities": list(s.cardinalities),
+                "mean": list(s.mean),
+                "std": list(s.std),
+            }
+            for s in self.specs
+        ]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Mapping[str, Any]]) -> ObservationFeaturizer:
+        """Rebuild a featurizer from :meth:`to_json` output.
+
+        Raises:
+            ValueError: If an entry is malformed.
+        """
+        try:
+            specs = [
+                FeatureSpec(
+                    name=str(d["name"]),
+                    shape=tuple(int(v) for v in d["shape"]),
+                    kind=str(d["kind"]),
+                    cardinalities=tuple(int(v) for v in d.get("cardinalities", [])),
+                    mean=tuple(float(v) for v in d.get("mean", [])),
+                    std=tuple(float(v) for v in d.get("std", [])),
+                )
+                for d in data
+            ]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed feature spec: {exc}") from exc
+        return cls(specs)

@@ -1,0 +1,232 @@
+"""Unsupervised segmentation: a sticky option HMM fitted by hard EM, decoded by Viterbi.
+
+Each of K latent options emits actions from its own distribution (categorical for discrete
+actions, a diagonal Gaussian for continuous ones); staying in an option is free, switching costs
+``switch_cost`` nats. Hard EM alternates a Viterbi pass (the best option sequence of every
+demonstration under that cost) with refitting each option's distribution on the steps assigned to
+it. Segment boundaries are the steps where the option changes. This is the option-discovery view
+of segmentation (Fox et al., 2017, "Multi-Level Discovery of Deep Options"; DDO) reduced to
+action emissions, which keeps it fast, deterministic and free of any environment knowledge.
+
+The segmenter reads actions only; it never reads ``Episode.annotations``. State-only episodes
+(no actions) come back as one segment each.
+
+Example:
+    >>> segmenter = OptionHMMSegmenter(SegmenterConfig(num_options=4))  # doctest: +SKIP
+    >>> segmenter.segment(episodes)[0]  # doctest: +SKIP
+    (0, 6, 7, 12)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.types import Episode
+
+__all__ = ["OptionHMMSegmenter", "SegmenterConfig", "viterbi_switching"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    """Settings of :class:`OptionHMMSegmenter`.
+
+    Attributes:
+        num_options: K, latent options: one broad option plus K-1 narrow candidates (unused ones
+            are dropped).
+        switch_cost: Nats paid per option change; higher gives longer segments.
+        num_iterations: Hard-EM rounds.
+        smoothing: Dirichlet pseudo-count per action (discrete) / variance floor (continuous).
+        seed: Seed of the initial assignment.
+    """
+
+    num_options: int = 8
+    switch_cost: float = 4.0
+    num_iterations: int = 16
+    smoothing: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_options < 1:
+            raise ValueError(f"SegmenterConfig.num_options must be >= 1, got {self.num_options}")
+        if self.switch_cost < 0:
+            raise ValueError("SegmenterConfig.switch_cost must be >= 0")
+        if self.num_iterations < 1:
+            raise ValueError("SegmenterConfig.num_iterations must be >= 1")
+        if self.smoothing <= 0:
+            raise ValueError("SegmenterConfig.smoothing must be > 0")
+
+
+def viterbi_switching(emissions: FloatArray, lengths: Sequence[int], switch_cost: float) -> list[
+    npt.NDArray[np.int64]
+]:
+    """Best option sequence per episode under per-step emissions and a constant switching cost.
+
+    Args:
+        emissions: (E, T, K) log-likelihood of each step under each option (padded on T).
+        lengths: Real length of each of the E sequences.
+        switch_cost: Nats charged for every change of option.
+
+    Returns:
+        Per episode, (T_e,) option ids.
+    """
+    num_episodes, horizon, num_options = emissions.shape
+    ends = np.asarray(lengths, np.int64) - 1  # (E,)
+    score = emissions[:, 0].copy()  # (E, K)
+    final = score.copy()  # (E, K) scores at each episode's last real step
+    back = np.zeros((num_episodes, horizon, num_options), np.int64)
+    arange = np.arange(num_options)
+    for t in range(1, horizon):
+        best = score.argmax(1)  # (E,)
+        switch = score.max(1, keepdims=True) - switch_cost  # (E, 1)
+        stay_better = score >= switch  # (E, K)
+        back[:, t] = np.where(stay_better, arange[None, :], best[:, None])
+        score = np.maximum(score, switch) + emissions[:, t]
+        done = ends == t
+        final[done] = score[done]
+    paths = []
+    for e, length in enumerate(lengths):
+        path = np.zeros(length, np.int64)
+        path[-1] = int(final[e].argmax())
+        for t in range(length - 1, 0, -1):
+            path[t - 1] = back[e, t, path[t]]
+        paths.append(path)
+    return paths
+
+
+class OptionHMMSegmenter:
+    """Implements :class:`skillbank.interfaces.Segmenter` with a sticky option HMM.
+
+    Args:
+        config: Settings; the same config and episodes give the same segments.
+    """
+
+    def __init__(self, config: SegmenterConfig | None = None) -> None:
+        self.config = config or SegmenterConfig()
+
+    def segment(self, episodes: Sequence[Episode]) -> list[tuple[int, ...]]:
+        """Return, per episode, the strictly increasing start steps of its segments (first 0)."""
+        return [boundaries for boundaries, _ in self.segment_with_options(episodes)]
+
+    def segment_with_options(
+        self, episodes: Sequence[Episode]
+    ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Like :meth:`segment`, plus the option id of every segment (for diagnostics)."""
+        with_actions = [e for e in episodes if e.actions is not None and e.num_steps > 0]
+        paths = self._fit(with_actions) if with_actions else []
+        by_id = {id(e): p for e, p in zip(with_actions, paths, strict=True)}
+        out: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        for episode in episodes:
+            path = by_id.get(id(episode))
+            if path is None:
+                out.append(((0,), (0,)))
+                continue
+            starts = [0, *(int(t) for t in np.nonzero(path[1:] != path[:-1])[0] + 1)]
+            out.append((tuple(starts), tuple(int(path[s]) for s in starts)))
+        return out
+
+    # --- hard EM ---------------------------------------------------------------------------------
+
+    def _fit(self, episodes: Sequence[Episode]) -> list[npt.NDArray[np.int64]]:
+        cfg = self.config
+        actions = [np.asarray(e.actions) for e in episodes]
+        discrete = actions[0].dtype.kind in "biu"
+        lengths = [len(a) for a in actions]
+        flat = np.concatenate(actions)
+        if discrete:
+            values = np.eye(int(flat.max()) + 1)[flat.astype(np.int64)]  # (N, A) one-hot
+        else:
+            values = flat.reshape(len(flat), -1).astype(np.float64)  # (N, A)
+        # --- initial options: one broad option that explains everything a little, plus narrow
+        # candidates (one per distinct action, or k-means centres for continuous actions) that
+        # explain few steps very well; hard EM decides which candidates earn their switches ---
+        params = [self._fit_option(values, discrete)]
+        for centre in _candidate_centres(values, cfg.num_options - 1, cfg.seed):
+            params.append(self._narrow_option(values, centre, discrete))
+        offsets = np.cumsum([0, *lengths])
+        horizon = max(lengths)
+        labels = np.full(len(values), -1, np.int64)
+        for iteration in range(cfg.num_iterations):
+            # Anneal the switching cost up from a quarter: cheap switches first carve out every
+            # narrow option cleanly (the broad one stops explaining rare actions), dearer ones
+            # then merge the runs that only looked narrow back into the broad option.
+            ramp = min(1.0, (iteration + 1) / max(1, cfg.num_iterations // 2))
+            cost = cfg.switch_cost * (0.25 + 0.75 * ramp)
+            logp = np.stack([_log_likelihood(values, p, discrete) for p in params], axis=1)
+            padded = np.zeros((len(episodes), horizon, len(params)))
+            for e, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+                padded[e, : hi - lo] = logp[lo:hi]
+            new_labels = np.concatenate(viterbi_switching(padded, lengths, cost))
+            if ramp >= 1.0 and np.array_equal(new_labels, labels):
+                break
+            labels = new_labels
+            params = [
+                self._fit_option(values[labels == k], discrete) if (labels == k).any() else None
+                for k in range(len(params))
+            ]
+            keep = [k for k, p in enumerate(params) if p is not None]
+            params = [params[k] for k in keep]
+            labels = np.searchsorted(np.asarray(keep), labels)
+        return [labels[lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)]
+
+    def _fit_option(self, values: FloatArray, discrete: bool) -> tuple[FloatArray, FloatArray]:
+        """Emission parameters fitted on the steps ``values`` (M, A)."""
+        if discrete:
+            counts = values.sum(0) + self.config.smoothing  # (A,)
+            return np.log(counts / counts.sum()), np.zeros(0)
+        return values.mean(0), values.var(0) + self.config.smoothing * 1e-2
+
+    def _narrow_option(
+        self, values: FloatArray, centre: FloatArray, discrete: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """A candidate option concentrated on ``centre`` (a one-hot action or an action vector)."""
+        if discrete:
+            counts = centre * len(values) + self.config.smoothing
+            return np.log(counts / counts.sum()), np.zeros(0)
+        return centre, 0.1 * values.var(0) + self.config.smoothing * 1e-2
+
+
+def _log_likelihood(
+    values: FloatArray, params: tuple[FloatArray, FloatArray] | None, discrete: bool
+) -> FloatArray:
+    """Log-likelihood (N,) of steps (N, A) under one option's emission parameters."""
+    assert params is not None
+    if discrete:
+        out: FloatArray = values @ params[0]
+        return out
+    mean, var = params
+    return -0.5 * (((values - mean) ** 2) / var + np.log(2 * np.pi * var)).sum(1)
+
+
+def _candidate_centres(values: FloatArray, k: int, seed: int) -> list[FloatArray]:
+    """Up to k distinct action values: all of them if few, else k-means centres."""
+    unique = np.unique(values, axis=0)
+    if len(unique) <= k:
+        return list(unique)
+    labels = _kmeans_init(values, k, np.random.default_rng(seed))
+    return [values[labels == j].mean(0) for j in range(k) if (labels == j).any()]
+
+
+def _kmeans_init(values: FloatArray, k: int, rng: np.random.Generator) -> npt.NDArray[np.int64]:
+    """k-means++ seeding plus a few Lloyd rounds on per-step actions: the initial options."""
+    unique = np.unique(values, axis=0)
+    k = min(k, len(unique))
+    centres = [unique[rng.integers(len(unique))]]
+    for _ in range(1, k):
+        dist = np.min([((unique - c) ** 2).sum(1) for c in centres], axis=0)
+        if dist.sum() <= 0:
+            break
+        centres.append(unique[rng.choice(len(unique), p=dist / dist.sum())])
+    centre_array = np.stack(centres)
+    labels = np.zeros(len(values), np.int64)
+    for _ in range(10):
+        labels = ((values[:, None, :] - centre_array[None]) ** 2).sum(-1).argmin(1)
+        for j in range(len(centre_array)):
+            if (labels == j).any():
+                centre_array[j] = values[labels == j].mean(0)
+    return labels

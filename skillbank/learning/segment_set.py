@@ -1,0 +1,127 @@
+"""Featurised demonstrations cut into segments: the data every training loop here reads.
+
+Example:
+    >>> data = SegmentSet.build(episodes, boundaries, featurizer)  # doctest: +SKIP
+    >>> data.num_segments  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.errors import TrainingError
+from skillbank.interfaces import iter_segments
+from skillbank.learning.features import ObservationFeaturizer
+from skillbank.types import Episode
+
+__all__ = ["SegmentSet"]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSet:
+    """Segments of featurised episodes.
+
+    Attributes:
+        features: Per episode, (T+1, O) float32 observation features.
+        actions: Per episode, (T,) int64 action ids or (T, A) float32 action values.
+        spans: Per segment, (episode index, start step, stop step), stop exclusive.
+    """
+
+    features: tuple[npt.NDArray[np.float32], ...]
+    actions: tuple[npt.NDArray[np.generic], ...]
+    spans: tuple[tuple[int, int, int], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.actions):
+            raise ValueError("SegmentSet.features and .actions need one entry per episode")
+        for e, start, stop in self.spans:
+            if not (0 <= e < len(self.actions) and 0 <= start < stop <= len(self.actions[e])):
+                raise ValueError(f"SegmentSet.spans entry {(e, start, stop)} is out of range")
+
+    @classmethod
+    def build(
+        cls,
+        episodes: Sequence[Episode],
+        boundaries: Sequence[Sequence[int]],
+        featurizer: ObservationFeaturizer,
+    ) -> SegmentSet:
+        """Featurise ``episodes`` and cut them at ``boundaries`` (state-only episodes skipped).
+
+        Raises:
+            TrainingError: If no episode has actions.
+        """
+        features, actions, spans = [], [], []
+        for episode, starts in zip(episodes, boundaries, strict=True):
+            if episode.actions is None or episode.num_steps == 0:
+                continue
+            index = len(features)
+            features.append(featurizer.episode_features(episode))
+            raw = np.asarray(episode.actions)
+            actions.append(raw.astype(np.int64) if raw.dtype.kind in "biu" else raw.astype(np.float32))
+            spans += [(index, a, b) for a, b in iter_segments(starts, episode.num_steps)]
+        if not spans:
+            raise TrainingError(
+                "no demonstration with actions to learn skills from",
+                hint="pass datasets whose episodes record actions",
+            )
+        return cls(tuple(features), tuple(actions), tuple(spans))
+
+    @property
+    def num_segments(self) -> int:
+        """N, the number of segments."""
+        return len(self.spans)
+
+    @property
+    def obs_dim(self) -> int:
+        """O, observation features per step."""
+        return int(self.features[0].shape[1])
+
+    def subset(self, indices: Sequence[int]) -> SegmentSet:
+        """The segments at ``indices`` (episodes are shared, not copied)."""
+        return SegmentSet(self.features, self.actions, tuple(self.spans[i] for i in indices))
+
+    def padded(
+        self, indices: Sequence[int], max_length: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.generic], npt.NDArray[np.float32]]:
+        """Segments at ``indices``, cropped to ``max_length`` and padded.
+
+        Returns:
+            features (B, T, O), actions (B, T) or (B, T, A), mask (B, T).
+        """
+        spans = [self.spans[i] for i in indices]
+        horizon = min(max_length, max(stop - start for _, start, stop in spans))
+        sample = self.actions[spans[0][0]]
+        feats = np.zeros((len(spans), horizon, self.obs_dim), np.float32)
+        acts = np.zeros((len(spans), horizon, *sample.shape[1:]), sample.dtype)
+        mask = np.zeros((len(spans), horizon), np.float32)
+        for row, (e, start, stop) in enumerate(spans):
+            stop = min(stop, start + horizon)
+            feats[row, : stop - start] = self.features[e][start:stop]
+            acts[row, : stop - start] = self.actions[e][start:stop]
+            mask[row, : stop - start] = 1.0
+        return feats, acts, mask
+
+    def steps(
+        self, indices: Sequence[int]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.generic], npt.NDArray[np.int64]]:
+        """Every step of the segments at ``indices``, flattened.
+
+        Returns:
+            features (S, O), actions (S,) or (S, A), and the position of each step in the list
+            ``indices`` (S,).
+        """
+        feats, acts, owner = [], [], []
+        for row, i in enumerate(indices):
+            e, start, stop = self.spans[i]
+            feats.append(self.features[e][start:stop])
+            acts.append(self.actions[e][start:stop])
+            owner.append(np.full(stop - start, row, np.int64))
+        return np.concatenate(feats), np.concatenate(acts), np.concatenate(owner)
+
+    def end_features(self, indices: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The observation right after each segment ends (where its skill should stop): (N, O)."""
+        return np.stack([self.features[e][stop] for e, _, stop in (self.spans[i] for i in indices)])

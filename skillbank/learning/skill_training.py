@@ -1,0 +1,116 @@
+"""Train one skill module (policy plus termination head) on the segments of one skill.
+
+The policy is behavioural cloning on the segment steps; the termination head is a binary
+classifier: "stop" on the observation right after a segment ends, "go on" on the observations
+inside it. Each skill is trained alone, so adding a skill never touches another one.
+
+Example:
+    >>> policy = train_skill_policy(segments, members, config)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from skillbank.errors import TrainingError
+from skillbank.learning.segment_set import SegmentSet
+from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
+
+__all__ = ["SkillTrainConfig", "segment_log_likelihood", "train_skill_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkillTrainConfig:
+    """Settings of :func:`train_skill_policy`.
+
+    Attributes:
+        hidden_dims: Widths of the skill's MLP trunk.
+        num_epochs: Passes over the skill's steps.
+        batch_size: Steps per gradient step.
+        learning_rate: Adam step size.
+        termination_weight: Weight of the termination loss against the action loss.
+        min_steps_per_epoch: Small skills repeat their data to at least this many steps an epoch.
+        seed: Seed of initialisation and batching.
+    """
+
+    hidden_dims: tuple[int, ...] = (128, 128)
+    num_epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    termination_weight: float = 1.0
+    min_steps_per_epoch: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError("SkillTrainConfig.hidden_dims must be positive widths")
+        if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
+            raise ValueError("SkillTrainConfig counts must be >= 1")
+        if self.learning_rate <= 0 or self.termination_weight < 0:
+            raise ValueError("SkillTrainConfig: learning_rate > 0 and termination_weight >= 0")
+
+
+def train_skill_policy(
+    segments: SegmentSet, members: Sequence[int], action: ActionSpec, config: SkillTrainConfig
+) -> SkillPolicy:
+    """Fit a :class:`SkillPolicy` to the segments at ``members``.
+
+    Raises:
+        TrainingError: If there are no members or the loss stops being finite.
+    """
+    if not members:
+        raise TrainingError("a skill needs at least one segment to train on")
+    feats, acts, _ = segments.steps(members)  # (S, O), (S,) | (S, A)
+    ends = segments.end_features(members)  # (M, O)
+    # Inputs: every step ("go on", with its action) then every end ("stop", no action).
+    x = torch.from_numpy(np.concatenate([feats, ends]))  # (S + M, O)
+    stop = torch.cat([torch.zeros(len(feats)), torch.ones(len(ends))])  # (S + M,)
+    has_action = torch.cat([torch.ones(len(feats)), torch.zeros(len(ends))])
+    pad = np.zeros((len(ends), *acts.shape[1:]), acts.dtype)
+    y = torch.from_numpy(np.concatenate([acts, pad]))
+    # Ends are rare (one per segment); weight them to balance the two classes.
+    pos_weight = torch.tensor(max(1.0, len(feats) / max(len(ends), 1)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        policy = SkillPolicy(
+            SkillPolicyConfig(obs_dim=segments.obs_dim, action=action, hidden_dims=config.hidden_dims)
+        )
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+        repeats = max(1, math.ceil(config.min_steps_per_epoch / len(x)))
+        for epoch in range(config.num_epochs):
+            order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(repeats)])
+            for i in range(0, len(order), config.batch_size):
+                idx = order[i : i + config.batch_size]
+                params, stop_logit = policy(x[idx])
+                logp = action_log_prob(params, y[idx], action, policy.log_std)
+                act_loss = -(logp * has_action[idx]).sum() / has_action[idx].sum().clamp(min=1.0)
+                term_loss = nn.functional.binary_cross_entropy_with_logits(
+                    stop_logit, stop[idx], pos_weight=pos_weight
+                )
+                loss = act_loss + config.termination_weight * term_loss
+                if not math.isfinite(loss.item()):
+                    raise TrainingError(f"skill policy loss diverged at epoch {epoch}")
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    policy.eval()
+    return policy
+
+
+@torch.no_grad()
+def segment_log_likelihood(
+    policy: SkillPolicy, segments: SegmentSet, indices: Sequence[int]
+) -> np.ndarray:
+    """Mean per-step action log-likelihood (N,) of each segment at ``indices`` under ``policy``."""
+    feats, acts, owner = segments.steps(indices)
+    logp = policy.log_prob(torch.from_numpy(feats), torch.from_numpy(acts)).numpy()  # (S,)
+    sums = np.bincount(owner, weights=logp, minlength=len(indices))
+    counts = np.bincount(owner, minlength=len(indices))
+    return sums / np.maximum(counts, 1)

@@ -1,0 +1,100 @@
+"""The controller: context (observation features, mission or task inside them) -> a query.
+
+At each decision point the query attends over the stored skill keys with scaled dot products
+against unit-normalised keys (so every key, not just the corners of their convex hull, can win);
+the top-k keys pick the skill(s), and their softmax weights mix the actions when k > 1.
+
+Example:
+    >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
+    >>> keys = torch.eye(4)
+    >>> tuple(attention_logits(controller(torch.zeros(2, 8)), keys).shape)
+    (2, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from skillbank.nn.skill_policy import make_mlp
+
+__all__ = ["Controller", "ControllerConfig", "attention_logits", "top_k_attention"]
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    """Shape of the controller (``arch_id = "skill-controller-v1"``).
+
+    Attributes:
+        obs_dim: O, observation features in (the mission or task id is part of them).
+        latent_dim: Z, the skill key dimension the query lives in.
+        hidden_dims: Widths of the MLP.
+    """
+
+    obs_dim: int
+    latent_dim: int
+    hidden_dims: tuple[int, ...] = (128, 128)
+
+    def __post_init__(self) -> None:
+        if self.obs_dim < 1 or self.latent_dim < 1:
+            raise ValueError("ControllerConfig.obs_dim and .latent_dim must be >= 1")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError("ControllerConfig.hidden_dims must be positive widths (at least one)")
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as stored in the skill memory."""
+        return {
+            "obs_dim": self.obs_dim,
+            "latent_dim": self.latent_dim,
+            "hidden_dims": list(self.hidden_dims),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ControllerConfig:
+        """Rebuild from :meth:`to_json` output (extra keys are ignored)."""
+        return cls(
+            obs_dim=int(data["obs_dim"]),
+            latent_dim=int(data["latent_dim"]),
+            hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
+        )
+
+
+class Controller(nn.Module):
+    """MLP from observation features to a query in skill-key space."""
+
+    def __init__(self, config: ControllerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = make_mlp(config.obs_dim, config.hidden_dims)
+        self.query_head = nn.Linear(config.hidden_dims[-1], config.latent_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (B, O) -> queries (B, Z)."""
+        out: torch.Tensor = self.query_head(self.trunk(features))
+        return out
+
+
+def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Scaled dot product of queries (B, Z) with unit-normalised keys (N, Z) -> (B, N)."""
+    unit = keys / keys.norm(dim=-1, keepdim=True).clamp(min=1e-8)  # (N, Z)
+    return queries @ unit.T / math.sqrt(keys.shape[-1])
+
+
+def top_k_attention(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse attention: the k best skills per row and their softmax weights.
+
+    Args:
+        logits: (B, N) attention logits.
+        k: How many skills to keep (clipped to N).
+
+    Returns:
+        indices (B, K) best first, weights (B, K) summing to 1 per row.
+    """
+    k = max(1, min(k, logits.shape[-1]))
+    values, indices = logits.topk(k, dim=-1)  # (B, K)
+    return indices, torch.softmax(values, dim=-1)

@@ -1,0 +1,209 @@
+"""One skill's module: a policy over observation features plus a termination head.
+
+A skill is small on purpose (an MLP over the agent's observation features): many of them live in
+the skill memory, and skills of one architecture run batched, all at once, through
+:class:`StackedSkillPolicies` (one gathered forward pass over stacked weights).
+
+Discrete actions get logits; continuous actions get a Gaussian mean and a learned log-std. The
+termination head gives the logit of "this skill is done at this observation".
+
+Example:
+    >>> config = SkillPolicyConfig(obs_dim=8, action=ActionSpec("discrete", 3))
+    >>> policy = SkillPolicy(config)
+    >>> params, stop = policy(torch.zeros(2, 8))
+    >>> tuple(params.shape), tuple(stop.shape)
+    ((2, 3), (2,))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ActionSpec",
+    "SkillPolicy",
+    "SkillPolicyConfig",
+    "StackedSkillPolicies",
+    "action_log_prob",
+    "make_mlp",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """The action space a module acts in.
+
+    Attributes:
+        kind: ``"discrete"`` (integer action ids) or ``"continuous"`` (real vectors).
+        size: Number of actions (discrete) or A, the action dims (continuous).
+    """
+
+    kind: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("discrete", "continuous"):
+            raise ValueError(f"ActionSpec.kind must be 'discrete' or 'continuous', got {self.kind!r}")
+        if self.size < 1:
+            raise ValueError(f"ActionSpec.size must be >= 1, got {self.size}")
+
+    @property
+    def input_dim(self) -> int:
+        """Width of an action fed to a network (one-hot for discrete)."""
+        return self.size
+
+    def encode(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions (..., ) ids or (..., A) values -> (..., A) float inputs."""
+        if self.kind == "discrete":
+            return nn.functional.one_hot(actions.long(), self.size).float()
+        return actions.float()
+
+
+def action_log_prob(
+    params: torch.Tensor, actions: torch.Tensor, spec: ActionSpec, log_std: torch.Tensor | None
+) -> torch.Tensor:
+    """Log-likelihood of actions under a module's action head, per step.
+
+    Args:
+        params: (..., A) logits (discrete) or means (continuous).
+        actions: (...,) ids or (..., A) values.
+        spec: The action space.
+        log_std: (A,) log-std for continuous actions; ignored for discrete.
+
+    Returns:
+        (...,) log-probabilities.
+    """
+    if spec.kind == "discrete":
+        logp = torch.log_softmax(params, dim=-1)
+        return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    assert log_std is not None
+    var = torch.exp(2 * log_std)
+    sq = (actions.float() - params) ** 2 / var
+    return -0.5 * (sq + 2 * log_std + math.log(2 * math.pi)).sum(-1)
+
+
+def make_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
+    """Linear/ReLU stack: Linear layers at even indices, as ``mlp_tensors`` in the registry."""
+    layers: list[nn.Module] = []
+    prev = in_dim
+    for width in hidden_dims:
+        layers += [nn.Linear(prev, width), nn.ReLU()]
+        prev = width
+    return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True, slots=True)
+class SkillPolicyConfig:
+    """Shape of a skill module (``arch_id = "skill-policy-v1"``).
+
+    Attributes:
+        obs_dim: O, observation features in.
+        action: The action space.
+        hidden_dims: Widths of the shared trunk.
+    """
+
+    obs_dim: int
+    action: ActionSpec
+    hidden_dims: tuple[int, ...] = (128, 128)
+
+    def __post_init__(self) -> None:
+        if self.obs_dim < 1:
+            raise ValueError(f"SkillPolicyConfig.obs_dim must be >= 1, got {self.obs_dim}")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError("SkillPolicyConfig.hidden_dims must be positive widths (at least one)")
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as stored in the skill memory."""
+        return {
+            "obs_dim": self.obs_dim,
+            "action_kind": self.action.kind,
+            "action_size": self.action.size,
+            "hidden_dims": list(self.hidden_dims),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SkillPolicyConfig:
+        """Rebuild from :meth:`to_json` output (extra keys are ignored)."""
+        return cls(
+            obs_dim=int(data["obs_dim"]),
+            action=ActionSpec(str(data["action_kind"]), int(data["action_size"])),
+            hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
+        )
+
+
+class SkillPolicy(nn.Module):
+    """Policy plus termination head over observation features."""
+
+    def __init__(self, config: SkillPolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = make_mlp(config.obs_dim, config.hidden_dims)
+        width = config.hidden_dims[-1]
+        self.action_head = nn.Linear(width, config.action.size)
+        self.termination_head = nn.Linear(width, 1)
+        self.log_std: nn.Parameter | None = None
+        if config.action.kind == "continuous":
+            self.log_std = nn.Parameter(torch.full((config.action.size,), -0.5))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) -> action params (B, A) and termination logits (B,)."""
+        hidden = self.trunk(features)  # (B, D)
+        return self.action_head(hidden), self.termination_head(hidden).squeeze(-1)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-step log-likelihood (B,) of actions (B,) or (B, A) given features (B, O)."""
+        params, _ = self(features)
+        return action_log_prob(params, actions, self.config.action, self.log_std)
+
+
+class StackedSkillPolicies(nn.Module):
+    """N skill policies of one config, evaluated together in one gathered pass.
+
+    The weights of every skill are stacked along a leading N axis, so a step of B environments
+    costs one batched matrix product per layer, however many skills are stored.
+
+    Args:
+        policies: The skills, all with the same :class:`SkillPolicyConfig`.
+    """
+
+    def __init__(self, policies: Sequence[SkillPolicy]) -> None:
+        super().__init__()
+        if not policies:
+            raise ValueError("StackedSkillPolicies needs at least one policy")
+        config = policies[0].config
+        if any(p.config != config for p in policies):
+            raise ValueError("StackedSkillPolicies: every policy must share one config")
+        self.config = config
+        self.num_skills = len(policies)
+        linears = [i for i, m in enumerate(policies[0].trunk) if isinstance(m, nn.Linear)]
+        weights = []
+        biases = []
+        for index in linears:
+            layers = [p.trunk[index] for p in policies]
+            weights.append(torch.stack([layer.weight.detach() for layer in layers]))  # (N, D, I)
+            biases.append(torch.stack([layer.bias.detach() for layer in layers]))  # (N, D)
+        self.trunk_weights = weights
+        self.trunk_biases = biases
+        self.action_weight = torch.stack([p.action_head.weight.detach() for p in policies])
+        self.action_bias = torch.stack([p.action_head.bias.detach() for p in policies])
+        self.stop_weight = torch.stack([p.termination_head.weight.detach() for p in policies])
+        self.stop_bias = torch.stack([p.termination_head.bias.detach() for p in policies])
+
+    @torch.no_grad()
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) -> action params (N, B, A) and termination logits (N, B)."""
+        hidden = torch.relu(
+            torch.einsum("bi,ndi->nbd", features, self.trunk_weights[0])
+            + self.trunk_biases[0][:, None]
+        )  # (N, B, D)
+        for weight, bias in zip(self.trunk_weights[1:], self.trunk_biases[1:], strict=True):
+            hidden = torch.relu(torch.einsum("nbi,ndi->nbd", hidden, weight) + bias[:, None])
+        params = torch.einsum("nbd,nad->nba", hidden, self.action_weight) + self.action_bias[:, None]
+        stop = torch.einsum("nbd,nod->nbo", hidden, self.stop_weight) + self.stop_bias[:, None]
+        return params, stop.squeeze(-1)  # (N, B, A), (N, B)
