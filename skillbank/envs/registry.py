@@ -228,7 +228,9 @@ def make_env(env_id: str, *, seed: int | None = None, **kwargs: Any) -> gym.Env[
     if spec.family == "metaworld":
         import metaworld  # noqa: F401 - registers the Meta-World/* ids
 
-        env: gym.Env[Any, Any] = gym.make("Meta-World/MT1", env_name=spec.name, seed=seed, **kwargs)
+        env: gym.Env[Any, Any] = gym.make(
+            "Meta-World/MT1", env_name=spec.name, seed=seed, disable_env_checker=True, **kwargs
+        )
         return env
     assert spec.gym_id is not None
     return gym.make(spec.gym_id, **kwargs)
