@@ -56,8 +56,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if state.debug:
                 raise
             hint = exc.hint if isinstance(exc, SkillbankError) else "check the arguments (--help)"
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            err_console.print(f"[dim]hint:[/] {hint}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[dim]hint:[/] {hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper
