@@ -50,6 +50,7 @@ __all__ = [
     "PackSkill",
     "PackVersion",
     "config_path",
+    "is_safe_id",
     "manifest_to_json",
     "parse_manifest",
     "weights_path",
@@ -62,6 +63,11 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_KEY_DIM = 65_536
 _MAX_TEXT = 4096
+
+
+def is_safe_id(text: str) -> bool:
+    """True when ``text`` is a path-safe id: 1-128 of ``[A-Za-z0-9._-]``, starting alphanumeric."""
+    return bool(_SAFE_ID.fullmatch(text))
 
 
 def config_path(skill_id: str, version: int) -> str:
@@ -357,7 +363,7 @@ def _skill(raw: Any, where: str) -> PackSkill:
     where = f"skill {skill_id!r}"
     if not isinstance(raw["versions"], list) or not raw["versions"]:
         raise _InvalidError(f"{where} must list at least one version")
-    versions = tuple(_version(v, f"{where} version #{i}") for i, v in enumerate(raw["versions"]))
+    versions = tuple(_version(v, f"{where} versions[{i}]") for i, v in enumerate(raw["versions"]))
     previous: PackVersion | None = None
     for i, version in enumerate(versions, start=1):
         if version.version != i:
@@ -367,6 +373,8 @@ def _skill(raw: Any, where: str) -> PackSkill:
         if previous is not None and version.parent != previous.version_id:
             raise _InvalidError(f"{where} version {i}: parent is not version {i - 1}'s version_id")
         previous = version
+    if len({v.arch_id for v in versions}) != 1:
+        raise _InvalidError(f"{where} changes arch_id between versions")
     if len({v.version_id for v in versions}) != len(versions):
         raise _InvalidError(f"{where} repeats a version_id")
     return PackSkill(skill_id=skill_id, versions=versions)
