@@ -191,9 +191,11 @@ class UsearchIndex:
         if len(self._index) == 0:
             return labels, scores
         matches = self._index.search(q, k, threads=1)
-        keys = np.atleast_2d(matches.keys)  # (B, K')
-        dists = np.atleast_2d(matches.distances)
-        counts = np.atleast_1d(matches.counts)
+        if hasattr(matches, "counts"):  # BatchMatches: (B, K) arrays and per-query counts
+            keys, dists, counts = matches.keys, matches.distances, matches.counts
+        else:  # Matches of a single query
+            keys, dists = matches.keys[None, :], matches.distances[None, :]
+            counts = np.array([len(matches.keys)])
         for b in range(q.shape[0]):
             c = int(counts[b])
             labels[b, :c] = keys[b, :c].astype(np.int64)

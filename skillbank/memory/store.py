@@ -67,9 +67,9 @@ import builtins
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -132,7 +132,66 @@ class _Prepared:
 
 def new_id() -> str:
     """A fresh random skill or version id (32 hex digits)."""
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
+
+
+_INSERT_VERSION = (
+    "INSERT INTO versions (version_id, skill_id, version, parent_version_id, name, key, arch_id,"
+    " arch_config, weights_sha256, provenance, task, tags, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _version_params(
+    p: _Prepared,
+    skill_id: str,
+    version_id: str,
+    version: int,
+    parent: str | None,
+    created_at: float,
+) -> tuple[Any, ...]:
+    spec = p.spec
+    return (
+        version_id,
+        skill_id,
+        version,
+        parent,
+        spec.name,
+        p.key_bytes,
+        spec.arch_id,
+        p.config_json,
+        p.sha,
+        p.provenance_json,
+        spec.provenance.task,
+        p.tags_json,
+        created_at,
+    )
+
+
+def _record(
+    p: _Prepared,
+    skill_id: str,
+    version_id: str,
+    version: int,
+    parent: str | None,
+    created_at: float,
+) -> SkillRecord:
+    spec = p.spec
+    return SkillRecord(
+        skill_id=skill_id,
+        version=version,
+        version_id=version_id,
+        name=spec.name,
+        key=spec.key.copy(),
+        arch_id=spec.arch_id,
+        arch_config=json.loads(p.config_json),
+        weights_sha256=p.sha,
+        provenance=spec.provenance,
+        created_at=created_at,
+        parent_version_id=parent,
+        tags=spec.tags,
+        usage=UsageStats(),
+    )
 
 
 def _filter_sql(filters: RetrievalFilter | None) -> tuple[str, list[Any]]:
@@ -350,19 +409,36 @@ class SkillMemory:
         """Check and encode everything before touching the disk."""
         blobs: dict[str, bytes] = {}
         prepared: list[_Prepared] = []
+        # Batches often share one weights object / config / provenance: encode each once. The
+        # specs keep every object alive during the call, so id() is a sound memo key.
+        encoded: dict[tuple[int, str, int], str] = {}
+        configs: dict[int, str] = {}
+        provenances: dict[int, str] = {}
         for i, spec in enumerate(specs):
             if not isinstance(spec, SkillSpec):
                 raise ValueError(f"specs[{i}] must be a SkillSpec")
-            where = f"skill {spec.skill_id or spec.version_of or spec.name!r}"
-            data, sha = encode_weights(spec.weights, spec.arch_id, spec.arch_config, where)
-            blobs.setdefault(sha, data)
+            config_json = configs.get(id(spec.arch_config))
+            if config_json is None:
+                config_json = dumps_json(dict(spec.arch_config), "arch_config")
+                configs[id(spec.arch_config)] = config_json
+            memo = (id(spec.weights), spec.arch_id, id(spec.arch_config))
+            sha = encoded.get(memo)
+            if sha is None:
+                where = f"skill {spec.skill_id or spec.version_of or spec.name!r}"
+                data, sha = encode_weights(spec.weights, spec.arch_id, spec.arch_config, where)
+                blobs.setdefault(sha, data)
+                encoded[memo] = sha
+            prov_json = provenances.get(id(spec.provenance))
+            if prov_json is None:
+                prov_json = provenance_to_json(spec.provenance)
+                provenances[id(spec.provenance)] = prov_json
             prepared.append(
                 _Prepared(
                     spec,
                     sha,
-                    dumps_json(dict(spec.arch_config), "arch_config"),
-                    provenance_to_json(spec.provenance),
-                    dumps_json(list(spec.tags), "tags"),
+                    config_json,
+                    prov_json,
+                    dumps_json(list(spec.tags), "tags") if spec.tags else "[]",
                     spec.key.astype("<f4").tobytes(),
                 )
             )
@@ -377,6 +453,8 @@ class SkillMemory:
             if not self._blobs.exists(sha):  # we held the lock; gc needs this lock to sweep
                 self._blobs.write(data, sha)
         now = time.time()
+        if all(p.spec.version_of is None for p in prepared):
+            return self._insert_new(conn, prepared, now)
         records: list[SkillRecord] = []
         latest: dict[str, tuple[int, int, str]] = {}  # skill_id -> (row, version, version_id)
         removed: list[int] = []
@@ -393,24 +471,8 @@ class SkillMemory:
             created_at = now if spec.created_at is None else float(spec.created_at)
             try:
                 row = conn.execute(
-                    "INSERT INTO versions (version_id, skill_id, version, parent_version_id, name,"
-                    " key, arch_id, arch_config, weights_sha256, provenance, task, tags,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        version_id,
-                        skill_id,
-                        version,
-                        parent,
-                        spec.name,
-                        p.key_bytes,
-                        spec.arch_id,
-                        p.config_json,
-                        p.sha,
-                        p.provenance_json,
-                        spec.provenance.task,
-                        p.tags_json,
-                        created_at,
-                    ),
+                    _INSERT_VERSION,
+                    _version_params(p, skill_id, version_id, version, parent, created_at),
                 ).lastrowid
                 assert row is not None
                 if old_row is None:
@@ -423,37 +485,67 @@ class SkillMemory:
                     )
                     removed.append(old_row)
             except sqlite3.IntegrityError:
-                taken = (
-                    f"version id {version_id!r}"
-                    if conn.execute(
-                        "SELECT 1 FROM versions WHERE version_id = ?", (version_id,)
-                    ).fetchone()
-                    else f"skill id {skill_id!r}"
-                )
-                raise SkillMemoryError(
-                    f"{self.path}: {taken} is already taken; nothing was written",
-                    hint="ids never collide: store it under a fresh id (skill_id=None)",
+                raise self._collision(
+                    conn, [skill_id] if old_row is None else [], [version_id]
                 ) from None
             latest[skill_id] = (row, version, version_id)
-            records.append(
-                SkillRecord(
-                    skill_id=skill_id,
-                    version=version,
-                    version_id=version_id,
-                    name=spec.name,
-                    key=spec.key.copy(),
-                    arch_id=spec.arch_id,
-                    arch_config=json.loads(p.config_json),
-                    weights_sha256=p.sha,
-                    provenance=spec.provenance,
-                    created_at=created_at,
-                    parent_version_id=parent,
-                    tags=spec.tags,
-                    usage=UsageStats(),
-                )
-            )
+            records.append(_record(p, skill_id, version_id, version, parent, created_at))
         self._bump(conn, removed)
         return records
+
+    def _insert_new(
+        self, conn: sqlite3.Connection, prepared: Sequence[_Prepared], now: float
+    ) -> list[SkillRecord]:
+        """Fast path of :meth:`_insert` for a batch of new skills only: two statements."""
+        skill_ids = [p.spec.skill_id or new_id() for p in prepared]
+        version_ids = [p.spec.version_id or new_id() for p in prepared]
+        times = [now if p.spec.created_at is None else float(p.spec.created_at) for p in prepared]
+        before = conn.execute("SELECT COALESCE(MAX(row), 0) FROM versions").fetchone()[0]
+        try:
+            conn.executemany(
+                _INSERT_VERSION,
+                (
+                    _version_params(p, sid, vid, 1, None, t)
+                    for p, sid, vid, t in zip(prepared, skill_ids, version_ids, times, strict=True)
+                ),
+            )
+            conn.execute(
+                "INSERT INTO skills (skill_id, latest_row) SELECT skill_id, row FROM versions "
+                "WHERE row > ? ORDER BY row",
+                (before,),
+            )
+        except sqlite3.IntegrityError:
+            raise self._collision(conn, skill_ids, version_ids) from None
+        self._bump(conn, [])
+        return [
+            _record(p, sid, vid, 1, None, t)
+            for p, sid, vid, t in zip(prepared, skill_ids, version_ids, times, strict=True)
+        ]
+
+    def _collision(
+        self, conn: sqlite3.Connection, skill_ids: Sequence[str], version_ids: Sequence[str]
+    ) -> SkillMemoryError:
+        """The error for an id collision (called inside the failed transaction)."""
+        taken: str | None = None
+        for kind, ids, table, column in (
+            ("skill id", skill_ids, "skills", "skill_id"),
+            ("version id", version_ids, "versions", "version_id"),
+        ):
+            seen: set[str] = set()
+            for one in ids:
+                exists = conn.execute(
+                    f"SELECT 1 FROM {table} WHERE {column} = ?", (one,)
+                ).fetchone()
+                if one in seen or exists:
+                    taken = f"{kind} {one!r}"
+                    break
+                seen.add(one)
+            if taken:
+                break
+        return SkillMemoryError(
+            f"{self.path}: {taken or 'an id'} is already taken; nothing was written",
+            hint="ids never collide: store it under a fresh id (skill_id=None)",
+        )
 
     def _check_key_dim(self, conn: sqlite3.Connection, dims: Sequence[int]) -> int:
         """Fix the memory's key dimension on first write; raise ``ValueError`` on a mismatch."""
