@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import os
+import threading
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "dataset.json"
 _FAILURES_NAME = "failures.jsonl"
 _EPISODES_DIR = "episodes"
+_WRITER_FILES = frozenset({_EPISODES_DIR, _FAILURES_NAME, MANIFEST_NAME})
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: no wall-clock time inside episode files
 _OBS_PREFIX = "observations/"
 
@@ -310,12 +312,19 @@ def decode_episode(data: bytes, *, where: str = "<bytes>") -> Episode:
         raise DatasetError(f"{where}: inconsistent episode ({exc})") from exc
 
 
+def _foreign_entries(root: Path) -> list[str]:
+    """Entries of ``root`` that no dataset writer makes (hidden temporary files excepted)."""
+    return sorted(
+        p.name for p in root.iterdir() if p.name not in _WRITER_FILES and not p.name.startswith(".")
+    )
+
+
 # --- atomic writes --------------------------------------------------------------------------------
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -481,7 +490,9 @@ class DatasetWriter:
                 )
             self._meta.update(old.meta)
             self._failures.update(old.failures)
-        elif self.root.exists() and any(self.root.iterdir()):
+        elif self.root.exists() and _foreign_entries(self.root):
+            # Only a writer's own files (another writer of this dataset starting at the same
+            # time) may precede the manifest.
             raise DatasetError(
                 f"{self.root}: directory is not empty and holds no {MANIFEST_NAME}",
                 hint="choose an empty or new --out directory",
@@ -608,6 +619,8 @@ class DatasetWriter:
                     state_only=episode.state_only,
                 )
             )
+        records.sort(key=lambda r: r.seed)  # file names sort by seed only up to 10 digits
+        self._failures.update(self._read_failure_log())  # failures other writers logged
         stored = {r.seed for r in records}
         info = DatasetInfo(
             root=self.root,

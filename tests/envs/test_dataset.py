@@ -225,6 +225,25 @@ def test_non_dataset_directory_is_refused(tmp_path: Path) -> None:
         DatasetWriter(tmp_path, env_id=ENV, demonstrator=WHO)
 
 
+def test_two_writers_on_one_dataset(tmp_path: Path) -> None:
+    # As when collector workers each open the dataset: both list every file on close.
+    first = DatasetWriter(tmp_path / "ds", env_id=ENV, demonstrator=WHO)
+    second = DatasetWriter(tmp_path / "ds", env_id=ENV, demonstrator=WHO)
+    first.write(make_episode(0))
+    second.write(make_episode(1))
+    second.log_failure(2, "stuck")
+    assert second.close().seeds == (0, 1)
+    info = first.close()
+    assert info.seeds == (0, 1) and info.failures == {2: "stuck"}
+    assert len(load_dataset(tmp_path / "ds")) == 2
+
+
+def test_large_seeds_sort_numerically(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", seeds=range(10**10 - 1, 10**10 + 2))
+    assert dataset.seeds == (10**10 - 1, 10**10, 10**10 + 1)
+    assert dataset[0].seed == 10**10 - 1
+
+
 def test_write_checks_episode(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path / "ds", env_id="toy/goto", demonstrator=WHO)
     with pytest.raises(ValueError, match="toy/fetch"):
