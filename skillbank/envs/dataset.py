@@ -8,12 +8,9 @@ Layout of a dataset directory::
       episodes/
         seed-0000000007.npz   one episode
 
-An episode file is a zip of ``.npy`` arrays that :func:`numpy.load` reads with
-``allow_pickle=False``: ``observations/<name>`` (T+1, ...), ``actions`` (T, ...; absent for a
-state-only episode), ``rewards`` (T,), ``terminations`` (T,), ``truncations`` (T,) and ``meta``, a
-UTF-8 JSON document (task, seed, success, demonstrator, annotations, observation order) stored as a
-uint8 array. Entries carry a fixed timestamp and a fixed order, so the same episode always gives the
-same bytes; arrays keep their dtype (images stay uint8), so storage is lossless.
+Episode files are described in :mod:`skillbank.envs.episode_file` (lossless, pickle-free, the
+same episode always gives the same bytes), the manifest in :mod:`skillbank.envs.dataset_manifest`.
+This module writes and reads whole datasets and re-exports what a caller needs.
 
 Every write is atomic (temporary file, fsync, ``os.replace``). A dataset that fails a check —
 missing file, hash or size mismatch, truncated zip, bad JSON, unknown format version — raises
@@ -33,22 +30,31 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
-import threading
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import overload
 
-import numpy as np
-import numpy.typing as npt
-
+from skillbank.envs.dataset_manifest import (
+    MANIFEST_NAME,
+    DatasetInfo,
+    EpisodeRecord,
+    dataset_hash,
+    dataset_info,
+    manifest_bytes,
+)
+from skillbank.envs.episode_file import (
+    EPISODES_DIR,
+    FORMAT_VERSION,
+    decode_episode,
+    encode_episode,
+    episode_filename,
+    write_file_atomic,
+)
 from skillbank.errors import DatasetError
-from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
+from skillbank.types import Episode
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,249 +73,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the on-disk format (manifest and episode files); bumped on any incompatible change."""
-
-MANIFEST_NAME = "dataset.json"
 _FAILURES_NAME = "failures.jsonl"
-_EPISODES_DIR = "episodes"
-_WRITER_FILES = frozenset({_EPISODES_DIR, _FAILURES_NAME, MANIFEST_NAME})
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: no wall-clock time inside episode files
-_OBS_PREFIX = "observations/"
-
-
-# --- records --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EpisodeRecord:
-    """One episode file as the manifest lists it.
-
-    Attributes:
-        seed: The environment seed of the episode.
-        file: Path of the file relative to the dataset root (``episodes/seed-....npz``).
-        sha256: SHA-256 of the file's bytes (64 hex chars).
-        size: Size of the file in bytes.
-        num_steps: T, the number of steps.
-        success: Whether the demonstrator succeeded.
-        state_only: True when the episode has no actions.
-    """
-
-    seed: int
-    file: str
-    sha256: str
-    size: int
-    num_steps: int
-    success: bool
-    state_only: bool
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ValueError(f"EpisodeRecord.seed must be >= 0, got {self.seed}")
-        if len(self.sha256) != 64:
-            raise ValueError("EpisodeRecord.sha256 must be 64 hex chars")
-        if self.size < 0 or self.num_steps < 0:
-            raise ValueError("EpisodeRecord.size and .num_steps must be >= 0")
-
-
-@dataclass(frozen=True, slots=True)
-class DatasetInfo:
-    """What the manifest of a dataset says.
-
-    Attributes:
-        root: The dataset directory.
-        format_version: On-disk format version.
-        env_id: Canonical environment id of every episode, e.g. ``"babyai/GoToLocal"``.
-        demonstrator: Who produced the episodes, e.g. ``"babyai-bot"``.
-        meta: Free string facts (collection command, versions, ...).
-        episodes: One record per episode file, sorted by seed.
-        failures: Seed -> why the demonstrator produced no episode for it.
-    """
-
-    root: Path
-    format_version: int
-    env_id: str
-    demonstrator: str
-    meta: Mapping[str, str] = field(default_factory=dict)
-    episodes: tuple[EpisodeRecord, ...] = ()
-    failures: Mapping[int, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.env_id:
-            raise ValueError("DatasetInfo.env_id must be a non-empty string")
-        if not self.demonstrator:
-            raise ValueError("DatasetInfo.demonstrator must be a non-empty string")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.meta.items()):
-            raise ValueError("DatasetInfo.meta must map strings to strings")
-        seeds = [r.seed for r in self.episodes]
-        if seeds != sorted(set(seeds)):
-            raise ValueError("DatasetInfo.episodes must be sorted by seed, one per seed")
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        """Seeds of the stored episodes, ascending."""
-        return tuple(r.seed for r in self.episodes)
-
-    @property
-    def num_episodes(self) -> int:
-        """Number of stored episodes."""
-        return len(self.episodes)
-
-    @property
-    def num_steps(self) -> int:
-        """Total steps over every stored episode."""
-        return sum(r.num_steps for r in self.episodes)
-
-    @property
-    def num_success(self) -> int:
-        """Stored episodes in which the demonstrator succeeded."""
-        return sum(r.success for r in self.episodes)
-
-    @property
-    def success_rate(self) -> float:
-        """Successful episodes over attempts (stored episodes plus logged failures); 0 if none."""
-        attempts = len(self.episodes) + len(self.failures)
-        return self.num_success / attempts if attempts else 0.0
-
-    @property
-    def state_only(self) -> bool:
-        """True when every stored episode lacks actions (and there is at least one)."""
-        return bool(self.episodes) and all(r.state_only for r in self.episodes)
-
-    @property
-    def hash(self) -> str:
-        """SHA-256 over the seeds and file hashes: identifies the dataset's content."""
-        digest = hashlib.sha256()
-        for record in self.episodes:
-            digest.update(f"{record.seed}:{record.sha256}\n".encode())
-        return digest.hexdigest()
-
-
-# --- episode files --------------------------------------------------------------------------------
-
-
-def episode_filename(seed: int) -> str:
-    """Path of the episode file for ``seed``, relative to the dataset root."""
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return f"{_EPISODES_DIR}/seed-{seed:010d}.npz"
-
-
-def _check_array(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    array = np.asarray(array)
-    if array.dtype.hasobject:
-        raise ValueError(f"episode array {name!r} has dtype object; only plain dtypes are stored")
-    return np.ascontiguousarray(array)
-
-
-def _episode_meta(episode: Episode) -> dict[str, Any]:
-    annotations = episode.annotations
-    return {
-        "format_version": FORMAT_VERSION,
-        "env_id": episode.task.env_id,
-        "mission": episode.task.mission,
-        "success": bool(episode.success),
-        "seed": int(episode.seed),
-        "demonstrator": episode.demonstrator,
-        "observation_keys": list(episode.observations),
-        "state_only": episode.actions is None,
-        "annotations": None
-        if annotations is None
-        else {"boundaries": list(annotations.boundaries), "labels": list(annotations.labels)},
-    }
-
-
-def encode_episode(episode: Episode) -> bytes:
-    """Serialise an episode to the bytes of its file; the same episode always gives the same bytes.
-
-    Raises:
-        ValueError: If an array has an object dtype.
-    """
-    arrays: list[tuple[str, npt.NDArray[Any]]] = [
-        (f"{_OBS_PREFIX}{name}", _check_array(f"observations[{name!r}]", value))
-        for name, value in episode.observations.items()
-    ]
-    if episode.actions is not None:
-        arrays.append(("actions", _check_array("actions", episode.actions)))
-    arrays += [
-        ("rewards", _check_array("rewards", episode.rewards)),
-        ("terminations", _check_array("terminations", episode.terminations)),
-        ("truncations", _check_array("truncations", episode.truncations)),
-    ]
-    meta = json.dumps(_episode_meta(episode), sort_keys=True, separators=(",", ":"))
-    arrays.append(("meta", np.frombuffer(meta.encode(), dtype=np.uint8)))
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-        for name, array in arrays:
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def decode_episode(data: bytes, *, where: str = "<bytes>") -> Episode:
-    """Rebuild an episode from the bytes of its file.
-
-    Args:
-        data: The file's bytes.
-        where: The file's name, used in error messages.
-
-    Raises:
-        DatasetError: If the bytes are not a valid episode file (truncated, bad JSON, wrong
-            format version, missing arrays, object arrays).
-    """
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise DatasetError(
-            f"{where}: not a readable episode file ({type(exc).__name__}: {exc})"
-        ) from exc
-    if "meta" not in arrays:
-        raise DatasetError(f"{where}: episode file has no 'meta' entry")
-    try:
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{where}: episode metadata is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{where}: episode metadata must be a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(
-            f"{where}: episode format version {meta.get('format_version')!r}; this skillbank "
-            f"reads version {FORMAT_VERSION}",
-            hint="re-collect or convert the dataset with a matching skillbank version",
-        )
-    try:
-        observations = {key: arrays.pop(f"{_OBS_PREFIX}{key}") for key in meta["observation_keys"]}
-        actions = None if meta["state_only"] else arrays.pop("actions")
-        notes = meta["annotations"]
-        annotations = (
-            None
-            if notes is None
-            else SubgoalAnnotation(
-                boundaries=tuple(int(b) for b in notes["boundaries"]),
-                labels=tuple(str(label) for label in notes["labels"]),
-            )
-        )
-        return Episode(
-            observations=observations,
-            actions=actions,
-            rewards=arrays.pop("rewards"),
-            terminations=arrays.pop("terminations"),
-            truncations=arrays.pop("truncations"),
-            task=TaskSpec(env_id=meta["env_id"], mission=meta["mission"]),
-            success=bool(meta["success"]),
-            seed=int(meta["seed"]),
-            demonstrator=meta["demonstrator"],
-            annotations=annotations,
-        )
-    except KeyError as exc:
-        raise DatasetError(f"{where}: episode file lacks {exc.args[0]!r}") from exc
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"{where}: inconsistent episode ({exc})") from exc
+_WRITER_FILES = frozenset({EPISODES_DIR, _FAILURES_NAME, MANIFEST_NAME})
 
 
 def _foreign_entries(root: Path) -> list[str]:
@@ -317,128 +82,6 @@ def _foreign_entries(root: Path) -> list[str]:
     return sorted(
         p.name for p in root.iterdir() if p.name not in _WRITER_FILES and not p.name.startswith(".")
     )
-
-
-# --- atomic writes --------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --- manifest -------------------------------------------------------------------------------------
-
-
-def _manifest_json(info: DatasetInfo) -> bytes:
-    payload = {
-        "format_version": info.format_version,
-        "env_id": info.env_id,
-        "demonstrator": info.demonstrator,
-        "meta": dict(sorted(info.meta.items())),
-        "seeds": list(info.seeds),
-        "episodes": [
-            {
-                "seed": r.seed,
-                "file": r.file,
-                "sha256": r.sha256,
-                "size": r.size,
-                "num_steps": r.num_steps,
-                "success": r.success,
-                "state_only": r.state_only,
-            }
-            for r in info.episodes
-        ],
-        "failures": [{"seed": s, "reason": info.failures[s]} for s in sorted(info.failures)],
-        "num_episodes": info.num_episodes,
-        "num_steps": info.num_steps,
-        "success_rate": info.success_rate,
-        "dataset_hash": info.hash,
-    }
-    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
-
-
-def dataset_info(root: Path | str) -> DatasetInfo:
-    """Read and check the manifest of the dataset at ``root`` (files are not hashed here).
-
-    Raises:
-        DatasetError: If the manifest is missing, not valid JSON, of another format version, or
-            malformed.
-    """
-    root = Path(root)
-    path = root / MANIFEST_NAME
-    if not root.is_dir():
-        raise DatasetError(
-            f"{root}: no such dataset directory",
-            hint="check the path, or collect one with `skillbank demos collect`",
-        )
-    if not path.is_file():
-        raise DatasetError(
-            f"{path}: no dataset manifest (is {root} a skillbank dataset?)",
-            hint="collect one with `skillbank demos collect`, or finish an interrupted one by "
-            "running the same command again",
-        )
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: manifest is not valid JSON ({exc})") from exc
-    if not isinstance(payload, dict):
-        raise DatasetError(f"{path}: manifest must be a JSON object")
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise DatasetError(
-            f"{path}: format version {version!r}; this skillbank reads version {FORMAT_VERSION}",
-            hint="re-collect or convert the dataset with a matching skillbank version",
-        )
-    try:
-        episodes = tuple(
-            EpisodeRecord(
-                seed=int(e["seed"]),
-                file=str(e["file"]),
-                sha256=str(e["sha256"]),
-                size=int(e["size"]),
-                num_steps=int(e["num_steps"]),
-                success=bool(e["success"]),
-                state_only=bool(e["state_only"]),
-            )
-            for e in payload["episodes"]
-        )
-        failures = {int(f["seed"]): str(f["reason"]) for f in payload["failures"]}
-        return DatasetInfo(
-            root=root,
-            format_version=version,
-            env_id=str(payload["env_id"]),
-            demonstrator=str(payload["demonstrator"]),
-            meta={str(k): str(v) for k, v in payload["meta"].items()},
-            episodes=episodes,
-            failures=failures,
-        )
-    except KeyError as exc:
-        raise DatasetError(f"{path}: manifest lacks the field {exc.args[0]!r}") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise DatasetError(f"{path}: malformed manifest ({exc})") from exc
-
-
-def dataset_hash(root: Path | str) -> str:
-    """SHA-256 over the manifest's seeds and file hashes: the provenance id of a dataset."""
-    return dataset_info(root).hash
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -501,7 +144,7 @@ class DatasetWriter:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
                 raise ValueError("meta must map strings to strings")
             self._meta.update(meta)
-        (self.root / _EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         self._failures.update(self._read_failure_log())
         if not (self.root / MANIFEST_NAME).exists():
             self._write_manifest()  # marks the directory as this dataset from the start
@@ -540,7 +183,7 @@ class DatasetWriter:
             )
         name = episode_filename(episode.seed)
         data = encode_episode(episode)
-        _atomic_write(self.root / name, data)
+        write_file_atomic(self.root / name, data)
         self._records[name] = EpisodeRecord(
             seed=episode.seed,
             file=name,
@@ -596,8 +239,8 @@ class DatasetWriter:
 
     def _write_manifest(self) -> DatasetInfo:
         records: list[EpisodeRecord] = []
-        for path in sorted((self.root / _EPISODES_DIR).glob("seed-*.npz")):
-            name = f"{_EPISODES_DIR}/{path.name}"
+        for path in sorted((self.root / EPISODES_DIR).glob("seed-*.npz")):
+            name = f"{EPISODES_DIR}/{path.name}"
             data = path.read_bytes()
             sha = hashlib.sha256(data).hexdigest()
             known = self._records.get(name)
@@ -631,7 +274,7 @@ class DatasetWriter:
             episodes=tuple(records),
             failures={s: r for s, r in self._failures.items() if s not in stored},
         )
-        _atomic_write(self.root / MANIFEST_NAME, _manifest_json(info))
+        write_file_atomic(self.root / MANIFEST_NAME, manifest_bytes(info))
         return info
 
 
