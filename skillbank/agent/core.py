@@ -95,6 +95,7 @@ class AgentConfig:
             action log-likelihood under that skill reaches this (nats; log 0.5 by default).
         explain_candidates: Existing skills, nearest by key, whose likelihood is checked.
         top_k: Skills mixed per decision at run time.
+        sample_actions: Sample discrete actions (seeded) rather than take the argmax.
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
@@ -108,6 +109,7 @@ class AgentConfig:
     explain_threshold: float = math.log(0.5)
     explain_candidates: int = 3
     top_k: int = 1
+    sample_actions: bool = True
     max_skill_steps: int = 64
     num_envs: int = 64
     seed: int = 0
@@ -298,7 +300,12 @@ class ProceduralMemoryAgent:
         existing = self._component(role)
         if existing is None:
             self.memory.add(
-                f"agent/{role}", key, arch_id, config, _weights_of(module), prov,
+                f"agent/{role}",
+                key,
+                arch_id,
+                config,
+                _weights_of(module),
+                prov,
                 tags=(_COMPONENT_TAG, role),
             )
         else:
@@ -384,7 +391,10 @@ class ProceduralMemoryAgent:
             "skill-encoder", VAE_ARCH, self.vae, self.vae.config.to_json(), provenance
         )
         self._store_component(
-            "controller", CONTROLLER_ARCH, self.controller, self.controller.config.to_json(),
+            "controller",
+            CONTROLLER_ARCH,
+            self.controller,
+            self.controller.config.to_json(),
             provenance,
         )
         self._executor = None
@@ -442,8 +452,16 @@ class ProceduralMemoryAgent:
                 )
             assert self.action is not None
             self._executor = SkillExecutor(
-                self.featurizer, self.controller, ids, keys, policies, self.action,
-                top_k=self.config.top_k, max_skill_steps=self.config.max_skill_steps,
+                self.featurizer,
+                self.controller,
+                ids,
+                keys,
+                policies,
+                self.action,
+                top_k=self.config.top_k,
+                max_skill_steps=self.config.max_skill_steps,
+                sample=self.config.sample_actions,
+                seed=self.config.seed,
             )
             self._executor.reset(1)
         return self._executor
@@ -488,13 +506,19 @@ class ProceduralMemoryAgent:
                 make = babyai_env_factory(spec.name)
                 success_fn = success_fn or babyai_success
             else:
+
                 def make(index: int) -> Any:
                     return make_registered_env(env_id)
         else:
             env_id, make = getattr(env, "__name__", "custom"), env
         executor = self.executor()
+        executor.seed = seed
         result = evaluate_policy(
-            make, executor, episodes=episodes, seed=seed, num_envs=self.config.num_envs,
+            make,
+            executor,
+            episodes=episodes,
+            seed=seed,
+            num_envs=self.config.num_envs,
             success_fn=success_fn or info_success,
         )
         usage = executor.usage(result.successes)
@@ -521,12 +545,16 @@ def _infer_action(episodes: Sequence[Episode]) -> ActionSpec:
 
 def _cluster(codes: npt.NDArray[np.float32], config: ClusterConfig) -> Clustering:
     if len(codes) < 3:
-        return Clustering(codes.mean(0, keepdims=True).astype(np.float64), np.zeros(len(codes), np.int64))
-    return cluster_codes(codes, config)
+        return Clustering(
+            codes.mean(0, keepdims=True).astype(np.float64), np.zeros(len(codes), np.int64)
+        )
+    return cluster_codes(codes.astype(np.float64), config)
 
 
 def _score(
-    episodes: Sequence[Episode], boundaries: Sequence[Sequence[int]], assignment: npt.NDArray[np.int64]
+    episodes: Sequence[Episode],
+    boundaries: Sequence[Sequence[int]],
+    assignment: npt.NDArray[np.int64],
 ) -> tuple[float | None, float | None]:
     annotated = [i for i, e in enumerate(episodes) if e.annotations is not None]
     if not annotated:

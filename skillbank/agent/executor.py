@@ -8,7 +8,8 @@ skill just stopped (its termination head fires after at least one action, or it 
 keys (N, Z) -> top-k skills and weights; then each environment acts with its skill mixture.
 
 Example:
-    >>> executor = SkillExecutor(featurizer, controller, ids, keys, policies, action)  # doctest: +SKIP
+    >>> executor = SkillExecutor(  # doctest: +SKIP
+    ...     featurizer, controller, ids, keys, policies, action)
     >>> executor.reset(64); actions = executor.act(obs_batch)  # doctest: +SKIP
 """
 
@@ -41,6 +42,9 @@ class SkillExecutor:
         action: The action space every skill acts in.
         top_k: Skills mixed per decision (1: the best one acts alone).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
+        sample: Sample discrete actions from the mixture (breaks the loops greedy cloned
+            policies fall into in deterministic worlds) instead of taking the argmax.
+        seed: Seed of the action sampling; re-applied at every :meth:`reset`.
     """
 
     def __init__(
@@ -54,6 +58,8 @@ class SkillExecutor:
         *,
         top_k: int = 1,
         max_skill_steps: int = 64,
+        sample: bool = True,
+        seed: int = 0,
     ) -> None:
         if not skill_ids or len(skill_ids) != len(keys) or len(keys) != len(policies):
             raise ValueError("SkillExecutor needs one key and one policy per skill (at least one)")
@@ -64,6 +70,9 @@ class SkillExecutor:
         self.action = action
         self.top_k = max(1, min(top_k, len(skill_ids)))
         self.max_skill_steps = max_skill_steps
+        self.sample = sample
+        self.seed = seed
+        self._generator = torch.Generator()
         # Skills sharing a config run stacked; groups keep the key order through an index map.
         groups: dict[Any, list[int]] = {}
         for index, policy in enumerate(policies):
@@ -80,6 +89,7 @@ class SkillExecutor:
     def reset(self, num_envs: int) -> None:
         """Forget all state; the next :meth:`act` gets batches of ``num_envs`` observations."""
         self.num_envs = num_envs
+        self._generator.manual_seed(self.seed)
         self._active = torch.full((num_envs, self.top_k), -1, dtype=torch.long)  # (B, K)
         self._weights = torch.zeros(num_envs, self.top_k)  # (B, K)
         self._steps_in_skill = torch.zeros(num_envs, dtype=torch.long)  # (B,)
@@ -119,6 +129,8 @@ class SkillExecutor:
         w = self._weights.T.unsqueeze(-1)  # (K, B, 1)
         if self.action.kind == "discrete":
             probs = (torch.softmax(chosen_params, dim=-1) * w).sum(0)  # (B, A)
+            if self.sample:
+                return torch.multinomial(probs, 1, generator=self._generator).squeeze(1).numpy()
             return probs.argmax(-1).numpy()
         return (chosen_params * w).sum(0).numpy()  # (B, A)
 

@@ -1,11 +1,104 @@
-"""CLI: `skillbank learn` and `skillbank eval`."""
+"""CLI: `skillbank learn DATASET... --memory DIR` and `skillbank eval ENV --memory DIR ...`."""
 
 from __future__ import annotations
 
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
 import typer
+
+from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.cli.common import (
+    DEFAULT_MEMORY,
+    JsonOption,
+    MemoryOption,
+    console,
+    emit_json,
+    handle_errors,
+)
+from skillbank.envs.dataset import load_dataset
+from skillbank.errors import SkillMemoryError
+from skillbank.memory.store import SkillMemory
 
 __all__ = ["register"]
 
 
+def _run_info(seed: int) -> dict[str, object]:
+    return {
+        "command": " ".join(["skillbank", *sys.argv[1:]]),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "seed": seed,
+    }
+
+
+@handle_errors
+def learn(
+    datasets: Annotated[list[Path], typer.Argument(help="Dataset directories to learn from.")],
+    memory: MemoryOption = DEFAULT_MEMORY,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every learning step.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Segment demonstrations into skills, store them, and train the controller."""
+    torch.set_num_threads(1)
+    episodes = [list(load_dataset(path)) for path in datasets]
+    with SkillMemory(memory) as store:
+        report = ProceduralMemoryAgent(store, AgentConfig(seed=seed)).learn(episodes)
+    payload = {**report.to_json(), **_run_info(seed)}
+    if as_json:
+        emit_json(payload)
+        return
+    console.print(
+        f"learned from {report.num_episodes} episodes: {report.num_segments} segments, "
+        f"{len(report.new_skill_ids)} new skills, {report.num_reused} segments reused; "
+        f"{len(report.skill_ids)} skills in {memory} ({report.train_s:.1f}s)"
+    )
+    if report.segmentation_f1 is not None:
+        console.print(
+            f"segmentation boundary F1 {report.segmentation_f1:.3f}, "
+            f"cluster purity {report.cluster_purity:.3f}"
+        )
+
+
+@handle_errors
+def evaluate(
+    env: Annotated[str, typer.Argument(help="Environment id, e.g. babyai/GoTo or toy/fetch.")],
+    memory: MemoryOption = DEFAULT_MEMORY,
+    episodes: Annotated[int, typer.Option("--episodes", help="Episodes to run.")] = 512,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first episode.")] = 1_000_000,
+    top_k: Annotated[int, typer.Option("--top-k", help="Skills mixed per decision.")] = 1,
+    out: Annotated[
+        Path | None, typer.Option("--json", help="Write the eval JSON to this file.")
+    ] = None,
+) -> None:
+    """Run the learned agent on ENV and report success, steps and skills used."""
+    torch.set_num_threads(1)
+    if not (memory / "skills.sqlite").is_file():
+        raise SkillMemoryError(
+            f"no skill memory at {memory}", hint="run `skillbank learn DATASET --memory DIR` first"
+        )
+    with SkillMemory(memory, create=False) as store:
+        agent = ProceduralMemoryAgent(store, AgentConfig(top_k=top_k))
+        result = agent.evaluate(env, episodes=episodes, seed=seed)
+    payload = {**result.to_json(), **_run_info(seed)}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    console.print(
+        f"{result.env}: success {result.success_rate:.3f} over {result.episodes} episodes, "
+        f"{result.mean_steps:.1f} steps/episode, {result.steps_per_s:.0f} env steps/s, "
+        f"{len(result.skills_used)} skills used"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("learn")(learn)
+    app.command("eval")(evaluate)

@@ -82,7 +82,9 @@ def kmeans(
     for _ in range(1, k):
         dist = ((codes[:, None, :] - np.stack(centres)[None]) ** 2).sum(-1).min(1)  # (N,)
         total = dist.sum()
-        centres.append(codes[rng.choice(n, p=dist / total)] if total > 0 else codes[rng.integers(n)])
+        centres.append(
+            codes[rng.choice(n, p=dist / total)] if total > 0 else codes[rng.integers(n)]
+        )
     centre_array = np.stack(centres)  # (k, Z)
     labels = np.zeros(n, np.int64)
     for _ in range(num_iterations):

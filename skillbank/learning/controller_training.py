@@ -6,7 +6,8 @@ cross-entropy of the attention over the skill keys, so the controller learns que
 list of classes: adding a skill adds a key, not an output unit.
 
 Example:
-    >>> controller = train_controller(segments, assignment, keys, ControllerTrainConfig())  # doctest: +SKIP
+    >>> config = ControllerTrainConfig()
+    >>> controller = train_controller(segments, assignment, keys, config)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def train_controller(
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"controller loss diverged at epoch {epoch}")
                 optimizer.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
     controller.eval()
     return controller

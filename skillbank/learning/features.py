@@ -44,7 +44,7 @@ class FeatureSpec:
         kind: ``"onehot"`` (integer ids) or ``"float"`` (standardised values).
         cardinalities: ``onehot``: vocabulary size per channel (last axis; one for scalars).
         mean: ``float``: per-element mean (prod(shape) values).
-        std: ``float``: per-element std, floored at 1e-3.
+        std: ``float``: per-element std; 1.0 where the data barely varies (below 1e-2).
     """
 
     name: str
@@ -95,7 +95,9 @@ class ObservationFeaturizer:
         }
 
     @classmethod
-    def fit(cls, episodes: Sequence[Episode], *, max_cardinality: int = 64) -> ObservationFeaturizer:
+    def fit(
+        cls, episodes: Sequence[Episode], *, max_cardinality: int = 64
+    ) -> ObservationFeaturizer:
         """Fit the spec on every observation of ``episodes``.
 
         Raises:
@@ -123,7 +125,7 @@ class ObservationFeaturizer:
                         shape,
                         "float",
                         mean=tuple(float(v) for v in flat.mean(0)),
-                        std=tuple(float(max(v, 1e-3)) for v in flat.std(0)),
+                        std=tuple(float(v) if v > 1e-2 else 1.0 for v in flat.std(0)),
                     )
                 )
         return cls(specs)
@@ -137,7 +139,9 @@ class ObservationFeaturizer:
         parts: list[FloatArray] = []
         for spec in self.specs:
             if spec.name not in observations:
-                raise ValueError(f"observation has no entry {spec.name!r} (have {sorted(observations)})")
+                raise ValueError(
+                    f"observation has no entry {spec.name!r} (have {sorted(observations)})"
+                )
             array = np.asarray(observations[spec.name])
             if tuple(array.shape[1:]) != spec.shape:
                 raise ValueError(

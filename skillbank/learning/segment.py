@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ class SegmenterConfig:
     """
 
     num_options: int = 8
-    switch_cost: float = 4.0
+    switch_cost: float = 3.0
     num_iterations: int = 16
     smoothing: float = 0.5
     seed: int = 0
@@ -62,9 +63,9 @@ class SegmenterConfig:
             raise ValueError("SegmenterConfig.smoothing must be > 0")
 
 
-def viterbi_switching(emissions: FloatArray, lengths: Sequence[int], switch_cost: float) -> list[
-    npt.NDArray[np.int64]
-]:
+def viterbi_switching(
+    emissions: FloatArray, lengths: Sequence[int], switch_cost: float
+) -> list[npt.NDArray[np.int64]]:
     """Best option sequence per episode under per-step emissions and a constant switching cost.
 
     Args:
@@ -159,20 +160,16 @@ class OptionHMMSegmenter:
             cost = cfg.switch_cost * (0.25 + 0.75 * ramp)
             logp = np.stack([_log_likelihood(values, p, discrete) for p in params], axis=1)
             padded = np.zeros((len(episodes), horizon, len(params)))
-            for e, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+            for e, (lo, hi) in enumerate(itertools.pairwise(offsets)):
                 padded[e, : hi - lo] = logp[lo:hi]
             new_labels = np.concatenate(viterbi_switching(padded, lengths, cost))
             if ramp >= 1.0 and np.array_equal(new_labels, labels):
                 break
             labels = new_labels
-            params = [
-                self._fit_option(values[labels == k], discrete) if (labels == k).any() else None
-                for k in range(len(params))
-            ]
-            keep = [k for k, p in enumerate(params) if p is not None]
-            params = [params[k] for k in keep]
+            keep = [k for k in range(len(params)) if (labels == k).any()]
+            params = [self._fit_option(values[labels == k], discrete) for k in keep]
             labels = np.searchsorted(np.asarray(keep), labels)
-        return [labels[lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)]
+        return [labels[lo:hi] for lo, hi in itertools.pairwise(offsets)]
 
     def _fit_option(self, values: FloatArray, discrete: bool) -> tuple[FloatArray, FloatArray]:
         """Emission parameters fitted on the steps ``values`` (M, A)."""
@@ -200,7 +197,8 @@ def _log_likelihood(
         out: FloatArray = values @ params[0]
         return out
     mean, var = params
-    return -0.5 * (((values - mean) ** 2) / var + np.log(2 * np.pi * var)).sum(1)
+    gauss: FloatArray = -0.5 * (((values - mean) ** 2) / var + np.log(2 * np.pi * var)).sum(1)
+    return gauss
 
 
 def _candidate_centres(values: FloatArray, k: int, seed: int) -> list[FloatArray]:

@@ -54,14 +54,18 @@ class SegmentSet:
         Raises:
             TrainingError: If no episode has actions.
         """
-        features, actions, spans = [], [], []
+        features: list[npt.NDArray[np.float32]] = []
+        actions: list[npt.NDArray[np.generic]] = []
+        spans: list[tuple[int, int, int]] = []
         for episode, starts in zip(episodes, boundaries, strict=True):
             if episode.actions is None or episode.num_steps == 0:
                 continue
             index = len(features)
             features.append(featurizer.episode_features(episode))
             raw = np.asarray(episode.actions)
-            actions.append(raw.astype(np.int64) if raw.dtype.kind in "biu" else raw.astype(np.float32))
+            actions.append(
+                raw.astype(np.int64) if raw.dtype.kind in "biu" else raw.astype(np.float32)
+            )
             spans += [(index, a, b) for a, b in iter_segments(starts, episode.num_steps)]
         if not spans:
             raise TrainingError(

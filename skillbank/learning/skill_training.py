@@ -80,7 +80,9 @@ def train_skill_policy(
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         policy = SkillPolicy(
-            SkillPolicyConfig(obs_dim=segments.obs_dim, action=action, hidden_dims=config.hidden_dims)
+            SkillPolicyConfig(
+                obs_dim=segments.obs_dim, action=action, hidden_dims=config.hidden_dims
+            )
         )
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
         repeats = max(1, math.ceil(config.min_steps_per_epoch / len(x)))
@@ -98,7 +100,7 @@ def train_skill_policy(
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"skill policy loss diverged at epoch {epoch}")
                 optimizer.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
     policy.eval()
     return policy

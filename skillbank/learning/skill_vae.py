@@ -1,7 +1,8 @@
 """Train the skill encoding network on segments, and encode segments to codes z.
 
 Example:
-    >>> vae = train_skill_vae(segments, ActionSpec("discrete", 7), SkillVAETrainConfig())  # doctest: +SKIP
+    >>> action = ActionSpec("discrete", 7)
+    >>> vae = train_skill_vae(segments, action, SkillVAETrainConfig())  # doctest: +SKIP
     >>> codes = encode_segments(vae, segments)  # (N, Z)  # doctest: +SKIP
 """
 
@@ -54,7 +55,9 @@ class SkillVAETrainConfig:
         if min(self.latent_dim, self.hidden_dim, self.num_epochs, self.batch_size) < 1:
             raise ValueError("SkillVAETrainConfig sizes and counts must be >= 1")
         if self.beta < 0 or self.learning_rate <= 0 or self.max_segment_length < 1:
-            raise ValueError("SkillVAETrainConfig: beta >= 0, learning_rate > 0, max_segment_length >= 1")
+            raise ValueError(
+                "SkillVAETrainConfig: beta >= 0, learning_rate > 0, max_segment_length >= 1"
+            )
 
 
 def train_skill_vae(
@@ -85,7 +88,9 @@ def train_skill_vae(
         # --- sort by length so padded batches waste little -------------------------------------
         lengths = np.array([stop - start for _, start, stop in segments.spans])
         order = np.argsort(lengths, kind="stable")
-        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        batches = [
+            order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)
+        ]
         # --- train ------------------------------------------------------------------------------
         for epoch in range(config.num_epochs):
             perm = torch.randperm(len(batches), generator=generator).tolist()
@@ -103,7 +108,7 @@ def train_skill_vae(
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"skill VAE loss diverged at epoch {epoch}")
                 optimizer.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 total += loss.item() * len(batches[b])
             observe(Event("skill_vae.epoch", {"epoch": epoch, "loss": total / len(order)}))

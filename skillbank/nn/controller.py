@@ -75,14 +75,15 @@ class Controller(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Features (B, O) -> queries (B, Z)."""
-        out: torch.Tensor = self.query_head(self.trunk(features))
-        return out
+        hidden: torch.Tensor = self.trunk(features)
+        return self.query_head(hidden)  # type: ignore[no-any-return]
 
 
 def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Scaled dot product of queries (B, Z) with unit-normalised keys (N, Z) -> (B, N)."""
     unit = keys / keys.norm(dim=-1, keepdim=True).clamp(min=1e-8)  # (N, Z)
-    return queries @ unit.T / math.sqrt(keys.shape[-1])
+    scores: torch.Tensor = torch.matmul(queries, unit.T)  # (B, N)
+    return scores / math.sqrt(keys.shape[-1])
 
 
 def top_k_attention(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,7 +49,9 @@ class ActionSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in ("discrete", "continuous"):
-            raise ValueError(f"ActionSpec.kind must be 'discrete' or 'continuous', got {self.kind!r}")
+            raise ValueError(
+                f"ActionSpec.kind must be 'discrete' or 'continuous', got {self.kind!r}"
+            )
         if self.size < 1:
             raise ValueError(f"ActionSpec.size must be >= 1, got {self.size}")
 
@@ -182,10 +184,10 @@ class StackedSkillPolicies(nn.Module):
         self.config = config
         self.num_skills = len(policies)
         linears = [i for i, m in enumerate(policies[0].trunk) if isinstance(m, nn.Linear)]
-        weights = []
-        biases = []
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
         for index in linears:
-            layers = [p.trunk[index] for p in policies]
+            layers: list[nn.Linear] = [p.trunk[index] for p in policies]  # type: ignore[misc]
             weights.append(torch.stack([layer.weight.detach() for layer in layers]))  # (N, D, I)
             biases.append(torch.stack([layer.bias.detach() for layer in layers]))  # (N, D)
         self.trunk_weights = weights
@@ -204,6 +206,8 @@ class StackedSkillPolicies(nn.Module):
         )  # (N, B, D)
         for weight, bias in zip(self.trunk_weights[1:], self.trunk_biases[1:], strict=True):
             hidden = torch.relu(torch.einsum("nbi,ndi->nbd", hidden, weight) + bias[:, None])
-        params = torch.einsum("nbd,nad->nba", hidden, self.action_weight) + self.action_bias[:, None]
+        params = (
+            torch.einsum("nbd,nad->nba", hidden, self.action_weight) + self.action_bias[:, None]
+        )
         stop = torch.einsum("nbd,nod->nbo", hidden, self.stop_weight) + self.stop_bias[:, None]
         return params, stop.squeeze(-1)  # (N, B, A), (N, B)

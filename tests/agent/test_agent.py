@@ -1,0 +1,111 @@
+"""The whole pipeline on the toy world: learn -> store in a real SkillMemory -> retrieve -> act."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.envs.rollout import evaluate_policy, info_success
+from skillbank.envs.toy import ToyDemonstrator, make_toy_env
+from skillbank.learning.controller_training import ControllerTrainConfig
+from skillbank.learning.skill_training import SkillTrainConfig
+from skillbank.learning.skill_vae import SkillVAETrainConfig
+from skillbank.memory.store import SkillMemory
+from skillbank.types import Episode, RetrievalFilter
+
+FAST = AgentConfig(
+    vae=SkillVAETrainConfig(num_epochs=4),
+    skill=SkillTrainConfig(num_epochs=8),
+    controller=ControllerTrainConfig(num_epochs=8),
+    num_envs=32,
+    seed=0,
+)
+
+
+def _demos(tasks: tuple[str, ...], per_task: int, offset: int = 0) -> list[Episode]:
+    return [
+        ToyDemonstrator(t).demonstrate(s) for t in tasks for s in range(offset, offset + per_task)
+    ]
+
+
+class _RandomPolicy:
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+
+    def act(self, obs: Any) -> npt.NDArray[np.int64]:
+        return self.rng.integers(0, 6, self.num_envs)
+
+    def on_done(self, env_indices: Any) -> None:
+        return None
+
+
+def test_learns_stores_retrieves_and_beats_chance(tmp_path: Path) -> None:
+    demos = _demos(("goto", "pickup", "fetch"), 120)
+    with SkillMemory(tmp_path / "mem") as memory:
+        agent = ProceduralMemoryAgent(memory, FAST)
+        report = agent.learn([demos])
+        assert report.new_skill_ids and all(i in memory for i in report.new_skill_ids)
+        assert report.segmentation_f1 is not None and 0.0 <= report.segmentation_f1 <= 1.0
+        stored = memory.list(RetrievalFilter(tags=("skill",)))
+        assert {r.skill_id for r in stored} == set(report.skill_ids)
+        assert all(r.arch_id == "skill-policy-v1" and r.provenance.dataset_hash for r in stored)
+
+        result = agent.evaluate("toy/pickup", episodes=64, seed=50_000)
+        chance = evaluate_policy(
+            lambda i: make_toy_env("pickup"),
+            _RandomPolicy(),
+            episodes=64,
+            seed=50_000,
+            success_fn=info_success,
+        )
+        # Measured: 0.33 vs chance 0.20 (seed 0) — better than chance, not yet by much.
+        assert result.success_rate >= chance.success_rate + 0.1, (result, chance.success_rate)
+        assert sum(result.skills_used.values()) > 0
+        # usage was logged in the memory, once for the whole evaluation
+        used = [memory.get(i).usage for i in result.skills_used]
+        assert all(u.num_executed > 0 and u.num_retrieved >= u.num_executed for u in used)
+
+        # a fresh agent on the same memory acts from what is stored, one observation at a time
+        again = ProceduralMemoryAgent(memory, FAST)
+        obs, _ = make_toy_env("goto").reset(seed=3)
+        assert 0 <= int(again.act({"obs": obs})) < 6
+
+
+def test_same_seed_same_numbers_and_growth_reuses(tmp_path: Path) -> None:
+    demos = _demos(("pickup", "fetch"), 25)
+    small = dataclasses.replace(FAST, vae=SkillVAETrainConfig(num_epochs=2))
+    keys = []
+    for name in ("a", "b"):
+        with SkillMemory(tmp_path / name) as memory:
+            agent = ProceduralMemoryAgent(memory, small)
+            agent.learn([demos])
+            keys.append(memory.keys(RetrievalFilter(tags=("skill",)))[1])
+            result = agent.evaluate("toy/pickup", episodes=8, seed=7)
+            keys.append(np.array([result.success_rate, result.mean_steps]))
+    np.testing.assert_array_equal(keys[0], keys[2])
+    np.testing.assert_array_equal(keys[1], keys[3])
+
+    # learning again from the same kind of demos reuses stored skills, never rewrites them
+    with SkillMemory(tmp_path / "a") as memory:
+        before = {r.skill_id: r.version_id for r in memory.list(RetrievalFilter(tags=("skill",)))}
+        report = ProceduralMemoryAgent(memory, small).learn([_demos(("pickup",), 20, 100)])
+        assert report.num_reused > 0
+        after = {r.skill_id: r.version_id for r in memory.list(RetrievalFilter(tags=("skill",)))}
+        assert all(after[k] == v for k, v in before.items())
+
+
+def test_learn_without_actions_is_a_training_error(tmp_path: Path) -> None:
+    from skillbank.errors import TrainingError
+
+    demo = dataclasses.replace(_demos(("goto",), 1)[0], actions=None)
+    with SkillMemory(tmp_path / "m") as memory, pytest.raises(TrainingError):
+        ProceduralMemoryAgent(memory, FAST).learn([[demo]])
