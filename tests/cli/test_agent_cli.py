@@ -1,0 +1,52 @@
+"""`skillbank learn` and `skillbank eval` on toy datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from skillbank.cli.app import app
+from skillbank.envs.dataset import DatasetWriter
+from skillbank.envs.toy import DEMONSTRATOR, ToyDemonstrator
+
+
+def _write(root: Path, task: str, episodes: int) -> Path:
+    source = ToyDemonstrator(task)
+    with DatasetWriter(root, env_id=source.env_id, demonstrator=DEMONSTRATOR) as writer:
+        for seed in range(episodes):
+            writer.write(source.demonstrate(seed))
+    return root
+
+
+def test_learn_then_eval_writes_the_eval_json(tmp_path: Path) -> None:
+    runner = CliRunner()
+    pickup = _write(tmp_path / "pickup", "pickup", 20)
+    fetch = _write(tmp_path / "fetch", "fetch", 20)
+    memory = tmp_path / "mem"
+    learned = runner.invoke(
+        app, ["learn", str(pickup), str(fetch), "--memory", str(memory), "--seed", "1", "--json"]
+    )
+    assert learned.exit_code == 0, learned.output
+    report = json.loads(learned.stdout)
+    assert report["new_skill_ids"] and report["seed"] == 1
+
+    out = tmp_path / "eval.json"
+    evaluated = runner.invoke(
+        app,
+        ["eval", "toy/open-then-fetch", "--memory", str(memory), "--episodes", "4",
+         "--seed", "9", "--json", str(out)],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    payload = json.loads(out.read_text())
+    for key in ("env", "episodes", "seed", "success_rate", "mean_steps", "steps_per_s"):
+        assert key in payload
+    assert payload["env"] == "toy/open-then-fetch" and payload["episodes"] == 4
+    assert set(payload["skills_used"]) <= set(report["skill_ids"])
+
+
+def test_eval_without_memory_is_one_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "toy/goto", "--memory", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "no skill memory" in result.output
