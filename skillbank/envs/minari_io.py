@@ -104,6 +104,29 @@ def _box_for(array: npt.NDArray[Any]) -> gym.spaces.Box:
     return gym.spaces.Box(-np.inf, np.inf, shape=shape, dtype=dtype)
 
 
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a/b": x}`` -> ``{"a": {"b": x}}``: Minari stores a ``/`` in a name as a subgroup, and
+    :func:`_flatten` joins nested keys with ``/`` on the way back."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DatasetError(f"observation {key!r} clashes with observation {part!r}")
+        if leaf in node:
+            raise DatasetError(f"observation {key!r} clashes with another observation")
+        node[leaf] = value
+    return nested
+
+
+def _dict_space(nested: Mapping[str, Any]) -> gym.spaces.Dict:
+    return gym.spaces.Dict(
+        {k: _dict_space(v) if isinstance(v, Mapping) else v for k, v in nested.items()}
+    )
+
+
 def _episode_meta(episode: Episode) -> str:
     notes = episode.annotations
     return json.dumps(
@@ -162,7 +185,7 @@ def export_minari(
 
     first = source[0]
     with_actions = next((e for e in source if e.actions is not None), None)
-    obs_space = gym.spaces.Dict({k: _box_for(v) for k, v in first.observations.items()})
+    obs_space = _dict_space(_nest({k: _box_for(v) for k, v in first.observations.items()}))
     if with_actions is not None and with_actions.actions is not None:
         action_space = _box_for(with_actions.actions)
     else:
@@ -182,7 +205,7 @@ def export_minari(
             yield EpisodeBuffer(
                 id=index,
                 seed=episode.seed,
-                observations=dict(episode.observations),
+                observations=_nest(episode.observations),
                 actions=actions,
                 rewards=episode.rewards,
                 terminations=episode.terminations,

@@ -102,6 +102,31 @@ def test_toy_round_trip_and_minari_can_read_it(
         assert ours.task == theirs_episode.task
 
 
+def test_nested_observation_names_round_trip(tmp_path: Path) -> None:
+    base = image_episode(0)
+    episode = Episode(
+        {
+            "camera/left": base.observations["image"],
+            "camera/right": base.observations["image"] // 2,
+            "direction": base.observations["direction"],
+        },
+        base.actions,
+        base.rewards,
+        base.terminations,
+        base.truncations,
+        base.task,
+        base.success,
+        base.seed,
+        base.demonstrator,
+    )
+    with DatasetWriter(tmp_path / "ds", env_id="babyai/GoToLocal", demonstrator="bot") as writer:
+        writer.write(episode)
+    export_minari(tmp_path / "ds", "nested-v0", root=tmp_path / "m")
+    import_minari("nested-v0", tmp_path / "back", root=tmp_path / "m")
+    name = episode_filename(0)
+    assert (tmp_path / "back" / name).read_bytes() == (tmp_path / "ds" / name).read_bytes()
+
+
 def test_all_state_only_dataset(tmp_path: Path) -> None:
     with DatasetWriter(tmp_path / "ds", env_id="babyai/GoToLocal", demonstrator="bot") as writer:
         for seed in range(2):
