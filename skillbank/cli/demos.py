@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from skillbank.cli.common import JsonOption, console, emit_json, handle_errors
-from skillbank.envs.dataset import DatasetInfo, dataset_info, load_dataset
+from skillbank.envs.dataset import Dataset, DatasetInfo, load_dataset
 from skillbank.envs.minari_io import default_minari_name, export_minari, import_minari
 
 __all__ = ["register"]
@@ -26,6 +26,23 @@ RootOption = Annotated[
         help="Minari datasets directory (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets).",
     ),
 ]
+
+
+def _shapes(dataset: Dataset) -> dict[str, Any]:
+    """Per-step shapes and dtypes of the first episode's arrays (one file read)."""
+    if not len(dataset):
+        return {}
+    episode = dataset[0]
+    observations = {
+        name: {"shape": list(array.shape[1:]), "dtype": str(array.dtype)}
+        for name, array in episode.observations.items()
+    }
+    actions = (
+        None
+        if episode.actions is None
+        else {"shape": list(episode.actions.shape[1:]), "dtype": str(episode.actions.dtype)}
+    )
+    return {"observations": observations, "actions": actions}
 
 
 def _summary(info: DatasetInfo, *, verified: bool) -> dict[str, Any]:
@@ -72,13 +89,16 @@ def _table(title: str, payload: dict[str, Any]) -> Table:
 def info_command(
     directory: DirArgument,
     verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Hash every episode file.")
+        bool,
+        typer.Option(
+            "--verify/--no-verify", help="Hash every episode file (else check they exist)."
+        ),
     ] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Summarise a dataset: episodes, env, success rate, steps, failures, state-only or not."""
-    info = load_dataset(directory, verify=True).info if verify else dataset_info(directory)
-    payload = _summary(info, verified=verify)
+    dataset = load_dataset(directory, verify=verify)
+    payload = {**_summary(dataset.info, verified=verify), **_shapes(dataset)}
     if json_out:
         emit_json(payload)
         return

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from skillbank.cli import demos
 from skillbank.envs.dataset import MANIFEST_NAME, DatasetWriter, episode_filename
-from skillbank.envs.toy import ToyDemonstrator
+from skillbank.envs.toy import ToyDemonstrator, toy_obs_dim
 from skillbank.types import Episode
 
 runner = CliRunner()
@@ -61,6 +61,8 @@ def test_info_json(app: typer.Typer, dataset: Path) -> None:
     assert payload["state_only"] is False and payload["state_only_episodes"] == 1
     assert payload["steps"] >= 6 and payload["min_steps"] <= payload["mean_steps"]
     assert payload["verified"] is True and len(payload["dataset_hash"]) == 64
+    assert payload["observations"] == {"obs": {"shape": [toy_obs_dim()], "dtype": "float32"}}
+    assert payload["actions"] == {"shape": [], "dtype": "int64"}
 
 
 def test_info_table(app: typer.Typer, dataset: Path) -> None:
