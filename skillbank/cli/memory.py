@@ -339,9 +339,22 @@ def _demo_weights(rng: np.random.Generator) -> dict[str, npt.NDArray[np.float32]
     return weights
 
 
+class _DemoOutput:
+    """Tables for people, or facts collected for one JSON document."""
+
+    def __init__(self, json_out: bool) -> None:
+        self.json_out = json_out
+        self.facts: dict[str, Any] = {}
+
+    def show(self, renderable: Any, *, soft_wrap: bool = False) -> None:
+        if not self.json_out:
+            console.print(renderable, soft_wrap=soft_wrap)
+
+
 @handle_errors
-def demo_command(memory: MemoryOption = DEFAULT_MEMORY) -> None:
+def demo_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = False) -> None:
     """Walk through the skill memory: store, retrieve, version, export, import, verify."""
+    out = _DemoOutput(json_out)
     rng = np.random.default_rng(0)
     keys = {name: rng.standard_normal(_DEMO_KEY_DIM).astype(np.float32) for name in _DEMO_SKILLS}
     ids = [f"demo-{name}" for name in _DEMO_SKILLS]
@@ -368,7 +381,8 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY) -> None:
                 )
                 num_new += 1
         title = f"1. demo skills in {memory} ({num_new} stored now, {len(ids) - num_new} kept)"
-        console.print(_records_table(title, [mem.get(i) for i in ids]))
+        out.show(_records_table(title, [mem.get(i) for i in ids]))
+        out.facts["stored"] = {"num_new": num_new, "skill_ids": ids}
 
         # --- 2. retrieve ---
         query = keys["open-door"] + 0.3 * rng.standard_normal(_DEMO_KEY_DIM).astype(np.float32)
@@ -380,7 +394,12 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY) -> None:
             zip(found.skill_ids, found.scores, found.weights, strict=True), start=1
         ):
             table.add_row(str(rank), sid, f"{score:.3f}", f"{weight:.3f}")
-        console.print(table)
+        out.show(table)
+        out.facts["retrieved"] = {
+            "skill_ids": list(found.skill_ids),
+            "scores": [float(x) for x in found.scores],
+            "weights": [float(x) for x in found.weights],
+        }
 
         # --- 3. adapt a copy: a new version; the old one stays bit for bit ---
         base = mem.get("demo-open-door")
@@ -395,13 +414,15 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY) -> None:
         )
         lineage = mem.versions("demo-open-door")
         title = f"3. adapted a copy: 'demo-open-door' now has {len(lineage)} versions"
-        console.print(_records_table(title, lineage))
+        out.show(_records_table(title, lineage))
+        out.facts["num_versions_open_door"] = len(lineage)
 
         # --- 4-6. export, import into a fresh memory, re-import into this one ---
         with tempfile.TemporaryDirectory(prefix="skillbank-demo-") as tmp:
             pack = Path(tmp) / "demo-skills.tar.gz"
             exported = export_pack(mem, pack, ids, command="skillbank demo")
-            console.print(_kv_table("4. exported a pack (temporary)", _export_json(exported)))
+            out.show(_kv_table("4. exported a pack (temporary)", _export_json(exported)))
+            out.facts["exported"] = _export_json(exported)
             with SkillMemory(Path(tmp) / "second-memory") as second:
                 imported = import_pack(second, pack)
                 identical = all(
@@ -411,18 +432,26 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY) -> None:
                     for a, b in zip(mem.versions(sid), second.versions(sid), strict=True)
                 )
                 second_problems = second.verify()
-            console.print(_import_table(imported, "5. imported into a fresh memory"))
-            console.print(
+            out.show(_import_table(imported, "5. imported into a fresh memory"))
+            out.facts["imported"] = _import_json(imported)
+            out.facts["bit_identical"] = identical
+            out.facts["second_memory_problems"] = len(second_problems)
+            out.show(
                 f"   verify: {len(second_problems)} problem(s); every version's key and weights "
                 f"bit-identical: {identical}",
                 soft_wrap=True,
             )
             again = import_pack(mem, pack)
-            console.print(_import_table(again, "6. re-imported into the source: nothing written"))
+            out.show(_import_table(again, "6. re-imported into the source: nothing written"))
+            out.facts["reimported"] = _import_json(again)
         problems = mem.verify()
-        console.print(
+        out.show(
             f"7. verify {memory}: {len(problems)} problem(s), {len(mem)} skill(s)", soft_wrap=True
         )
+        out.facts["problems"] = len(problems)
+        out.facts["num_skills"] = len(mem)
+    if json_out:
+        emit_json(out.facts)
     if problems or second_problems or not identical:
         raise typer.Exit(code=1)
 

@@ -139,6 +139,12 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
         text = " ".join(result.stdout.split())
         assert "bit-identical: True" in text
         assert "already-present" in text and "0 problem(s), 4 skill(s)" in text
+    facts = _json("demo", "--memory", str(tmp_path / "demo"))
+    assert facts["bit_identical"] is True and facts["problems"] == 0
+    assert facts["retrieved"]["skill_ids"][0] == "demo-open-door"
+    assert abs(sum(facts["retrieved"]["weights"]) - 1.0) < 1e-5
+    assert facts["num_versions_open_door"] == 4  # one more per run
+    assert {s["status"] for s in facts["reimported"]["skills"]} == {"already-present"}
     listed = _json("skills", "ls", "--memory", str(tmp_path / "demo"), "--tag", "demo")
     assert {s["name"] for s in listed} == {"reach", "grasp", "open-door", "place"}
     assert _json("verify", "--memory", str(tmp_path / "demo"))["ok"] is True

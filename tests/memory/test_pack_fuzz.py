@@ -49,6 +49,13 @@ def base_files() -> Iterator[Files]:
         shutil.rmtree(root)
 
 
+def _is_json(data: bytes, kind: type) -> bool:
+    try:
+        return isinstance(json.loads(data), kind)
+    except ValueError:
+        return False
+
+
 def _mutate_json(data: bytes, draw: st.DrawFn) -> bytes:
     """Replace or delete one randomly chosen node of a JSON document."""
     doc = json.loads(data)
@@ -76,13 +83,14 @@ def _mutate_json(data: bytes, draw: st.DrawFn) -> bytes:
     return json.dumps(doc).encode()
 
 
-@st.composite
-def mutated_packs(draw: st.DrawFn, base: Files) -> tuple[Files, bool, list[str]]:
+def _mutate_pack(data: st.DataObject, base: Files) -> tuple[Files, bool, list[str]]:
+    """1-3 random mutations of ``base``, optionally resealed; also picks dir or .tar.gz."""
+    draw = data.draw
     files = dict(base)
     log: list[str] = []
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         name = draw(st.sampled_from(sorted(files)))
-        op = draw(st.sampled_from(["flip", "truncate", "delete", "add", "json", "append"]))
+        op = draw(st.sampled_from(["flip", "truncate", "delete", "add", "json", "append", "meta"]))
         data = files[name]
         if op == "flip" and data:
             at = draw(st.integers(0, len(data) - 1))
@@ -101,8 +109,28 @@ def mutated_packs(draw: st.DrawFn, base: Files) -> tuple[Files, bool, list[str]]
             )
             files[new] = draw(st.binary(max_size=32))
             name = new
-        elif op == "json" and name.endswith(".json"):
+        elif op == "json" and _is_json(data, dict):
             files[name] = _mutate_json(data, draw)
+        elif op == "meta" and _is_json(files.get("manifest.json", b""), dict):
+            name = "manifest.json"  # a valid edit: the pack stays importable
+            manifest = json.loads(files[name])
+            if not isinstance(manifest.get("skills"), list) or not manifest["skills"]:
+                continue
+            skill = draw(st.sampled_from(manifest["skills"]))
+            if not isinstance(skill, dict) or not isinstance(skill.get("versions"), list):
+                continue
+            if not skill["versions"]:
+                continue
+            version = draw(st.sampled_from(skill["versions"]))
+            field = draw(st.sampled_from(["name", "tags", "task"]))
+            if not isinstance(version, dict) or not isinstance(version.get("provenance"), dict):
+                continue
+            text = draw(st.text(min_size=1, max_size=8))
+            if field == "task":
+                version["provenance"]["task"] = text
+            else:
+                version[field] = [text] if field == "tags" else text
+            files[name] = json.dumps(manifest).encode()
         log.append(f"{op} {name}")
     sealed = "manifest.json" in files and draw(st.booleans())
     if sealed:  # recompute checksums so the mutation reaches the deeper checks
@@ -144,8 +172,10 @@ def _fuzz(base_files: Files, data: st.DataObject) -> None:
     try:
         with SkillMemory(root / "m") as memory:
             populate(memory, seed=12, prefix="own")
+            if data.draw(st.booleans()):  # the unmutated pack is there already: ids collide
+                import_pack(memory, write_dir(base_files, root / "base"))
             for _ in range(5):
-                _run_case(base_files, data.draw(mutated_packs(base_files)), memory, root / "m")
+                _run_case(base_files, _mutate_pack(data, base_files), memory, root / "m")
     finally:
         shutil.rmtree(root)
 
