@@ -7,6 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skillbank.envs.dataset import encode_episode
 from skillbank.envs.toy import (
@@ -192,3 +194,26 @@ def test_gym_make_and_sync_vector_env() -> None:
     obs_again, _ = vec.reset(seed=[1, 2, 3])
     np.testing.assert_array_equal(obs, obs_again)
     vec.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    task=st.sampled_from(TOY_TASKS),
+    seed=st.integers(0, 10_000),
+    actions=st.lists(st.integers(0, len(ACTIONS) - 1), max_size=60),
+)
+def test_world_invariants_hold_under_any_actions(task: str, seed: int, actions: list[int]) -> None:
+    env = make_toy_env(task)
+    env.reset(seed=seed)
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert env.observation_space.contains(obs)
+        assert env.free(*env.agent)  # the agent never stands on an object
+        # The grid and the slots agree: every object on the floor is where the grid says.
+        on_floor = [s for s in range(env.num_objects) if s != env.carried]
+        assert sorted(int(v) for v in env.grid[env.grid >= 0]) == on_floor
+        for slot in on_floor:
+            assert env.grid[tuple(env.pos[slot])] == slot
+        assert terminated == info["success"] and (reward > 0) == terminated
+        if terminated or truncated:
+            break
