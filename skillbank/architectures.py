@@ -21,6 +21,7 @@ __all__ = [
     "ARCHITECTURES",
     "ArchitectureSpec",
     "TensorSpec",
+    "batch_norm_tensors",
     "expected_tensors",
     "gru_tensors",
     "int_list",
@@ -172,13 +173,17 @@ def _babyai_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     num_film = _count(config, "num_film", arch)
     direction_dim = _count(config, "direction_dim", arch)
     use_mission = _flag(config, "use_mission", arch)
+    batch_norm = _flag(config, "batch_norm", arch)
     tensors: dict[str, TensorSpec] = {
-        "image_embedding.weight": TensorSpec((3 * cell_values, embed)),
-        "image_conv.0.weight": TensorSpec((channels, embed, 3, 3)),
-        "image_conv.0.bias": TensorSpec((channels,)),
-        "image_conv.2.weight": TensorSpec((channels, channels, 3, 3)),
-        "image_conv.2.bias": TensorSpec((channels,)),
+        "image_embedding.weight": TensorSpec((3 * cell_values, embed))
     }
+    step = 3 if batch_norm else 2  # Conv2d, [BatchNorm2d,] ReLU per layer
+    for layer, in_channels in enumerate((embed, channels)):
+        i = layer * step
+        tensors[f"image_conv.{i}.weight"] = TensorSpec((channels, in_channels, 3, 3))
+        tensors[f"image_conv.{i}.bias"] = TensorSpec((channels,))
+        if batch_norm:
+            tensors.update(batch_norm_tensors(f"image_conv.{i + 1}", channels))
     if direction_dim:
         tensors["direction_embedding.weight"] = TensorSpec((4, direction_dim))
     mission_dim = 0
@@ -195,8 +200,23 @@ def _babyai_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
         tensors[f"films.{i}.conv.bias"] = TensorSpec((channels,))
         tensors.update(linear(f"films.{i}.gamma", mission_dim, channels))
         tensors.update(linear(f"films.{i}.beta", mission_dim, channels))
-    tensors.update(linear("out", channels + direction_dim + mission_dim, out_dim))
+    pool = config.get("pool")
+    if pool not in ("flatten", "max"):
+        raise ArchitectureError(f"{arch} config field 'pool' must be 'flatten' or 'max'")
+    grid_dim = channels * (positive_int(config, "view_size", arch) ** 2 if pool == "flatten" else 1)
+    tensors.update(linear("out", grid_dim + direction_dim + mission_dim, out_dim))
     return tensors
+
+
+def batch_norm_tensors(prefix: str, channels: int) -> dict[str, TensorSpec]:
+    """Tensors (parameters and running statistics) of ``torch.nn.BatchNorm*d(channels)``."""
+    return {
+        f"{prefix}.weight": TensorSpec((channels,)),
+        f"{prefix}.bias": TensorSpec((channels,)),
+        f"{prefix}.running_mean": TensorSpec((channels,)),
+        f"{prefix}.running_var": TensorSpec((channels,)),
+        f"{prefix}.num_batches_tracked": TensorSpec((), "I64"),
+    }
 
 
 def gru_tensors(

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -183,6 +185,13 @@ def babyai_env_factory(level: str) -> Callable[[int], Any]:
     return make_env
 
 
+def _reset(env: Any, seed: int) -> Any:
+    # minigrid prints every rejected layout sample to stdout; keep stdout for the caller.
+    with contextlib.redirect_stdout(io.StringIO()):
+        obs, _ = env.reset(seed=seed)
+    return obs
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -228,7 +237,7 @@ def evaluate_policy(
     steps = np.zeros(episodes, dtype=np.int64)
     current: list[dict[str, Any]] = []
     for i, env in enumerate(envs):
-        raw, _ = env.reset(seed=seed + i)
+        raw = _reset(env, seed + i)
         current.append(convert_obs(raw))
     next_episode = num_envs
     policy.reset(num_envs)
@@ -253,7 +262,7 @@ def evaluate_policy(
                 done.append(i)
                 if next_episode < episodes:
                     episode_of[i] = next_episode
-                    raw, _ = envs[i].reset(seed=seed + next_episode)
+                    raw = _reset(envs[i], seed + next_episode)
                     next_episode += 1
                 else:
                     episode_of[i] = -1

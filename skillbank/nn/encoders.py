@@ -77,6 +77,13 @@ class BabyAIEncoderConfig:
         vocab_size: Number of mission token ids.
         word_dim: Size of each token embedding.
         mission_dim: Size of the mission encoding (the GRU's hidden state).
+        pool: How the (C, V, V) grid features become a vector: ``"flatten"`` keeps where things
+            are (much faster to learn from few demos: GoToRedBall reaches 90% action accuracy
+            on 150 demos where a max-pool stays at the majority action), ``"max"`` is BabyAI
+            1.1's max-pool over the grid.
+        view_size: V, the side of the agent's square view (BabyAI: 7).
+        batch_norm: Batch-normalise the grid CNN, as BabyAI does; without it, imitation on few
+            demos sits at the majority action for many epochs.
     """
 
     kind: ClassVar[str] = "babyai"
@@ -92,9 +99,20 @@ class BabyAIEncoderConfig:
     vocab_size: int = BABYAI_VOCAB_SIZE
     word_dim: int = 32
     mission_dim: int = 64
+    pool: str = "flatten"
+    view_size: int = 7
+    batch_norm: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("out_dim", "cell_values", "image_embed_dim", "conv_channels", "vocab_size"):
+        _check(self.pool in ("flatten", "max"), "BabyAIEncoderConfig.pool must be flatten or max")
+        for name in (
+            "view_size",
+            "out_dim",
+            "cell_values",
+            "image_embed_dim",
+            "conv_channels",
+            "vocab_size",
+        ):
             _check(getattr(self, name) > 0, f"BabyAIEncoderConfig.{name} must be positive")
         for name in ("num_film", "direction_dim", "word_dim", "mission_dim"):
             _check(getattr(self, name) >= 0, f"BabyAIEncoderConfig.{name} must be >= 0")
@@ -247,12 +265,13 @@ class BabyAIEncoder(ObservationEncoder):
         self.config = config
         c = config
         self.image_embedding = nn.Embedding(3 * c.cell_values, c.image_embed_dim)
-        self.image_conv = nn.Sequential(
-            nn.Conv2d(c.image_embed_dim, c.conv_channels, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c.conv_channels, c.conv_channels, kernel_size=3, padding=1),
-            nn.ReLU(),
-        )
+        conv: list[nn.Module] = []
+        for in_channels in (c.image_embed_dim, c.conv_channels):
+            conv.append(nn.Conv2d(in_channels, c.conv_channels, kernel_size=3, padding=1))
+            if c.batch_norm:
+                conv.append(nn.BatchNorm2d(c.conv_channels))
+            conv.append(nn.ReLU())
+        self.image_conv = nn.Sequential(*conv)
         self.register_buffer(
             "_cell_offsets", torch.arange(3, dtype=torch.long) * c.cell_values, persistent=False
         )
@@ -265,7 +284,8 @@ class BabyAIEncoder(ObservationEncoder):
             _FiLMBlock(c.conv_channels, c.mission_dim) for _ in range(c.num_film)
         )
         mission_dim = c.mission_dim if c.use_mission else 0
-        self.out = nn.Linear(c.conv_channels + c.direction_dim + mission_dim, c.out_dim)
+        grid_dim = c.conv_channels * (c.view_size**2 if c.pool == "flatten" else 1)
+        self.out = nn.Linear(grid_dim + c.direction_dim + mission_dim, c.out_dim)
 
     def encode_mission(self, mission: Tensor) -> Tensor:
         """mission: (B, L) token ids -> (B, M), the GRU state after the last non-pad token."""
@@ -278,7 +298,7 @@ class BabyAIEncoder(ObservationEncoder):
         return last
 
     def forward(self, obs: Mapping[str, Tensor]) -> Tensor:
-        """Encode (B, 7, 7, 3) grids, (B,) headings and (B, L) missions into (B, D)."""
+        """Encode (B, V, V, 3) grids, (B,) headings and (B, L) missions into (B, D)."""
         c = self.config
         image = obs["image"].long().clamp(0, c.cell_values - 1)  # (B, H, W, 3)
         cells = self.image_embedding(image + self._cell_offsets).sum(dim=3)  # (B, H, W, E)
@@ -288,7 +308,7 @@ class BabyAIEncoder(ObservationEncoder):
             mission = self.encode_mission(obs["mission"])  # (B, M)
             for film in self.films:
                 x = film(x, mission)  # (B, C, H, W)
-        parts.append(x.amax(dim=(2, 3)))  # (B, C)
+        parts.append(x.flatten(1) if c.pool == "flatten" else x.amax(dim=(2, 3)))  # (B, C*V*V)
         if c.direction_dim:
             parts.append(self.direction_embedding(obs["direction"].long().reshape(-1) % 4))
         if c.use_mission:
