@@ -61,7 +61,7 @@ class PackLimits:
         max_file_bytes: Largest single file (a weights file, the manifest, ...).
         max_header_bytes: Largest safetensors JSON header.
         max_total_bytes: Largest sum of all file sizes.
-        max_files: Most files a pack may hold.
+        max_files: Most entries (files and directories) a pack may hold.
     """
 
     max_file_bytes: int = 1024 * 1024 * 1024
@@ -147,11 +147,15 @@ class _Budget:
                 f"{name}: {size} bytes exceeds the per-file limit of {self.limits.max_file_bytes}"
             )
         self.total += size
-        self.count += 1
         if self.total > self.limits.max_total_bytes:
             raise PackError(f"{self.where}: exceeds the limit of {self.limits.max_total_bytes} B")
+        self.take_entry(name)
+
+    def take_entry(self, name: str) -> None:
+        """Count one entry (file or directory) against ``max_files``."""
+        self.count += 1
         if self.count > self.limits.max_files:
-            raise PackError(f"{self.where}: holds more than {self.limits.max_files} files")
+            raise PackError(f"{self.where}: holds more than {self.limits.max_files} entries")
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -166,6 +170,7 @@ def _read_tar(path: Path, limits: PackLimits) -> dict[str, bytes]:
             while (member := tar.next()) is not None:
                 name = _clean_member_name(member.name, where)
                 if member.isdir():
+                    budget.take_entry(name)
                     continue
                 if member.issym() or member.islnk():
                     raise PackError(f"{name}: is a link inside {where}; links are refused")
@@ -221,6 +226,7 @@ def _read_dir(root: Path, limits: PackLimits) -> dict[str, bytes]:
                 if stat.S_ISLNK(info.st_mode):
                     raise PackError(f"{name}: is a symlink; links are refused")
                 if stat.S_ISDIR(info.st_mode):
+                    budget.take_entry(name)
                     walk(Path(entry.path), f"{name}/", depth + 1)
                 elif stat.S_ISREG(info.st_mode):
                     data = _read_regular(Path(entry.path), name, budget)

@@ -53,6 +53,7 @@ __all__ = [
     "is_safe_id",
     "manifest_to_json",
     "parse_manifest",
+    "strict_json_loads",
     "weights_path",
 ]
 
@@ -244,16 +245,40 @@ class _InvalidError(Exception):
 
 
 def _reject_constant(value: str) -> Any:
-    raise _InvalidError(f"non-standard JSON constant {value}")
+    raise ValueError(f"non-standard JSON constant {value}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _InvalidError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {key!r}")
         result[key] = value
     return result
+
+
+def strict_json_loads(data: bytes) -> Any:
+    """Parse UTF-8 JSON strictly: no duplicate keys, no NaN / Infinity, no out-of-range floats.
+
+    Raises:
+        ValueError: the bytes are not such JSON (the message says why).
+    """
+    try:
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_unique_pairs,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _fields(
@@ -344,7 +369,7 @@ def _version(raw: Any, where: str) -> PackVersion:
     return PackVersion(
         version=_int(raw["version"], f"{where}.version"),
         version_id=_text(raw["version_id"], f"{where}.version_id", empty=False),
-        name=_text(raw["name"], f"{where}.name"),
+        name=_text(raw["name"], f"{where}.name", empty=False),
         key=_key(raw["key"], f"{where}.key"),
         arch_id=_text(raw["arch_id"], f"{where}.arch_id", empty=False),
         arch_config=raw["arch_config"],
@@ -401,10 +426,8 @@ def parse_manifest(data: bytes, *, name: str = MANIFEST_NAME) -> PackManifest:
             ``name`` and the field).
     """
     try:
-        raw = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_constant=_reject_constant
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError, _InvalidError) as exc:
+        raw = strict_json_loads(data)
+    except ValueError as exc:
         raise PackError(f"{name}: not valid JSON ({exc})") from None
     try:
         if not isinstance(raw, dict):

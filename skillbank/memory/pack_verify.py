@@ -28,6 +28,7 @@ from skillbank.memory.pack_manifest import (
     PackVersion,
     config_path,
     parse_manifest,
+    strict_json_loads,
     weights_path,
 )
 from skillbank.memory.safetensors_check import validate_weights
@@ -96,16 +97,12 @@ def _check_listing(files: Mapping[str, bytes], manifest: PackManifest) -> None:
 
 def _check_config(data: bytes, path: str, version: PackVersion) -> None:
     try:
-        parsed = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        parsed = strict_json_loads(data)
+    except ValueError as exc:
         raise PackError(f"{path}: not valid JSON ({exc})") from None
     expected = {"arch_id": version.arch_id, "arch_config": dict(version.arch_config)}
     if not isinstance(parsed, dict) or canonical_json(parsed) != canonical_json(expected):
         raise PackError(f"{path}: arch_id / arch_config differ from {MANIFEST_NAME}")
-
-
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {value}")
 
 
 def read_pack(path: Path, *, limits: PackLimits | None = None) -> VerifiedPack:

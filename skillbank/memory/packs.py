@@ -411,8 +411,8 @@ def _specs(memory: SkillMemory, pack: VerifiedPack, plans: Sequence[_SkillPlan])
             zip(plan.versions, plan.provenances, strict=True)
         ):
             new_skill = i == 0 and plan.status in ("added", "renamed")
-            specs.append(
-                SkillSpec(
+            try:
+                spec = SkillSpec(
                     name=version.name,
                     key=version.key,
                     arch_id=version.arch_id,
@@ -426,7 +426,10 @@ def _specs(memory: SkillMemory, pack: VerifiedPack, plans: Sequence[_SkillPlan])
                     created_at=version.created_at,
                     version_id=_free_version_id(memory, version.version_id, taken),
                 )
-            )
+            except ValueError as exc:  # the manifest checks should have caught it first
+                where = f"skill {plan.pack_skill_id!r} version {version.version}"
+                raise PackError(f"{MANIFEST_NAME}: {where}: {exc}") from None
+            specs.append(spec)
     return specs
 
 

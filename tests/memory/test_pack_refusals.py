@@ -286,6 +286,31 @@ CASES: dict[str, tuple[Callable[[Files], Files], str, str]] = {
         "manifest.json",
         "non-finite",
     ),
+    "empty-name": (
+        lambda f: edit_manifest(f, _set_all_versions("name", "")),
+        "manifest.json",
+        "name must be a non-empty string",
+    ),
+    "manifest-float-overflow": (
+        lambda f: {
+            **f,
+            "manifest.json": f["manifest.json"].replace(
+                b'"in_dim": 3', b'"in_dim": 3, "x": 1e999', 1
+            ),
+        },
+        "manifest.json",
+        "out of range",
+    ),
+    "config-float-overflow": (
+        lambda f: reseal(
+            {
+                **f,
+                _config_name(f): f[_config_name(f)].replace(b'"in_dim": 3', b'"in_dim": 3e999', 1),
+            }
+        ),
+        "config.json",
+        "out of range",
+    ),
     "weights-nan": (lambda f: _with_weights(f, _nan), "weights.safetensors", "non-finite"),
     "weights-inf": (lambda f: _with_weights(f, _inf), "weights.safetensors", "non-finite"),
     "weights-names": (lambda f: _with_weights(f, _renamed), "weights.safetensors", "missing"),
@@ -375,7 +400,7 @@ def test_the_unmutated_pack_imports(base_files: Files, target: SkillMemory, tmp_
         (PackLimits(max_header_bytes=32), "header length"),
         (PackLimits(max_file_bytes=200), "per-file limit of 200"),
         (PackLimits(max_total_bytes=1000), "exceeds the limit of 1000"),
-        (PackLimits(max_files=3), "more than 3 files"),
+        (PackLimits(max_files=3), "more than 3 entries"),
     ],
 )
 def test_oversized_refused(
