@@ -103,7 +103,7 @@ def babyai_gym_id(level: str) -> str:
     )
 
 
-_MAX_REPLANS_PER_STEP = 500
+_MAX_REPLANS_PER_STEP = 100
 """The bot replans (pops, pushes subgoals) until a subgoal suggests an action; on a few seeds
 (e.g. GoToImpUnlock seed 6) it cycles forever without one. Past this many replans in one step the
 seed counts as a bot failure."""
