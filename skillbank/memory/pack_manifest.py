@@ -63,7 +63,7 @@ MANIFEST_NAME = "manifest.json"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_KEY_DIM = 65_536
-_MAX_TEXT = 4096
+_MAX_TEXT = 65_536
 
 
 def is_safe_id(text: str) -> bool:

@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 from skillbank import __version__
 from skillbank.errors import PackError, SkillNotFoundError
-from skillbank.memory.pack_archive import PackLimits, write_pack_files
+from skillbank.memory.pack_archive import PackLimits, pack_name, write_pack_files
 from skillbank.memory.pack_manifest import (
+    FORMAT_VERSION,
     MANIFEST_NAME,
     PackFile,
     PackManifest,
@@ -52,6 +53,7 @@ from skillbank.memory.pack_manifest import (
     config_path,
     is_safe_id,
     manifest_to_json,
+    parse_manifest,
     weights_path,
 )
 from skillbank.memory.pack_verify import (
@@ -174,6 +176,11 @@ def _pack_version(record: SkillRecord) -> PackVersion:
     )
 
 
+def _cell(text: str) -> str:
+    """``text`` safe inside one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")[:200]
+
+
 def _readme(manifest: PackManifest, name: str) -> bytes:
     created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(manifest.created_at))
     lines = [
@@ -187,10 +194,10 @@ def _readme(manifest: PackManifest, name: str) -> bytes:
     ]
     for skill in manifest.skills:
         latest = skill.versions[-1]
-        tags = ", ".join(latest.tags) or "-"
+        tags = _cell(", ".join(latest.tags) or "-")
         lines.append(
-            f"| `{skill.skill_id}` | {latest.name} | {len(skill.versions)} | {latest.arch_id} "
-            f"| {tags} |"
+            f"| `{skill.skill_id}` | {_cell(latest.name)} | {len(skill.versions)} "
+            f"| {latest.arch_id} | {tags} |"
         )
     lines += [
         "",
@@ -253,9 +260,8 @@ def export_pack(
             files[weights_path(skill_id, record.version)] = memory.read_blob(record.weights_sha256)
         skills.append(skill)
 
-    name = out.name.removesuffix(".tar.gz").removesuffix(".tgz")
-    draft = PackManifest(1, created_at, __version__, command, tuple(skills), {})
-    files[README_NAME] = _readme(draft, name)
+    draft = PackManifest(FORMAT_VERSION, created_at, __version__, command, tuple(skills), {})
+    files[README_NAME] = _readme(draft, pack_name(out))
     manifest = replace(
         draft,
         files={
@@ -264,6 +270,12 @@ def export_pack(
     )
     manifest_bytes = manifest_to_json(manifest)
     files[MANIFEST_NAME] = manifest_bytes
+    try:  # never write a pack that import would refuse (e.g. a field past the manifest's limits)
+        parse_manifest(manifest_bytes)
+    except PackError as exc:
+        raise PackError(
+            f"cannot export: {exc.message}", hint="fix or leave out that skill"
+        ) from None
     write_pack_files(out, files, mtime=int(created_at))
     return PackReport(
         path=out,
