@@ -11,6 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from skillbank.errors import SkillbankError
 
@@ -56,8 +57,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if state.debug:
                 raise
             hint = exc.hint if isinstance(exc, SkillbankError) else "check the arguments (--help)"
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            err_console.print(f"[dim]hint:[/] {hint}", highlight=False, soft_wrap=True)
+            # escape(): messages hold brackets ("skillbank[babyai]") that are not rich markup.
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
+            err_console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper
