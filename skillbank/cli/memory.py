@@ -29,7 +29,14 @@ from skillbank.cli.common import (
     handle_errors,
 )
 from skillbank.errors import SkillMemoryError, SkillNotFoundError
-from skillbank.memory.packs import ImportReport, PackReport, export_pack, import_pack
+from skillbank.memory.pack_verify import read_pack
+from skillbank.memory.packs import (
+    ImportReport,
+    PackReport,
+    export_pack,
+    import_pack,
+    import_verified_pack,
+)
 from skillbank.memory.store import SkillMemory
 from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 
@@ -271,8 +278,9 @@ def import_command(
     json_out: JsonOption = False,
 ) -> None:
     """Import a pack: verify everything, then write every skill in one transaction."""
+    verified = read_pack(pack)  # before the memory is opened: a refusal creates nothing
     with _open(memory, create=True) as mem:
-        report = import_pack(mem, pack)
+        report = import_verified_pack(mem, verified)
     if json_out:
         emit_json(_import_json(report))
     else:

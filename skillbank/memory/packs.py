@@ -76,6 +76,7 @@ __all__ = [
     "PackReport",
     "export_pack",
     "import_pack",
+    "import_verified_pack",
 ]
 
 
@@ -467,7 +468,17 @@ def import_pack(
         >>> [(s.skill_id, s.status) for s in report.skills]           # doctest: +SKIP
         [('open-door', 'added')]
     """
-    pack = read_pack(path, limits=limits)
+    return import_verified_pack(memory, read_pack(path, limits=limits))
+
+
+def import_verified_pack(memory: SkillMemory, pack: VerifiedPack) -> ImportReport:
+    """Write a pack that :func:`~skillbank.memory.pack_verify.read_pack` accepted (one transaction).
+
+    Lets a caller verify a pack before it opens (or creates) the memory it imports into.
+
+    Raises:
+        PackError: the pack's keys do not fit the memory; nothing was written.
+    """
     plans = _plan(memory, pack)
     specs = _specs(memory, pack, plans)
     if specs:

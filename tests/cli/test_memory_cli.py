@@ -100,6 +100,8 @@ def test_a_refused_pack_is_one_error_line_and_exit_1(memory_dir: Path, tmp_path:
     assert lines[1].startswith("hint: ")
     assert "Traceback" not in result.output
     assert dump_memory(memory_dir) == before
+    fresh = _run("skills", "import", str(pack), "--memory", str(tmp_path / "fresh"))
+    assert fresh.exit_code == 1 and not (tmp_path / "fresh").exists()
     with pytest.raises(PackError):
         runner.invoke(
             app,
