@@ -29,6 +29,7 @@ from skillbank.cli.common import (
     handle_errors,
 )
 from skillbank.errors import SkillMemoryError, SkillNotFoundError
+from skillbank.memory.pack_archive import PackLimits
 from skillbank.memory.pack_verify import read_pack
 from skillbank.memory.packs import (
     ImportReport,
@@ -276,9 +277,16 @@ def import_command(
     pack: Annotated[Path, typer.Argument(help="Pack directory or .tar.gz.")],
     memory: MemoryOption = DEFAULT_MEMORY,
     json_out: JsonOption = False,
+    max_file_mb: Annotated[
+        int, typer.Option("--max-file-mb", min=1, help="Refuse any pack file larger than this.")
+    ] = 1024,
+    max_pack_mb: Annotated[
+        int, typer.Option("--max-pack-mb", min=1, help="Refuse packs larger than this in all.")
+    ] = 4096,
 ) -> None:
     """Import a pack: verify everything, then write every skill in one transaction."""
-    verified = read_pack(pack)  # before the memory is opened: a refusal creates nothing
+    limits = PackLimits(max_file_bytes=max_file_mb * 2**20, max_total_bytes=max_pack_mb * 2**20)
+    verified = read_pack(pack, limits=limits)  # before the memory is opened: refusal creates none
     with _open(memory, create=True) as mem:
         report = import_verified_pack(mem, verified)
     if json_out:

@@ -102,6 +102,9 @@ def test_a_refused_pack_is_one_error_line_and_exit_1(memory_dir: Path, tmp_path:
     assert dump_memory(memory_dir) == before
     fresh = _run("skills", "import", str(pack), "--memory", str(tmp_path / "fresh"))
     assert fresh.exit_code == 1 and not (tmp_path / "fresh").exists()
+    small = _run("skills", "import", str(pack), "--max-pack-mb", "1", "--memory", str(memory_dir))
+    assert small.exit_code == 1 and "checksum mismatch" in small.stderr  # within the limits
+
     with pytest.raises(PackError):
         runner.invoke(
             app,
