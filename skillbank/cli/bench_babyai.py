@@ -1,11 +1,91 @@
-"""CLI: `skillbank bench babyai`."""
+"""CLI: `skillbank bench babyai` — the BabyAI curriculum, skillbank vs flat BC, written as JSON."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-__all__ = ["register"]
+from skillbank.cli.common import console, handle_errors
+
+__all__ = ["bench_babyai", "register"]
+
+
+@handle_errors
+def bench_babyai(
+    json_out: Annotated[Path, typer.Option("--json", help="Write the JSON result here.")],
+    budget: Annotated[
+        str, typer.Option("--budget", help="smoke (CI, minutes), small, or full (hours on CPU).")
+    ] = "smoke",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every learning step.")] = 0,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="Demonstration cache, memory, table and plots (default: beside --json).",
+        ),
+    ] = None,
+    no_agent: Annotated[
+        bool, typer.Option("--no-agent", help="Run flat BC only (skillbank fields are null).")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="Torch device for flat BC.")] = "cpu",
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Draw plots (needs the report extra).")
+    ] = True,
+) -> None:
+    """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
+    from skillbank.bench.babyai_bench import BUDGETS, markdown_table, run_babyai_bench
+    from skillbank.events import Event
+
+    if budget not in BUDGETS:
+        raise ValueError(f"--budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    directory = out_dir or json_out.parent / f"bench-babyai-{budget}"
+    command = shlex.join(["skillbank", *sys.argv[1:]])
+
+    def show(event: Event) -> None:
+        if event.name.startswith("bench."):
+            values = ", ".join(f"{k}={v:.3g}" for k, v in event.values.items())
+            console.print(f"{event.info.get('level', '')}: {event.name} {values}", highlight=False)
+
+    with console.status(f"running the BabyAI benchmark ({budget})..."):
+        result = run_babyai_bench(
+            BUDGETS[budget],
+            seed=seed,
+            out_dir=directory,
+            include_agent=not no_agent,
+            device=device,
+            observer=show,
+        )
+    payload = result.to_json(command)
+    table = markdown_table(result.levels)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "table.md").write_text(table)
+    if plots:
+        from skillbank.report.plots import plot_skill_keys, plot_success_vs_demos
+
+        files = {
+            "success_vs_demos": str(
+                plot_success_vs_demos(payload["levels"], directory / "success.png")
+            )
+        }
+        if len(result.skill_ids):
+            files["skill_keys"] = str(
+                plot_skill_keys(
+                    result.skill_keys, list(result.skill_ids), directory / "skill-keys.png"
+                )
+            )
+        payload["plots"] = files
+    payload["table"] = str(directory / "table.md")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    console.print(table, highlight=False)
+    console.print(f"wrote {json_out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("babyai")(bench_babyai)

@@ -369,8 +369,8 @@ class FlatBCPolicy:
         """Actions (B,) or (B, A) for observations name -> (B, ...)."""
         out, self._state = self.model.step(obs_to_tensors(obs, self.device), self._state)
         if self.model.discrete:
-            return out.argmax(-1).cpu().numpy()  # type: ignore[no-any-return]
-        return out.cpu().numpy()  # type: ignore[no-any-return]
+            return out.argmax(-1).cpu().numpy()
+        return out.cpu().numpy()
 
     def on_done(self, env_indices: npt.NDArray[np.int64]) -> None:
         """Zero the memory of the slots whose episode ended."""

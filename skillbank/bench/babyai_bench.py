@@ -1,0 +1,455 @@
+"""The BabyAI curriculum benchmark: skillbank against flat behavioural cloning, side by side.
+
+Levels run in curriculum order, primitive ones first (GoToLocal, PickupLoc, Open, PutNextLocal),
+then composite ones (GoTo, Pickup, Unlock, PutNext, Synth, GoToSeq, SynthSeq, BossLevel). Per level:
+
+1. the bot demonstrates ``demos`` episodes on training seeds ``0, 1, ...`` (seeds it fails on are
+   skipped and logged; datasets are cached under ``out_dir/demos`` and reused);
+2. the procedural-memory agent learns the level's demonstrations into one growing memory (skills
+   of earlier levels are reused, new ones added), and reports segmentation F1 and cluster purity
+   against the bot's subgoals;
+3. flat BC is trained from scratch on every demonstration seen so far (the same data the agent has
+   had; a cumulative, mission-conditioned baseline is the stronger one);
+4. both are evaluated on the same ``eval_episodes`` seeds starting at :data:`EVAL_SEED` (10**9),
+   disjoint from every training seed.
+
+Budgets: ``smoke`` (CI, a few minutes: two primitive levels, tiny data and networks, 64 evaluation
+episodes instead of 512 — the result file says so), ``small`` and ``full`` (every level, 512
+evaluation episodes; ``full`` totals 20,000 demonstrations, the issue's target budget).
+
+Example:
+    >>> result = run_babyai_bench(  # doctest: +SKIP
+    ...     BUDGETS["smoke"], seed=0, out_dir=Path("runs/bench")
+    ... )
+    >>> result.levels[0].flat_bc_success  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.bench.baselines.flat_bc import FlatBCConfig, FlatBCPolicy, train_flat_bc
+from skillbank.events import Event, NullObserver, Observer
+from skillbank.nn.encoders import BabyAIEncoderConfig
+from skillbank.types import Episode
+
+__all__ = [
+    "BUDGETS",
+    "EVAL_SEED",
+    "PRIMITIVE_LEVELS",
+    "BabyAIBenchResult",
+    "BenchBudget",
+    "LevelPlan",
+    "LevelResult",
+    "machine_info",
+    "markdown_table",
+    "run_babyai_bench",
+]
+
+EVAL_SEED = 10**9
+"""First evaluation seed; training seeds count up from 0 and never get near it."""
+
+PRIMITIVE_LEVELS = ("GoToLocal", "PickupLoc", "Open", "PutNextLocal")
+COMPOSITE_LEVELS = (
+    "GoTo",
+    "Pickup",
+    "Unlock",
+    "PutNext",
+    "Synth",
+    "GoToSeq",
+    "SynthSeq",
+    "BossLevel",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LevelPlan:
+    """One curriculum step.
+
+    Attributes:
+        level: BabyAI level name, e.g. ``"GoToLocal"``.
+        demos: Bot demonstrations of this level to learn from.
+    """
+
+    level: str
+    demos: int
+
+    def __post_init__(self) -> None:
+        if self.demos < 1:
+            raise ValueError(f"LevelPlan.demos must be >= 1, got {self.demos} for {self.level}")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchBudget:
+    """How much the benchmark runs.
+
+    Attributes:
+        name: ``"smoke"``, ``"small"`` or ``"full"``.
+        levels: The curriculum, in order.
+        eval_episodes: Evaluation episodes per level and method (512 except for smoke).
+        flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed).
+        agent_scale: Multiplies the agent's training epochs (smoke trains briefly).
+        note: What this budget leaves out, written into the result file.
+    """
+
+    name: str
+    levels: tuple[LevelPlan, ...]
+    eval_episodes: int
+    flat_bc: FlatBCConfig
+    agent_scale: float = 1.0
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise ValueError("BenchBudget.levels must not be empty")
+        if self.eval_episodes < 1:
+            raise ValueError("BenchBudget.eval_episodes must be >= 1")
+
+    @property
+    def total_demos(self) -> int:
+        """Demonstrations over the whole curriculum."""
+        return sum(p.demos for p in self.levels)
+
+
+_TINY_ENCODER = BabyAIEncoderConfig(
+    out_dim=32, image_embed_dim=16, conv_channels=16, num_film=1, word_dim=16, mission_dim=32
+)
+
+BUDGETS: dict[str, BenchBudget] = {
+    "smoke": BenchBudget(
+        name="smoke",
+        levels=(LevelPlan("GoToLocal", 48), LevelPlan("PickupLoc", 48)),
+        eval_episodes=64,
+        flat_bc=FlatBCConfig(
+            encoder=_TINY_ENCODER,
+            memory_dim=32,
+            num_actions=7,
+            epochs=6,
+            episodes_per_batch=8,
+            lr=3e-3,
+        ),
+        agent_scale=0.2,
+        note="smoke: 2 levels, 48 demos each, 64 evaluation episodes per level (not 512)",
+    ),
+    "small": BenchBudget(
+        name="small",
+        levels=(
+            *(LevelPlan(level, 500) for level in PRIMITIVE_LEVELS),
+            *(LevelPlan(level, 250) for level in COMPOSITE_LEVELS),
+        ),
+        eval_episodes=512,
+        flat_bc=FlatBCConfig(num_actions=7, epochs=10),
+        agent_scale=0.5,
+    ),
+    "full": BenchBudget(
+        name="full",
+        levels=(
+            *(LevelPlan(level, 2500) for level in PRIMITIVE_LEVELS),
+            *(LevelPlan(level, 1250) for level in COMPOSITE_LEVELS),
+        ),
+        eval_episodes=512,
+        flat_bc=FlatBCConfig(num_actions=7, epochs=20),
+    ),
+}
+"""The named budgets of ``skillbank bench babyai --budget``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LevelResult:
+    """What one level measured (``None``: not measured, e.g. the agent was left out).
+
+    Attributes:
+        level: Level name.
+        demos: Demonstrations of this level used.
+        demos_cumulative: Demonstrations of this and every earlier level (what both learned from).
+        train_seeds: (first, last) training seed tried for this level.
+        eval_seeds: (first, last) evaluation seed.
+        bot_success_rate: The bot's success rate on the training seeds tried.
+        skillbank_success: The agent's success rate.
+        flat_bc_success: Flat BC's success rate.
+        segmentation_f1: Boundary F1 (±1 step) of the agent's segmentation vs the bot's subgoals.
+        cluster_purity: Purity of the agent's skill assignment vs the bot's subgoal types.
+        num_skills: Skills in the memory after this level.
+        skillbank_train_s: Seconds the agent spent learning this level.
+        flat_bc_train_s: Seconds flat BC spent training.
+        flat_bc_params: Flat BC's trainable parameters.
+        skillbank_steps_per_s: Environment steps/s of the agent's evaluation.
+        flat_bc_steps_per_s: Environment steps/s of flat BC's evaluation.
+    """
+
+    level: str
+    demos: int
+    demos_cumulative: int
+    train_seeds: tuple[int, int]
+    eval_seeds: tuple[int, int]
+    bot_success_rate: float
+    skillbank_success: float | None
+    flat_bc_success: float
+    segmentation_f1: float | None
+    cluster_purity: float | None
+    num_skills: int | None
+    skillbank_train_s: float | None
+    flat_bc_train_s: float
+    flat_bc_params: int
+    skillbank_steps_per_s: float | None
+    flat_bc_steps_per_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able record."""
+        data = dataclasses.asdict(self)
+        data["train_seeds"] = list(self.train_seeds)
+        data["eval_seeds"] = list(self.eval_seeds)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class BabyAIBenchResult:
+    """The whole run.
+
+    Attributes:
+        budget: The budget run.
+        seed: Seed of every learning step.
+        levels: One result per curriculum level, in order.
+        skill_ids: (N,) ids of the memory's skills at the end.
+        skill_keys: (N, Z) their keys (for the 2-D map of skills).
+        wall_s: Seconds the run took.
+    """
+
+    budget: BenchBudget
+    seed: int
+    levels: tuple[LevelResult, ...]
+    skill_ids: tuple[str, ...] = ()
+    skill_keys: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, 0), np.float32)
+    )
+    wall_s: float = 0.0
+
+    def to_json(self, command: str = "") -> dict[str, Any]:
+        """The result file: per-level records plus machine, versions, seeds and command line."""
+        return {
+            "benchmark": "babyai",
+            "budget": self.budget.name,
+            "note": self.budget.note,
+            "eval_episodes": self.budget.eval_episodes,
+            "total_demos": self.budget.total_demos,
+            "seed": self.seed,
+            "eval_seed_start": EVAL_SEED,
+            "command": command,
+            "machine": machine_info(),
+            "flat_bc_config": _config_json(self.budget.flat_bc),
+            "levels": [level.to_json() for level in self.levels],
+            "num_skills": len(self.skill_ids),
+            "wall_s": self.wall_s,
+        }
+
+
+def _config_json(config: FlatBCConfig) -> dict[str, Any]:
+    data = {name: getattr(config, name) for name in config.__dataclass_fields__}
+    data["encoder"] = config.encoder.to_json() if config.encoder is not None else None
+    return data
+
+
+def machine_info() -> dict[str, Any]:
+    """Machine and package versions for a result file."""
+    versions: dict[str, str | None] = {}
+    for package in ("skillbank", "torch", "numpy", "gymnasium", "minigrid"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def _demonstrations(
+    level: str, demos: int, out_dir: Path, observer: Observer
+) -> tuple[list[Episode], tuple[int, int], float]:
+    """Collect (or reuse) ``demos`` bot episodes; return them, the seed range, the bot's rate."""
+    from skillbank.envs.babyai import BabyAIDemoSource
+    from skillbank.envs.collect import collect
+    from skillbank.envs.dataset import load_dataset
+
+    root = out_dir / "demos" / level
+    info = collect(
+        functools.partial(BabyAIDemoSource, level),
+        itertools.count(0),
+        root,
+        num_episodes=demos,
+        observer=observer,
+    )
+    dataset = load_dataset(root, verify=False)
+    episodes = list(dataset[:demos])
+    last_seed = episodes[-1].seed
+    tried = last_seed + 1
+    failed = sum(1 for s in info.failures if s <= last_seed)
+    return episodes, (0, last_seed), (tried - failed) / tried
+
+
+def _agent_config(seed: int, scale: float) -> Any:
+    """The agent's default config with its training epochs scaled (smoke trains briefly)."""
+    from skillbank.agent import AgentConfig
+
+    config = AgentConfig(seed=seed)
+
+    def scaled(sub: Any) -> Any:
+        name = "num_epochs"
+        return dataclasses.replace(sub, **{name: max(1, round(getattr(sub, name) * scale))})
+
+    config = dataclasses.replace(
+        config,
+        vae=scaled(config.vae),
+        skill=scaled(config.skill),
+        controller=scaled(config.controller),
+    )
+    return config.seeded()
+
+
+def run_babyai_bench(
+    budget: BenchBudget,
+    *,
+    seed: int,
+    out_dir: Path,
+    include_agent: bool = True,
+    device: str = "cpu",
+    observer: Observer | None = None,
+) -> BabyAIBenchResult:
+    """Run the curriculum; see the module docstring.
+
+    Args:
+        budget: What to run.
+        seed: Seed of every learning step (agent and flat BC).
+        out_dir: Demonstrations are cached in ``out_dir/demos``; the agent's memory is
+            ``out_dir/memory-<budget>-seed<seed>`` (replaced at the start of each run).
+        include_agent: Run the procedural-memory agent (else its fields are ``None``).
+        device: Torch device for flat BC.
+        observer: Receives ``bench.*`` events (and the collectors' / learners' own).
+    """
+    from skillbank.envs.rollout import babyai_env_factory, evaluate_policy
+
+    observe = observer or NullObserver()
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    agent: Any = None
+    if include_agent:
+        from skillbank.agent import ProceduralMemoryAgent
+        from skillbank.memory.store import SkillMemory
+
+        memory_dir = out_dir / f"memory-{budget.name}-seed{seed}"
+        if memory_dir.exists():
+            shutil.rmtree(memory_dir)
+        agent = ProceduralMemoryAgent(
+            SkillMemory(memory_dir), _agent_config(seed, budget.agent_scale)
+        )
+
+    seen: list[Episode] = []
+    results: list[LevelResult] = []
+    eval_seeds = (EVAL_SEED, EVAL_SEED + budget.eval_episodes - 1)
+    for plan in budget.levels:
+        info = {"level": plan.level}
+        # --- demonstrations ---
+        episodes, train_seeds, bot_rate = _demonstrations(plan.level, plan.demos, out_dir, observe)
+        seen += episodes
+        observe(Event("bench.demos", {"demos": len(episodes)}, info))
+        make_env = babyai_env_factory(plan.level)
+
+        # --- skillbank: learn this level into the growing memory, evaluate ---
+        sb_success = f1 = purity = sb_train_s = sb_sps = None
+        num_skills = None
+        if agent is not None:
+            report = agent.learn([episodes], observer=observe)
+            evaluation = agent.evaluate(make_env, budget.eval_episodes, EVAL_SEED)
+            sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
+            f1, purity = report.segmentation_f1, report.cluster_purity
+            sb_train_s, num_skills = report.train_s, len(report.skill_ids)
+            observe(Event("bench.skillbank", {"success": sb_success}, info))
+
+        # --- flat BC: from scratch on every demonstration so far, evaluate ---
+        bc = train_flat_bc(seen, dataclasses.replace(budget.flat_bc, seed=seed, device=device))
+        bc_eval = evaluate_policy(
+            make_env, FlatBCPolicy(bc.model), episodes=budget.eval_episodes, seed=EVAL_SEED
+        )
+        observe(Event("bench.flat_bc", {"success": bc_eval.success_rate}, info))
+
+        results.append(
+            LevelResult(
+                level=plan.level,
+                demos=len(episodes),
+                demos_cumulative=len(seen),
+                train_seeds=train_seeds,
+                eval_seeds=eval_seeds,
+                bot_success_rate=bot_rate,
+                skillbank_success=sb_success,
+                flat_bc_success=bc_eval.success_rate,
+                segmentation_f1=f1,
+                cluster_purity=purity,
+                num_skills=num_skills,
+                skillbank_train_s=sb_train_s,
+                flat_bc_train_s=bc.train_seconds,
+                flat_bc_params=bc.num_params,
+                skillbank_steps_per_s=sb_sps,
+                flat_bc_steps_per_s=bc_eval.steps_per_s,
+            )
+        )
+
+    # --- the memory's keys, for the 2-D map ---
+    skill_ids: tuple[str, ...] = ()
+    keys = np.zeros((0, 0), np.float32)
+    if agent is not None:
+        ids, keys, _ = agent.skills()
+        skill_ids = tuple(ids)
+    return BabyAIBenchResult(
+        budget=budget,
+        seed=seed,
+        levels=tuple(results),
+        skill_ids=skill_ids,
+        skill_keys=np.asarray(keys, np.float32),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def markdown_table(levels: Sequence[LevelResult]) -> str:
+    """A markdown table of the per-level results (success in %, ``—`` where not measured)."""
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}"
+
+    def num(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    def ratio(a: float | None, b: float) -> str:
+        return "—" if a is None or b <= 0 else f"{a / b:.2f}×"
+
+    rows = [
+        "| level | demos | demos so far | skillbank % | flat BC % | ratio | seg. F1 | purity "
+        "| skills | skillbank s | flat BC s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in levels:
+        rows.append(
+            f"| {r.level} | {r.demos} | {r.demos_cumulative} | {pct(r.skillbank_success)} "
+            f"| {pct(r.flat_bc_success)} | {ratio(r.skillbank_success, r.flat_bc_success)} "
+            f"| {num(r.segmentation_f1)} | {num(r.cluster_purity)} "
+            f"| {r.num_skills if r.num_skills is not None else '—'} "
+            f"| {num(r.skillbank_train_s)} | {r.flat_bc_train_s:.2f} |"
+        )
+    return "\n".join(rows) + "\n"

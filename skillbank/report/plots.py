@@ -1,0 +1,121 @@
+"""Benchmark plots: success against demonstrations, and a 2-D map of the skill memory's keys.
+
+matplotlib is the ``report`` extra and is imported only when a plot is drawn; without it the
+functions raise :class:`~skillbank.errors.MissingExtraError` naming the install command. Plots are
+written with the non-interactive Agg backend.
+
+Example:
+    >>> plot_success_vs_demos(result_json["levels"], "runs/success.png")  # doctest: +SKIP
+    >>> plot_skill_keys(keys, ids, "runs/skill-keys.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.errors import MissingExtraError
+
+__all__ = ["pca_2d", "plot_skill_keys", "plot_success_vs_demos"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MissingExtraError(
+            "plots need matplotlib, which is not installed", hint="pip install 'skillbank[report]'"
+        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pca_2d(keys: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """Project (N, Z) keys onto their first two principal components: (N, 2).
+
+    Fewer than two components (N < 2 or Z < 2) are padded with zeros.
+    """
+    x = np.asarray(keys, dtype=np.float64)
+    out = np.zeros((len(x), 2))
+    if len(x) < 2 or x.ndim != 2 or x.shape[1] == 0:
+        return out
+    centred = x - x.mean(axis=0)  # (N, Z)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # vt: (min(N, Z), Z)
+    projected = centred @ vt[:2].T  # (N, <=2)
+    out[:, : projected.shape[1]] = projected
+    return out
+
+
+def plot_success_vs_demos(levels: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
+    """Success rate against demonstrations used, one point per level, skillbank vs flat BC.
+
+    Args:
+        levels: Per-level records with ``level``, ``demos_cumulative`` (or ``demos``),
+            ``skillbank_success`` and ``flat_bc_success`` (``None`` where not measured).
+        path: Output image (PNG).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, label, marker in (
+        ("skillbank_success", "skillbank", "o"),
+        ("flat_bc_success", "flat BC", "s"),
+    ):
+        points = [
+            (r.get("demos_cumulative", r["demos"]), 100 * r[key], r["level"])
+            for r in levels
+            if r.get(key) is not None
+        ]
+        if not points:
+            continue
+        xs, ys, _ = zip(*points, strict=True)
+        ax.plot(xs, ys, marker=marker, label=label)
+        for x, y, name in points:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("demonstrations seen (cumulative over the curriculum)")
+    ax.set_ylabel("success rate on held-out seeds (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_skill_keys(
+    keys: npt.NDArray[np.floating[Any]], labels: Sequence[str], path: Path | str
+) -> Path:
+    """A 2-D map (PCA) of the memory's (N, Z) skill keys, each point labelled.
+
+    Args:
+        keys: (N, Z) keys.
+        labels: (N,) names to print beside the points.
+        path: Output image (PNG).
+    """
+    if len(labels) != len(keys):
+        raise ValueError(f"got {len(labels)} labels for {len(keys)} keys")
+    plt = _pyplot()
+    xy = pca_2d(keys)  # (N, 2)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(xy[:, 0], xy[:, 1], s=30)
+    for (x, y), name in zip(xy, labels, strict=True):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(f"skill keys ({len(labels)} skills, PCA)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,120 @@
+"""The BabyAI curriculum benchmark, end to end on tiny budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from skillbank.bench.babyai_bench import (
+    BUDGETS,
+    EVAL_SEED,
+    BenchBudget,
+    LevelPlan,
+    markdown_table,
+    run_babyai_bench,
+)
+from skillbank.bench.baselines.flat_bc import FlatBCConfig
+from skillbank.nn.encoders import BabyAIEncoderConfig
+from skillbank.report.plots import pca_2d
+
+pytestmark = pytest.mark.babyai
+
+TINY = BenchBudget(
+    name="tiny",
+    levels=(LevelPlan("GoToRedBall", 12),),
+    eval_episodes=8,
+    flat_bc=FlatBCConfig(
+        encoder=BabyAIEncoderConfig(
+            out_dim=8, image_embed_dim=4, conv_channels=4, num_film=1, word_dim=4, mission_dim=8
+        ),
+        memory_dim=8,
+        num_actions=7,
+        epochs=1,
+    ),
+    agent_scale=0.1,
+    note="test",
+)
+
+LEVEL_KEYS = {
+    "level",
+    "demos",
+    "skillbank_success",
+    "flat_bc_success",
+    "segmentation_f1",
+    "cluster_purity",
+    "flat_bc_train_s",
+    "skillbank_train_s",
+    "train_seeds",
+    "eval_seeds",
+}
+
+
+def test_budgets_follow_the_curriculum() -> None:
+    for budget in BUDGETS.values():
+        names = [p.level for p in budget.levels]
+        assert names[0] == "GoToLocal"
+        if budget.name != "smoke":
+            assert budget.eval_episodes >= 512
+            assert names.index("PutNextLocal") < names.index("GoTo") < names.index("BossLevel")
+    assert BUDGETS["full"].total_demos <= 20_000
+    assert "512" in BUDGETS["smoke"].note
+
+
+def test_flat_bc_only_run_writes_every_field(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    result = run_babyai_bench(TINY, seed=0, out_dir=tmp_path, include_agent=False)
+    (level,) = result.levels
+    assert level.demos == 12 and level.demos_cumulative == 12
+    assert level.train_seeds[0] == 0 and level.train_seeds[1] < EVAL_SEED
+    assert level.eval_seeds == (EVAL_SEED, EVAL_SEED + 7)
+    assert 0.0 <= level.flat_bc_success <= 1.0 and level.skillbank_success is None
+    payload = json.loads(json.dumps(result.to_json("skillbank bench babyai")))
+    assert LEVEL_KEYS <= set(payload["levels"][0])
+    assert {"machine", "seed", "command", "budget", "eval_episodes"} <= set(payload)
+    assert payload["machine"]["versions"]["torch"]
+    assert "| GoToRedBall | 12 |" in markdown_table(result.levels)
+    # Demonstrations are cached: a second run reuses them and gives the same baseline.
+    again = run_babyai_bench(TINY, seed=0, out_dir=tmp_path, include_agent=False)
+    assert again.levels[0].flat_bc_success == level.flat_bc_success
+
+
+def test_pca_map_of_keys() -> None:
+    keys = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0.1], [3, 0, 0]], np.float32)
+    xy = pca_2d(keys)
+    assert xy.shape == (4, 2)
+    assert abs(np.corrcoef(xy[:, 0], keys[:, 0])[0, 1]) > 0.99
+    assert pca_2d(keys[:1]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_cli_smoke_budget_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.cli.app import app
+
+    out = tmp_path / "smoke.json"
+    run = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "babyai",
+            "--budget",
+            "smoke",
+            "--json",
+            str(out),
+            "--out-dir",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert run.exit_code == 0, run.output
+    payload = json.loads(out.read_text())
+    assert [r["level"] for r in payload["levels"]] == ["GoToLocal", "PickupLoc"]
+    for record in payload["levels"]:
+        assert LEVEL_KEYS <= set(record)
+        assert record["skillbank_success"] is not None
+        assert record["segmentation_f1"] is not None
+    assert Path(payload["plots"]["success_vs_demos"]).is_file()
+    assert (tmp_path / "run" / "table.md").is_file()
