@@ -70,6 +70,7 @@ __all__ = [
     "EvalResult",
     "LearnReport",
     "ProceduralMemoryAgent",
+    "default_success",
 ]
 
 logger = logging.getLogger(__name__)
@@ -496,15 +497,14 @@ class ProceduralMemoryAgent:
             env: An environment id (``"babyai/GoTo"``, ``"toy/fetch"``, ...) or ``make_env(index)``.
             episodes: Episodes to run.
             seed: Seed of the first episode.
-            success_fn: Success at an episode's end; by default BabyAI's rule for BabyAI ids
-                and ``info["success"]`` otherwise.
+            success_fn: Success at an episode's end; by default ``info["success"]`` where the
+                environment reports it (Meta-World, toy), else a positive terminal reward (BabyAI).
         """
         if isinstance(env, str):
             spec = resolve_env_id(env)
             env_id = spec.env_id
             if spec.family == "babyai":
                 make = babyai_env_factory(spec.name)
-                success_fn = success_fn or babyai_success
             else:
 
                 def make(index: int) -> Any:
@@ -519,7 +519,7 @@ class ProceduralMemoryAgent:
             episodes=episodes,
             seed=seed,
             num_envs=self.config.num_envs,
-            success_fn=success_fn or info_success,
+            success_fn=success_fn or default_success,
         )
         usage = executor.usage(result.successes)
         if usage:
@@ -534,6 +534,15 @@ class ProceduralMemoryAgent:
             steps_per_s=result.steps_per_s,
             skills_used={k: v[1] for k, v in sorted(usage.items()) if v[1]},
         )
+
+
+def default_success(
+    reward: float, terminated: bool, truncated: bool, info: Mapping[str, Any]
+) -> bool:
+    """``info["success"]`` where the environment reports it, else a positive terminal reward."""
+    if "success" in info:
+        return info_success(reward, terminated, truncated, info)
+    return babyai_success(reward, terminated, truncated, info)
 
 
 def _infer_action(episodes: Sequence[Episode]) -> ActionSpec:

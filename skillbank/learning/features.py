@@ -5,8 +5,14 @@ vector worlds (Meta-World, the toy world) and anything else, without knowing whi
 generic and read from the data:
 
 - an integer (or bool) entry whose values stay below ``max_cardinality`` is one-hot encoded per
-  element, with one vocabulary per channel (the last axis; scalars have one channel), sized from
-  the largest value seen; unseen larger values encode as all zeros;
+  element, with one vocabulary per channel (the last axis; scalars have one channel), sized to
+  the next power of two above the largest value seen (at least 8), so ids that first appear in
+  later demonstrations (a door in a later level) still have a place; larger values encode as
+  zeros;
+- a long 1-D integer sequence (``min_sequence_len`` or more, e.g. mission tokens) is a token
+  sequence: a bag of its tokens plus the one-hot tokens of its first ``sequence_positions``
+  positions, over a shared vocabulary of ``max_cardinality`` ids (id 0 is padding), so missions
+  longer, or with words, unlike any seen still encode;
 - any other entry is flattened to floats and standardised with the mean and std seen.
 
 The spec is plain JSON, stored beside every skill that reads it, so a memory opened in a fresh
@@ -41,8 +47,10 @@ class FeatureSpec:
     Attributes:
         name: The observation key, e.g. ``"image"`` or ``"obs"``.
         shape: Per-step shape of the entry, e.g. ``(7, 7, 3)``.
-        kind: ``"onehot"`` (integer ids) or ``"float"`` (standardised values).
-        cardinalities: ``onehot``: vocabulary size per channel (last axis; one for scalars).
+        kind: ``"onehot"`` (integer ids), ``"tokens"`` (a token sequence) or ``"float"``
+            (standardised values).
+        cardinalities: ``onehot``: vocabulary size per channel (last axis; one for scalars);
+            ``tokens``: (vocabulary size, positions encoded one-hot).
         mean: ``float``: per-element mean (prod(shape) values).
         std: ``float``: per-element std; 1.0 where the data barely varies (below 1e-2).
     """
@@ -55,8 +63,12 @@ class FeatureSpec:
     std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("onehot", "float"):
-            raise ValueError(f"FeatureSpec.kind must be 'onehot' or 'float', got {self.kind!r}")
+        if self.kind not in ("onehot", "tokens", "float"):
+            raise ValueError(f"FeatureSpec.kind must be onehot|tokens|float, got {self.kind!r}")
+        if self.kind == "tokens":
+            if len(self.cardinalities) != 2 or min(self.cardinalities) < 1:
+                raise ValueError(f"FeatureSpec {self.name!r}: tokens need (vocabulary, positions)")
+            return
         size = int(np.prod(self.shape)) if self.shape else 1
         if self.kind == "onehot":
             channels = self.shape[-1] if self.shape else 1
@@ -72,8 +84,30 @@ class FeatureSpec:
         """Number of features this entry contributes."""
         if self.kind == "float":
             return len(self.mean)
+        if self.kind == "tokens":
+            vocab, positions = self.cardinalities
+            return vocab * (1 + positions)
         positions = int(np.prod(self.shape[:-1])) if self.shape else 1
         return positions * sum(self.cardinalities)
+
+
+def _headroom(size: int, cap: int) -> int:
+    """The next power of two >= size, at least 8, at most cap."""
+    return max(1, min(cap, max(8, 1 << (size - 1).bit_length())))
+
+
+def _token_features(array: npt.NDArray[Any], vocab: int, positions: int) -> FloatArray:
+    """Token sequences (B, L) -> bag of tokens (B, V) + first positions one-hot (B, P * V)."""
+    ids = array.astype(np.int64)  # (B, L)
+    batch = len(ids)
+    valid = (ids > 0) & (ids < vocab)  # id 0 is padding
+    bag = np.zeros((batch, vocab), np.float32)
+    rows, cols = np.nonzero(valid)
+    np.add.at(bag, (rows, ids[rows, cols]), 1.0)
+    head = np.zeros((batch, positions, vocab), np.float32)  # (B, P, V)
+    rows, cols = np.nonzero(valid[:, :positions])
+    head[rows, cols, ids[rows, cols]] = 1.0
+    return np.concatenate([bag, head.reshape(batch, -1)], axis=1)
 
 
 class ObservationFeaturizer:
@@ -96,9 +130,14 @@ class ObservationFeaturizer:
 
     @classmethod
     def fit(
-        cls, episodes: Sequence[Episode], *, max_cardinality: int = 64
+        cls,
+        episodes: Sequence[Episode],
+        *,
+        max_cardinality: int = 64,
+        min_sequence_len: int = 16,
+        sequence_positions: int = 12,
     ) -> ObservationFeaturizer:
-        """Fit the spec on every observation of ``episodes``.
+        """Fit the spec on every observation of ``episodes`` (see the module docstring).
 
         Raises:
             TrainingError: If there are no episodes.
@@ -113,9 +152,16 @@ class ObservationFeaturizer:
             data = np.concatenate(arrays)  # (sum T+1, *shape)
             shape = tuple(int(d) for d in data.shape[1:])
             integer = data.dtype.kind in "biu"
-            if integer and data.size and data.min() >= 0 and data.max() < max_cardinality:
+            small = integer and data.size and data.min() >= 0 and data.max() < max_cardinality
+            if small and len(shape) == 1 and shape[0] >= min_sequence_len:
+                vocab = max_cardinality  # later missions bring words not seen yet
+                positions = min(sequence_positions, shape[0])
+                specs.append(FeatureSpec(name, shape, "tokens", cardinalities=(vocab, positions)))
+            elif small:
                 channels = data.reshape(len(data), -1, shape[-1] if shape else 1)  # (N, P, C)
-                cards = tuple(int(c) + 1 for c in channels.max(axis=(0, 1)))
+                cards = tuple(
+                    _headroom(int(c) + 1, max_cardinality) for c in channels.max(axis=(0, 1))
+                )
                 specs.append(FeatureSpec(name, shape, "onehot", cardinalities=cards))
             else:
                 flat = data.reshape(len(data), -1).astype(np.float64)  # (N, P)
@@ -153,6 +199,9 @@ class ObservationFeaturizer:
                 mean, std = self._float_stats[spec.name]
                 flat = array.reshape(batch, -1).astype(np.float32)  # (B, P)
                 parts.append((flat - mean) / std)
+                continue
+            if spec.kind == "tokens":
+                parts.append(_token_features(array, *spec.cardinalities))
                 continue
             channels = len(spec.cardinalities)
             ids = array.reshape(batch, -1, channels).astype(np.int64)  # (B, P, C)

@@ -37,3 +37,39 @@ def test_cluster_purity_and_segment_labels() -> None:
         annotations=SubgoalAnnotation((0, 4), ("GoTo", "Pickup")),
     )
     assert segment_true_labels(episode, (0, 3, 5)) == ["GoTo", "GoTo", "Pickup"]
+
+
+def test_featurizer_round_trips_and_encodes_unseen_words() -> None:
+    from skillbank.learning.features import ObservationFeaturizer
+
+    steps = 3
+    mission = np.zeros((steps + 1, 20), np.int64)
+    mission[:, :3] = [5, 6, 7]
+    episode = Episode(
+        observations={
+            "grid": np.ones((steps + 1, 2, 3), np.uint8),
+            "mission": mission,
+            "vec": np.arange(2 * (steps + 1), dtype=np.float32).reshape(steps + 1, 2),
+        },
+        actions=np.zeros(steps, np.int64),
+        rewards=np.zeros(steps, np.float32),
+        terminations=np.zeros(steps, bool),
+        truncations=np.zeros(steps, bool),
+        task=TaskSpec("toy/goto"),
+        success=True,
+        seed=0,
+        demonstrator="test",
+    )
+    featurizer = ObservationFeaturizer.fit([episode])
+    kinds = {s.name: s.kind for s in featurizer.specs}
+    assert kinds == {"grid": "onehot", "mission": "tokens", "vec": "float"}
+    features = featurizer.episode_features(episode)
+    assert features.shape == (steps + 1, featurizer.dim)
+    again = ObservationFeaturizer.from_json(featurizer.to_json())
+    np.testing.assert_array_equal(again.episode_features(episode), features)
+    # a word never seen in training still changes the features
+    later = dict(episode.observations)
+    words = mission.copy()
+    words[:, 3] = 30
+    later["mission"] = words
+    assert not np.array_equal(featurizer.transform(later), features)

@@ -33,3 +33,14 @@ def test_segments_toy_demos_better_than_no_segmentation() -> None:
     # annotations are never read: dropping them changes nothing
     bare = [dataclasses.replace(e, annotations=None) for e in episodes]
     assert OptionHMMSegmenter(SegmenterConfig(seed=0)).segment(bare) == segments
+
+
+def test_policy_refinement_returns_valid_option_paths() -> None:
+    from skillbank.learning.option_refine import refine_options
+
+    episodes = [ToyDemonstrator("fetch").demonstrate(seed) for seed in range(8)]
+    paths = [np.zeros(e.num_steps, np.int64) for e in episodes]
+    paths[0][-1] = 1  # one step in a second option
+    refined = refine_options(episodes, paths, switch_cost=2.0, iterations=1, epochs=1)
+    assert [len(p) for p in refined] == [e.num_steps for e in episodes]
+    assert all(p.min() >= 0 for p in refined)
