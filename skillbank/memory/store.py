@@ -64,15 +64,13 @@ Example:
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -88,22 +86,27 @@ from skillbank.errors import (
     SkillNotFoundError,
 )
 from skillbank.memory.blobs import BlobStore
-from skillbank.memory.index import INDEX_KINDS, IndexCache
-from skillbank.memory.keymatrix import KeyMatrix, load_cache, load_matrix, save_cache, update_matrix
-from skillbank.memory.retrieval import Metric, attention_weights, score_keys, top_k
+from skillbank.memory.index import INDEX_KINDS
+from skillbank.memory.keyview import LATEST_JOIN, KeyView, filter_sql
+from skillbank.memory.retrieval import Metric, attention_weights
 from skillbank.memory.schema import (
     DB_NAME,
     RECORD_COLUMNS,
     check_skill_id,
     connect,
-    dumps_json,
     ensure_schema,
-    provenance_to_json,
     record_from_row,
 )
 from skillbank.memory.specs import GcReport, SkillSpec, as_key
 from skillbank.memory.verify import Problem, verify_memory
-from skillbank.memory.weights import Weights, decode_weights, encode_weights
+from skillbank.memory.weights import Weights, decode_weights
+from skillbank.memory.writes import (
+    bump,
+    insert_prepared,
+    meta_int,
+    new_id,
+    prepare,
+)
 from skillbank.types import Provenance, Retrieval, RetrievalFilter, SkillRecord, UsageStats
 
 __all__ = ["SkillMemory", "new_id"]
@@ -112,104 +115,8 @@ logger = logging.getLogger(__name__)
 
 _FLUSH_COUNT = 1024
 _FLUSH_SECONDS = 2.0
-#: Save the key-matrix cache when at least this many keys are held (smaller memories load fast).
-_CACHE_MIN_KEYS = 10_000
-_LATEST_JOIN = "FROM skills s JOIN versions v ON v.row = s.latest_row"
+_LATEST_JOIN = LATEST_JOIN
 _ALL_JOIN = "FROM versions v JOIN skills s ON s.skill_id = v.skill_id"
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A checked spec with its encoded fields, ready to insert."""
-
-    spec: SkillSpec
-    sha: str
-    config_json: str
-    provenance_json: str
-    tags_json: str
-    key_bytes: bytes
-
-
-def new_id() -> str:
-    """A fresh random skill or version id (32 hex digits)."""
-    return secrets.token_hex(16)
-
-
-_INSERT_VERSION = (
-    "INSERT INTO versions (version_id, skill_id, version, parent_version_id, name, key, arch_id,"
-    " arch_config, weights_sha256, provenance, task, tags, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _version_params(
-    p: _Prepared,
-    skill_id: str,
-    version_id: str,
-    version: int,
-    parent: str | None,
-    created_at: float,
-) -> tuple[Any, ...]:
-    spec = p.spec
-    return (
-        version_id,
-        skill_id,
-        version,
-        parent,
-        spec.name,
-        p.key_bytes,
-        spec.arch_id,
-        p.config_json,
-        p.sha,
-        p.provenance_json,
-        spec.provenance.task,
-        p.tags_json,
-        created_at,
-    )
-
-
-def _record(
-    p: _Prepared,
-    skill_id: str,
-    version_id: str,
-    version: int,
-    parent: str | None,
-    created_at: float,
-) -> SkillRecord:
-    spec = p.spec
-    return SkillRecord(
-        skill_id=skill_id,
-        version=version,
-        version_id=version_id,
-        name=spec.name,
-        key=spec.key.copy(),
-        arch_id=spec.arch_id,
-        arch_config=json.loads(p.config_json),
-        weights_sha256=p.sha,
-        provenance=spec.provenance,
-        created_at=created_at,
-        parent_version_id=parent,
-        tags=spec.tags,
-        usage=UsageStats(),
-    )
-
-
-def _filter_sql(filters: RetrievalFilter | None) -> tuple[str, list[Any]]:
-    """SQL ``WHERE`` clause (possibly empty) selecting versions ``v`` that match ``filters``."""
-    if filters is None or filters.is_empty:
-        return "", []
-    clauses: list[str] = []
-    params: list[Any] = []
-    if filters.arch_id is not None:
-        clauses.append("v.arch_id = ?")
-        params.append(filters.arch_id)
-    if filters.task is not None:
-        clauses.append("v.task = ?")
-        params.append(filters.task)
-    for tag in filters.tags:
-        clauses.append("EXISTS (SELECT 1 FROM json_each(v.tags) WHERE json_each.value = ?)")
-        params.append(tag)
-    return "WHERE " + " AND ".join(clauses), params
 
 
 class SkillMemory:
@@ -250,21 +157,17 @@ class SkillMemory:
         self._connection: sqlite3.Connection | None = None
         self._pid = -1
         self._abandoned: list[sqlite3.Connection] = []  # inherited across fork: never touched
-        self._matrix: KeyMatrix | None = None
-        self._cache_generation = -1
-        self._filter_masks: dict[tuple[RetrievalFilter, int], npt.NDArray[np.bool_]] = {}
         self._pending: dict[str, int] = {}
         self._pending_total = 0
         self._pending_since = 0.0
-        self._index: IndexCache | None = None
         try:
             ensure_schema(self._conn())
-            self._memory_id = self._meta_int("memory_id")
+            memory_id = meta_int(self._conn(), "memory_id")
         except sqlite3.DatabaseError as exc:
             raise self._db_error(exc) from None
-        if index != "exact":
-            self._index = IndexCache(self.path / "index", index, self._memory_id)
-            self._sync_index()
+        self._view = KeyView(self.path / "index", memory_id, index)
+        if index != "exact":  # check the index against the database now, not on first use
+            self._view.sync_index(self._conn())
 
     # --- connection and transactions -----------------------------------------------------------
 
@@ -315,25 +218,6 @@ class SkillMemory:
             yield conn
         finally:
             conn.execute("COMMIT")
-
-    def _meta_int(self, key: str, conn: sqlite3.Connection | None = None) -> int:
-        conn = conn or self._conn()
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None or row[0] is None:
-            return -1
-        return int(row[0])
-
-    @staticmethod
-    def _bump(conn: sqlite3.Connection, removed_rows: Sequence[int]) -> int:
-        generation: int = conn.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value"
-        ).fetchone()[0]
-        if removed_rows:
-            conn.executemany(
-                "INSERT INTO removed_rows (generation, row) VALUES (?, ?)",
-                [(generation, r) for r in removed_rows],
-            )
-        return generation
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -399,175 +283,11 @@ class SkillMemory:
         """
         if not specs:
             return []
-        prepared, blobs = self._prepare(specs)
+        prepared, blobs = prepare(specs)
         for sha, data in blobs.items():
             self._blobs.write(data, sha)
         with self._write() as conn:
-            return self._insert(conn, prepared, blobs)
-
-    def _prepare(self, specs: Sequence[SkillSpec]) -> tuple[list[_Prepared], dict[str, bytes]]:
-        """Check and encode everything before touching the disk."""
-        blobs: dict[str, bytes] = {}
-        prepared: list[_Prepared] = []
-        # Batches often share one weights object / config / provenance: encode each once. The
-        # specs keep every object alive during the call, so id() is a sound memo key.
-        encoded: dict[tuple[int, str, int], str] = {}
-        configs: dict[int, str] = {}
-        provenances: dict[int, str] = {}
-        for i, spec in enumerate(specs):
-            if not isinstance(spec, SkillSpec):
-                raise ValueError(f"specs[{i}] must be a SkillSpec")
-            config_json = configs.get(id(spec.arch_config))
-            if config_json is None:
-                config_json = dumps_json(dict(spec.arch_config), "arch_config")
-                configs[id(spec.arch_config)] = config_json
-            memo = (id(spec.weights), spec.arch_id, id(spec.arch_config))
-            sha = encoded.get(memo)
-            if sha is None:
-                where = f"skill {spec.skill_id or spec.version_of or spec.name!r}"
-                data, sha = encode_weights(spec.weights, spec.arch_id, spec.arch_config, where)
-                blobs.setdefault(sha, data)
-                encoded[memo] = sha
-            prov_json = provenances.get(id(spec.provenance))
-            if prov_json is None:
-                prov_json = provenance_to_json(spec.provenance)
-                provenances[id(spec.provenance)] = prov_json
-            prepared.append(
-                _Prepared(
-                    spec,
-                    sha,
-                    config_json,
-                    prov_json,
-                    dumps_json(list(spec.tags), "tags") if spec.tags else "[]",
-                    spec.key.astype("<f4").tobytes(),
-                )
-            )
-        return prepared, blobs
-
-    def _insert(
-        self, conn: sqlite3.Connection, prepared: Sequence[_Prepared], blobs: Mapping[str, bytes]
-    ) -> list[SkillRecord]:
-        """Insert prepared versions inside the caller's write transaction."""
-        self._check_key_dim(conn, [p.spec.key.shape[0] for p in prepared])
-        for sha, data in blobs.items():  # a concurrent gc may have swept a blob written before
-            if not self._blobs.exists(sha):  # we held the lock; gc needs this lock to sweep
-                self._blobs.write(data, sha)
-        now = time.time()
-        if all(p.spec.version_of is None for p in prepared):
-            return self._insert_new(conn, prepared, now)
-        records: list[SkillRecord] = []
-        latest: dict[str, tuple[int, int, str]] = {}  # skill_id -> (row, version, version_id)
-        removed: list[int] = []
-        for p in prepared:
-            spec = p.spec
-            if spec.version_of is None:
-                skill_id = spec.skill_id or new_id()
-                version, parent, old_row = 1, None, None
-            else:
-                skill_id = spec.version_of
-                prev = latest.get(skill_id) or self._latest(conn, skill_id)
-                version, parent, old_row = prev[1] + 1, prev[2], prev[0]
-            version_id = spec.version_id or new_id()
-            created_at = now if spec.created_at is None else float(spec.created_at)
-            try:
-                row = conn.execute(
-                    _INSERT_VERSION,
-                    _version_params(p, skill_id, version_id, version, parent, created_at),
-                ).lastrowid
-                assert row is not None
-                if old_row is None:
-                    conn.execute(
-                        "INSERT INTO skills (skill_id, latest_row) VALUES (?, ?)", (skill_id, row)
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE skills SET latest_row = ? WHERE skill_id = ?", (row, skill_id)
-                    )
-                    removed.append(old_row)
-            except sqlite3.IntegrityError:
-                raise self._collision(
-                    conn, [skill_id] if old_row is None else [], [version_id]
-                ) from None
-            latest[skill_id] = (row, version, version_id)
-            records.append(_record(p, skill_id, version_id, version, parent, created_at))
-        self._bump(conn, removed)
-        return records
-
-    def _insert_new(
-        self, conn: sqlite3.Connection, prepared: Sequence[_Prepared], now: float
-    ) -> list[SkillRecord]:
-        """Fast path of :meth:`_insert` for a batch of new skills only: two statements."""
-        skill_ids = [p.spec.skill_id or new_id() for p in prepared]
-        version_ids = [p.spec.version_id or new_id() for p in prepared]
-        times = [now if p.spec.created_at is None else float(p.spec.created_at) for p in prepared]
-        before = conn.execute("SELECT COALESCE(MAX(row), 0) FROM versions").fetchone()[0]
-        try:
-            conn.executemany(
-                _INSERT_VERSION,
-                (
-                    _version_params(p, sid, vid, 1, None, t)
-                    for p, sid, vid, t in zip(prepared, skill_ids, version_ids, times, strict=True)
-                ),
-            )
-            conn.execute(
-                "INSERT INTO skills (skill_id, latest_row) SELECT skill_id, row FROM versions "
-                "WHERE row > ? ORDER BY row",
-                (before,),
-            )
-        except sqlite3.IntegrityError:
-            raise self._collision(conn, skill_ids, version_ids) from None
-        self._bump(conn, [])
-        return [
-            _record(p, sid, vid, 1, None, t)
-            for p, sid, vid, t in zip(prepared, skill_ids, version_ids, times, strict=True)
-        ]
-
-    def _collision(
-        self, conn: sqlite3.Connection, skill_ids: Sequence[str], version_ids: Sequence[str]
-    ) -> SkillMemoryError:
-        """The error for an id collision (called inside the failed transaction)."""
-        taken: str | None = None
-        for kind, ids, table, column in (
-            ("skill id", skill_ids, "skills", "skill_id"),
-            ("version id", version_ids, "versions", "version_id"),
-        ):
-            seen: set[str] = set()
-            for one in ids:
-                exists = conn.execute(
-                    f"SELECT 1 FROM {table} WHERE {column} = ?", (one,)
-                ).fetchone()
-                if one in seen or exists:
-                    taken = f"{kind} {one!r}"
-                    break
-                seen.add(one)
-            if taken:
-                break
-        return SkillMemoryError(
-            f"{self.path}: {taken or 'an id'} is already taken; nothing was written",
-            hint="ids never collide: store it under a fresh id (skill_id=None)",
-        )
-
-    def _check_key_dim(self, conn: sqlite3.Connection, dims: Sequence[int]) -> int:
-        """Fix the memory's key dimension on first write; raise ``ValueError`` on a mismatch."""
-        key_dim = self._meta_int("key_dim", conn)
-        if key_dim < 0:
-            key_dim = dims[0]
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'key_dim'", (key_dim,))
-        for dim in dims:
-            if dim != key_dim:
-                raise ValueError(
-                    f"key has dimension {dim}; this memory's keys have dimension {key_dim}"
-                )
-        return key_dim
-
-    def _latest(self, conn: sqlite3.Connection, skill_id: str) -> tuple[int, int, str]:
-        found = conn.execute(
-            f"SELECT v.row, v.version, v.version_id {_LATEST_JOIN} WHERE s.skill_id = ?",
-            (skill_id,),
-        ).fetchone()
-        if found is None:
-            raise SkillNotFoundError(f"{self.path}: no skill with id {skill_id!r}")
-        return int(found[0]), int(found[1]), str(found[2])
+            return insert_prepared(conn, prepared, blobs, self._blobs, str(self.path))
 
     def add_version(
         self,
@@ -616,10 +336,10 @@ class SkillMemory:
                 created_at=created_at,
                 version_id=version_id,
             )
-            prepared, blobs = self._prepare([spec])
+            prepared, blobs = prepare([spec])
             for sha, data in blobs.items():
                 self._blobs.write(data, sha)
-            (record,) = self._insert(conn, prepared, blobs)
+            (record,) = insert_prepared(conn, prepared, blobs, self._blobs, str(self.path))
         return record
 
     def record_usage(
@@ -681,7 +401,7 @@ class SkillMemory:
                 raise SkillNotFoundError(f"{self.path}: no skill with id {skill_id!r}")
             conn.execute("DELETE FROM versions WHERE skill_id = ?", (skill_id,))
             conn.execute("DELETE FROM skills WHERE skill_id = ?", (skill_id,))
-            self._bump(conn, [int(row[0])])
+            bump(conn, [int(row[0])])
 
     def gc(self) -> GcReport:
         """Remove blobs that no version references, and temporary files of dead writers."""
@@ -755,7 +475,7 @@ class SkillMemory:
 
     def list(self, filters: RetrievalFilter | None = None) -> list[SkillRecord]:
         """Latest versions of the skills matching ``filters``, oldest skill first."""
-        where, params = _filter_sql(filters)
+        where, params = filter_sql(filters)
         return self._records(
             f"SELECT {RECORD_COLUMNS} {_LATEST_JOIN} {where} ORDER BY s.latest_row", params
         )
@@ -794,92 +514,23 @@ class SkillMemory:
     @property
     def key_dim(self) -> int | None:
         """Z, fixed by the first skill stored; ``None`` for a memory never written."""
-        value = self._meta_int("key_dim")
+        value = meta_int(self._conn(), "key_dim")
         return None if value < 0 else value
 
     # --- retrieval -------------------------------------------------------------------------------
-
-    def _current_matrix(self) -> KeyMatrix | None:
-        """The key matrix at the database's current generation (``None`` if never written)."""
-        conn = self._conn()
-        generation = self._meta_int("generation", conn)
-        if self._matrix is not None and self._matrix.generation == generation:
-            return self._matrix
-        with self._read() as snap:
-            generation = self._meta_int("generation", snap)
-            key_dim = self._meta_int("key_dim", snap)
-            if key_dim < 0:
-                return None
-            matrix = self._matrix
-            if matrix is None:
-                cached = load_cache(self._cache_path())
-                if (
-                    cached is not None
-                    and cached.key_dim == key_dim
-                    and cached.generation <= generation
-                ):
-                    matrix = cached
-                    self._cache_generation = cached.generation
-            if matrix is not None:
-                matrix = update_matrix(snap, matrix, generation)
-                count, max_row = snap.execute(
-                    "SELECT COUNT(*), COALESCE(MAX(latest_row), 0) FROM skills"
-                ).fetchone()
-                if len(matrix) != count or matrix.max_row != max_row:
-                    logger.warning(
-                        "%s: key cache disagrees with the database; reloading", self.path
-                    )
-                    matrix = None
-            if matrix is None:
-                matrix = load_matrix(snap, key_dim, generation)
-        self._matrix = matrix
-        self._filter_masks.clear()
-        if self._cache_generation < 0 and len(matrix) >= _CACHE_MIN_KEYS:
-            self._save_cache()
-        return matrix
-
-    def _cache_path(self) -> Path:
-        return self.path / "index" / f"keys-{self._memory_id}.bin"
-
-    def _save_cache(self) -> None:
-        if self._matrix is None or self._matrix.generation == self._cache_generation:
-            return
-        try:
-            save_cache(self._cache_path(), self._matrix)
-            self._cache_generation = self._matrix.generation
-        except OSError as exc:  # a cache is optional: the database stays the truth
-            logger.warning("%s: could not write the key cache: %s", self.path, exc)
-
-    def _filter_mask(self, matrix: KeyMatrix, filters: RetrievalFilter) -> npt.NDArray[np.bool_]:
-        cache_key = (filters, matrix.generation)
-        mask = self._filter_masks.get(cache_key)
-        if mask is None:
-            where, params = _filter_sql(filters)
-            rows = np.fromiter(
-                (
-                    r
-                    for (r,) in self._conn().execute(
-                        f"SELECT s.latest_row {_LATEST_JOIN} {where}", params
-                    )
-                ),
-                dtype=np.int64,
-            )
-            mask = np.isin(matrix.rows, rows)
-            if len(self._filter_masks) >= 16:
-                self._filter_masks.clear()
-            self._filter_masks[cache_key] = mask
-        return mask
 
     def keys(
         self, filters: RetrievalFilter | None = None
     ) -> tuple[builtins.list[str], npt.NDArray[np.float32]]:
         """Ids (N,) and keys (N, Z) of the latest versions matching ``filters``."""
-        matrix = self._current_matrix()
+        conn = self._conn()
+        matrix = self._view.current(conn)
         if matrix is None:
             return [], np.zeros((0, 0), np.float32)
-        if filters is None or filters.is_empty:
+        mask = self._view.mask(conn, matrix, filters)
+        if mask is None:
             return [matrix.skill_id(i) for i in range(len(matrix))], matrix.keys.copy()
-        positions = np.flatnonzero(self._filter_mask(matrix, filters))
+        positions = np.flatnonzero(mask)
         return [matrix.skill_id(int(i)) for i in positions], matrix.keys[positions]
 
     def retrieve(
@@ -910,55 +561,22 @@ class SkillMemory:
         """
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        if approximate and self._index is None:
+        if approximate and self._view.index is None:
             raise ValueError(
                 "approximate=True needs an index: open with SkillMemory(path, index='faiss') "
                 "or index='usearch'"
             )
-        matrix = self._current_matrix()
         q = as_key(query, "query")
-        if matrix is None or len(matrix) == 0:
+        matrix, positions, scores = self._view.search(
+            self._conn(), q, k, filters=filters, metric=metric, approximate=approximate
+        )
+        if matrix is None or positions.size == 0:
             empty = np.zeros(0, np.float32)
             return Retrieval((), empty, empty)
-        if q.shape[0] != matrix.key_dim:
-            raise ValueError(
-                f"query has dimension {q.shape[0]}; this memory's keys have dimension "
-                f"{matrix.key_dim}"
-            )
-        mask = None if filters is None or filters.is_empty else self._filter_mask(matrix, filters)
-        positions: npt.NDArray[np.int64] | None = None
-        if approximate and metric == "dot" and self._index is not None:
-            self._sync_index()
-            positions = self._index.search(matrix, q, k, mask)
-        if positions is None:
-            positions, scores = self._exact(matrix, q, k, metric, mask)
-        else:
-            scores = score_keys(q, matrix.keys[positions], metric="dot")  # (K,)
         ids = tuple(matrix.skill_id(int(p)) for p in positions)
         if record and ids:
             self._note_retrieved(ids)
         return Retrieval(ids, scores, attention_weights(scores, temperature))
-
-    @staticmethod
-    def _exact(
-        matrix: KeyMatrix,
-        q: npt.NDArray[np.float32],
-        k: int,
-        metric: Metric,
-        mask: npt.NDArray[np.bool_] | None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        norms = matrix.norms() if metric == "cosine" else None
-        if mask is None:
-            scores = score_keys(q, matrix.keys, metric=metric, norms=norms)  # (N,)
-            best = top_k(scores, k)
-            return best, scores[best]
-        subset = np.flatnonzero(mask)
-        if subset.size == 0:
-            return subset.astype(np.int64), np.zeros(0, np.float32)
-        sub_norms = None if norms is None else norms[subset]
-        scores = score_keys(q, matrix.keys[subset], metric=metric, norms=sub_norms)
-        best = top_k(scores, k)
-        return subset[best].astype(np.int64), scores[best]
 
     def _note_retrieved(self, ids: Sequence[str]) -> None:
         now = time.time()
@@ -969,23 +587,6 @@ class SkillMemory:
         self._pending_total += len(ids)
         if self._pending_total >= _FLUSH_COUNT or now - self._pending_since >= _FLUSH_SECONDS:
             self._flush_usage()
-
-    def _sync_index(self) -> None:
-        """Bring the approximate index in step with the key matrix (load, extend or rebuild)."""
-        if self._index is None:
-            return
-        matrix = self._current_matrix()
-        if matrix is None:
-            return
-
-        def removed_since(generation: int) -> int:
-            return int(
-                self._conn()
-                .execute("SELECT COUNT(*) FROM removed_rows WHERE generation > ?", (generation,))
-                .fetchone()[0]
-            )
-
-        self._index.sync(matrix, removed_since)
 
     # --- checks and lifetime ---------------------------------------------------------------------
 
@@ -1005,18 +606,12 @@ class SkillMemory:
         try:
             if self._pid == os.getpid():
                 self._flush_usage()
-                self._save_cache_if_useful()
-                if self._index is not None:
-                    self._index.save()
+                self._view.save()
         finally:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
             self._connection = None
             self._pid = -2
-
-    def _save_cache_if_useful(self) -> None:
-        if self._matrix is not None and len(self._matrix) >= _CACHE_MIN_KEYS:
-            self._save_cache()
 
     def __enter__(self) -> SkillMemory:
         return self

@@ -90,8 +90,8 @@ def test_index_cache_follows_the_database(kind: str, tmp_path: Path) -> None:
         new = writer.add_many([spec_for(5000)])[0].skill_id
         writer.delete(ids[0])
     with SkillMemory(tmp_path / "m", index=kind) as mem:  # stale: extended, not rebuilt
-        assert mem._index is not None and mem._index.index is not None
-        assert len(mem._index.index) == 201 and mem._index.num_stale == 1
+        assert mem._view.index is not None and mem._view.index.index is not None
+        assert len(mem._view.index.index) == 201 and mem._view.index.num_stale == 1
         for seed in (5000, 0, 1):
             exact = mem.retrieve(key_for(seed), 5, record=False).skill_ids
             approx = mem.retrieve(key_for(seed), 5, approximate=True, record=False).skill_ids
@@ -102,15 +102,15 @@ def test_index_cache_follows_the_database(kind: str, tmp_path: Path) -> None:
         assert len(mem.retrieve(key_for(1), 200, approximate=True, record=False).skill_ids) == 200
         exact = mem.retrieve(key_for(6000), 5, record=False).skill_ids
         assert mem.retrieve(key_for(6000), 5, approximate=True, record=False).skill_ids == exact
-        assert len(mem._index.index) == 202 and newer in mem
+        assert len(mem._view.index.index) == 202 and newer in mem
     with SkillMemory(tmp_path / "m") as writer:  # most entries stale: the next open rebuilds
         for sid in ids[1:150]:
             writer.delete(sid)
     for path in directory.glob(f"{kind}-*.bin"):
         path.write_bytes(b"not an index")  # unreadable: rebuilt, results still right
     with SkillMemory(tmp_path / "m", index=kind) as mem:
-        assert mem._index is not None and mem._index.num_stale == 0
-        assert len(mem._index.index or []) == len(mem)
+        assert mem._view.index is not None and mem._view.index.num_stale == 0
+        assert len(mem._view.index.index or []) == len(mem)
         for seed in (160, 170, 5000):
             exact = mem.retrieve(key_for(seed), 3, record=False).skill_ids
             approx = mem.retrieve(key_for(seed), 3, approximate=True, record=False).skill_ids

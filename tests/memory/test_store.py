@@ -17,8 +17,7 @@ from skillbank.errors import (
     SkillMemoryError,
     SkillNotFoundError,
 )
-from skillbank.memory import SkillMemory, SkillSpec, new_id
-from skillbank.memory import store as store_module
+from skillbank.memory import SkillMemory, SkillSpec, keyview, new_id
 from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 from tests.memory.store_helpers import (
     ARCH,
@@ -359,7 +358,7 @@ def _truth_top(mem: SkillMemory, query: np.ndarray, k: int) -> tuple[str, ...]:
 
 
 def test_key_cache_is_used_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_CACHE_MIN_KEYS", 1)
+    monkeypatch.setattr(keyview, "CACHE_MIN_KEYS", 1)
     with SkillMemory(tmp_path / "m") as mem:
         records = mem.add_many([spec_for(i) for i in range(20)])
         assert mem.retrieve(key_for(3), k=5, record=False).skill_ids == _truth_top(
