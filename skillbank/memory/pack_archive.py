@@ -262,6 +262,8 @@ def read_pack_files(path: Path, limits: PackLimits | None = None) -> dict[str, b
         raise PackError(f"{path}: no such pack", hint="give a pack directory or .tar.gz file")
     if path.is_dir():
         return _read_dir(path, limits)
+    if not path.is_file():
+        raise PackError(f"{path}: neither a directory nor a regular file; refused")
     return _read_tar(path, limits)
 
 

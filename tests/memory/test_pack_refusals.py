@@ -479,5 +479,9 @@ def test_hardlink_and_fifo_in_directory_pack_refused(
     _check_refused(target, pack, "skills/fifo", "FIFO")
 
 
-def test_missing_pack_refused(target: SkillMemory, tmp_path: Path) -> None:
+def test_missing_or_special_pack_refused(target: SkillMemory, tmp_path: Path) -> None:
+    import os
+
     _check_refused(target, tmp_path / "nope.tar.gz", "nope.tar.gz", "no such pack")
+    os.mkfifo(tmp_path / "fifo.tar.gz")  # opening it would block: refused before any read
+    _check_refused(target, tmp_path / "fifo.tar.gz", "fifo.tar.gz", "neither a directory")
