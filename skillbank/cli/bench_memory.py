@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,7 +61,16 @@ def bench_memory(
     def show(result: dict[str, Any]) -> None:
         console.print(f"N={result['skills']:,} done", highlight=False)
 
-    command = shlex.join(["skillbank", *sys.argv[1:]])
+    # The command line that reproduces this run (every option resolved, defaults included).
+    argv = ["skillbank", "bench", "memory"]
+    for n in cfg.sizes:
+        argv += ["--skills", str(n)]
+    argv += ["--dim", str(dim), "--seed", str(seed), "--queries", str(queries)]
+    for kind in cfg.indexes:
+        argv += ["--index", kind]
+    if workdir is not None:
+        argv += ["--workdir", str(workdir)]
+    command = shlex.join([*argv, "--json", str(json_out)])
     with console.status("running the memory benchmark (each N in fresh processes)..."):
         report = run_memory_bench(cfg, command=command, on_result=show)
     json_out.parent.mkdir(parents=True, exist_ok=True)
