@@ -160,10 +160,15 @@ def update_matrix(conn: sqlite3.Connection, matrix: KeyMatrix, generation: int) 
 
 def save_cache(path: Path, matrix: KeyMatrix) -> None:
     """Write the matrix to ``path`` atomically (temporary file, fsync, rename)."""
-    rows = matrix.rows.astype("<i8", copy=False).tobytes()
-    keys = np.ascontiguousarray(matrix.keys, dtype="<f4").tobytes()
-    ids = np.ascontiguousarray(matrix.ids).tobytes()
-    crc = zlib.crc32(keys, zlib.crc32(ids, zlib.crc32(rows)))
+    # Write the arrays' own buffers: no copy of the (N, Z) keys, whatever N is.
+    parts = [
+        np.ascontiguousarray(matrix.rows, dtype="<i8"),
+        np.ascontiguousarray(matrix.keys, dtype="<f4"),
+        np.ascontiguousarray(matrix.ids),
+    ]
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part.data, crc)
     header = json.dumps(
         {
             "generation": matrix.generation,
@@ -177,8 +182,8 @@ def save_cache(path: Path, matrix: KeyMatrix) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(_MAGIC + struct.pack("<Q", len(header)) + header)
-        for part in (rows, keys, ids):
-            handle.write(part)
+        for part in parts:
+            handle.write(part.data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -195,6 +200,8 @@ def load_cache(path: Path) -> KeyMatrix | None:
             if handle.read(8) != _MAGIC:
                 return None
             (header_len,) = struct.unpack("<Q", handle.read(8))
+            if header_len > 4096:
+                return None
             header = json.loads(handle.read(header_len))
             n, z, width = int(header["num_rows"]), int(header["key_dim"]), int(header["id_width"])
             expected = 16 + header_len + n * (8 + 4 * z + width)
@@ -203,7 +210,9 @@ def load_cache(path: Path) -> KeyMatrix | None:
             rows = np.fromfile(handle, dtype="<i8", count=n).astype(np.int64, copy=False)
             keys = np.fromfile(handle, dtype="<f4", count=n * z).reshape(n, z)  # (N, Z)
             ids = np.fromfile(handle, dtype=f"S{width}", count=n) if n else np.zeros(0, "S1")
-        crc = zlib.crc32(keys.data, zlib.crc32(ids.data, zlib.crc32(rows.data)))
+        crc = 0
+        for part in (rows, keys, ids):  # the order save_cache wrote them
+            crc = zlib.crc32(part.data, crc)
         if crc != header["crc32"]:
             return None
     except (ValueError, KeyError, TypeError, struct.error, OSError):

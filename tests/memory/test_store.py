@@ -18,6 +18,7 @@ from skillbank.errors import (
     SkillNotFoundError,
 )
 from skillbank.memory import SkillMemory, SkillSpec, keyview, new_id
+from skillbank.memory.keymatrix import load_cache
 from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 from tests.memory.store_helpers import (
     ARCH,
@@ -366,6 +367,10 @@ def test_key_cache_is_used_and_checked(tmp_path: Path, monkeypatch: pytest.Monke
         )
     caches = list((tmp_path / "m" / "index").glob("keys-*.bin"))
     assert len(caches) == 1
+    cached = load_cache(caches[0])  # the file round-trips (a bad one would be silently rebuilt)
+    assert cached is not None and len(cached) == 20
+    assert [cached.skill_id(i) for i in range(20)] == [r.skill_id for r in records]
+    assert cached.keys.tobytes() == np.stack([r.key for r in records]).tobytes()
     with SkillMemory(tmp_path / "m") as mem:  # writes leave the cache stale ...
         mem.delete(records[0].skill_id)
         mem.add_version(records[1].skill_id, key=key_for(3))
