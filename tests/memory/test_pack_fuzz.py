@@ -180,7 +180,7 @@ def _fuzz(base_files: Files, data: st.DataObject) -> None:
         shutil.rmtree(root)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_packs_import_intact_or_are_refused_cleanly(
     base_files: Files, data: st.DataObject

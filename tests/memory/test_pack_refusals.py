@@ -311,6 +311,28 @@ CASES: dict[str, tuple[Callable[[Files], Files], str, str]] = {
         "config.json",
         "out of range",
     ),
+    "key-bad-base64": (
+        lambda f: edit_manifest(f, _set_all_versions("key", "not base64!")),
+        "manifest.json",
+        "base64",
+    ),
+    "key-base64-partial-float": (
+        lambda f: edit_manifest(f, _set_all_versions("key", "AAAAAAA=")),
+        "manifest.json",
+        "whole number of float32",
+    ),
+    "duplicate-skill-id": (
+        lambda f: edit_manifest(f, lambda m: m["skills"].append(m["skills"][0])),
+        "manifest.json",
+        "repeat",
+    ),
+    "arch-changes-between-versions": (
+        lambda f: edit_manifest(
+            f, lambda m: m["skills"][1]["versions"][1].update(arch_id="skill-policy-v1")
+        ),
+        "manifest.json",
+        "changes arch_id",
+    ),
     "weights-nan": (lambda f: _with_weights(f, _nan), "weights.safetensors", "non-finite"),
     "weights-inf": (lambda f: _with_weights(f, _inf), "weights.safetensors", "non-finite"),
     "weights-names": (lambda f: _with_weights(f, _renamed), "weights.safetensors", "missing"),
