@@ -43,7 +43,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from skillbank.bench.baselines.flat_bc import FlatBCConfig, FlatBCPolicy, train_flat_bc
+from skillbank.bench.baselines.flat_bc import (
+    FlatBCConfig,
+    FlatBCPolicy,
+    count_parameters,
+    train_flat_bc,
+)
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.nn.encoders import BabyAIEncoderConfig
 from skillbank.types import Episode
@@ -188,6 +193,8 @@ class LevelResult:
         skillbank_train_s: Seconds the agent spent learning this level.
         flat_bc_train_s: Seconds flat BC spent training.
         flat_bc_params: Flat BC's trainable parameters.
+        skillbank_params: Parameters of every module the agent runs (skills, controller, skill
+            encoder), for comparison with ``flat_bc_params``.
         skillbank_steps_per_s: Environment steps/s of the agent's evaluation.
         flat_bc_steps_per_s: Environment steps/s of flat BC's evaluation.
     """
@@ -206,6 +213,7 @@ class LevelResult:
     skillbank_train_s: float | None
     flat_bc_train_s: float
     flat_bc_params: int
+    skillbank_params: int | None
     skillbank_steps_per_s: float | None
     flat_bc_steps_per_s: float
 
@@ -254,6 +262,8 @@ class BabyAIBenchResult:
             "flat_bc_config": _config_json(self.budget.flat_bc),
             "levels": [level.to_json() for level in self.levels],
             "num_skills": len(self.skill_ids),
+            "skill_ids": list(self.skill_ids),
+            "skill_keys": self.skill_keys.tolist(),
             "wall_s": self.wall_s,
         }
 
@@ -374,13 +384,15 @@ def run_babyai_bench(
 
         # --- skillbank: learn this level into the growing memory, evaluate ---
         sb_success = f1 = purity = sb_train_s = sb_sps = None
-        num_skills = None
+        num_skills = sb_params = None
         if agent is not None:
             report = agent.learn([episodes], observer=observe)
             evaluation = agent.evaluate(make_env, budget.eval_episodes, EVAL_SEED)
             sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
             f1, purity = report.segmentation_f1, report.cluster_purity
             sb_train_s, num_skills = report.train_s, len(report.skill_ids)
+            modules = [*agent.skills()[2], agent.controller, agent.vae]
+            sb_params = sum(count_parameters(m) for m in modules if m is not None)
             observe(Event("bench.skillbank", {"success": sb_success}, info))
 
         # --- flat BC: from scratch on every demonstration so far, evaluate ---
@@ -406,6 +418,7 @@ def run_babyai_bench(
                 skillbank_train_s=sb_train_s,
                 flat_bc_train_s=bc.train_seconds,
                 flat_bc_params=bc.num_params,
+                skillbank_params=sb_params,
                 skillbank_steps_per_s=sb_sps,
                 flat_bc_steps_per_s=bc_eval.steps_per_s,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from skillbank.cli.common import console, handle_errors
+from skillbank.errors import SkillbankError
 
 __all__ = ["bench_babyai", "register"]
 
@@ -64,25 +66,25 @@ def bench_babyai(
     table = markdown_table(result.levels)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "table.md").write_text(table)
-    if plots:
-        from skillbank.report.plots import plot_skill_keys, plot_success_vs_demos
-
-        files = {
-            "success_vs_demos": str(
-                plot_success_vs_demos(payload["levels"], directory / "success.png")
-            )
-        }
-        if len(result.skill_ids):
-            files["skill_keys"] = str(
-                plot_skill_keys(
-                    result.skill_keys, list(result.skill_ids), directory / "skill-keys.png"
-                )
-            )
-        payload["plots"] = files
     payload["table"] = str(directory / "table.md")
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    console.print(table, highlight=False)
+    console.print(table, highlight=False, soft_wrap=True)
+    if plots:
+        # The report layer is its own entry point (cli and report do not import each other).
+        drawn = subprocess.run(
+            [sys.executable, "-m", "skillbank.report.plots", str(json_out), str(directory)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if drawn.returncode != 0:
+            raise SkillbankError(
+                f"plots failed: {drawn.stderr.strip().splitlines()[-1:]}",
+                hint="install the report extra: pip install 'skillbank[report]', or --no-plots",
+            )
+        payload["plots"] = drawn.stdout.split()
+        json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     console.print(f"wrote {json_out}", highlight=False)
 
 

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -136,8 +137,16 @@ def babyai_observation(obs: Mapping[str, Any], mission_len: int = MISSION_LEN) -
     return {
         "image": np.asarray(obs["image"], dtype=np.uint8),
         "direction": np.int64(obs["direction"]),
-        "mission": tokenize_mission(str(obs["mission"]), mission_len),
+        "mission": _mission_tokens(str(obs["mission"]), mission_len),
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _mission_tokens(text: str, length: int) -> npt.NDArray[np.int64]:
+    # A mission stays fixed for an episode; tokenise it once, not at every step.
+    tokens = tokenize_mission(text, length)
+    tokens.flags.writeable = False
+    return tokens
 
 
 def default_observation(obs: Any) -> dict[str, Any]:

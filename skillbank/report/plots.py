@@ -1,5 +1,9 @@
 """Benchmark plots: success against demonstrations, and a 2-D map of the skill memory's keys.
 
+Plots read result files only (``python -m skillbank.report.plots RESULT.json``); ``skillbank bench
+babyai`` runs that entry point after writing its JSON (report and cli are both top-layer entry
+points and do not import each other).
+
 matplotlib is the ``report`` extra and is imported only when a plot is drawn; without it the
 functions raise :class:`~skillbank.errors.MissingExtraError` naming the install command. Plots are
 written with the non-interactive Agg backend.
@@ -11,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,7 @@ import numpy.typing as npt
 
 from skillbank.errors import MissingExtraError
 
-__all__ = ["pca_2d", "plot_skill_keys", "plot_success_vs_demos"]
+__all__ = ["main", "pca_2d", "plot_bench_result", "plot_skill_keys", "plot_success_vs_demos"]
 
 
 def _pyplot() -> Any:
@@ -119,3 +125,37 @@ def plot_skill_keys(
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_bench_result(result_json: Path | str, out_dir: Path | str | None = None) -> list[Path]:
+    """Draw every plot of a ``skillbank bench babyai`` result file.
+
+    Writes ``success.png`` (success vs demonstrations) and, when the file lists skill keys,
+    ``skill-keys.png`` into ``out_dir`` (default: beside the file).
+
+    Returns:
+        The images written.
+    """
+    path = Path(result_json)
+    payload = json.loads(path.read_text())
+    directory = Path(out_dir) if out_dir is not None else path.parent
+    written = [plot_success_vs_demos(payload["levels"], directory / "success.png")]
+    keys = np.asarray(payload.get("skill_keys") or [], dtype=np.float32)
+    if len(keys):
+        written.append(
+            plot_skill_keys(keys, list(payload["skill_ids"]), directory / "skill-keys.png")
+        )
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m skillbank.report.plots RESULT.json [OUT_DIR]``: draw a result file's plots."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        raise SystemExit("usage: python -m skillbank.report.plots RESULT.json [OUT_DIR]")
+    for image in plot_bench_result(args[0], args[1] if len(args) == 2 else None):
+        sys.stdout.write(f"{image}\n")
+
+
+if __name__ == "__main__":
+    main()

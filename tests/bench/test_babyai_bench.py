@@ -19,7 +19,7 @@ from skillbank.bench.babyai_bench import (
 )
 from skillbank.bench.baselines.flat_bc import FlatBCConfig
 from skillbank.nn.encoders import BabyAIEncoderConfig
-from skillbank.report.plots import pca_2d
+from skillbank.report.plots import main, pca_2d
 
 pytestmark = pytest.mark.babyai
 
@@ -73,7 +73,7 @@ def test_flat_bc_only_run_writes_every_field(tmp_path: Path) -> None:
     assert level.eval_seeds == (EVAL_SEED, EVAL_SEED + 7)
     assert 0.0 <= level.flat_bc_success <= 1.0 and level.skillbank_success is None
     payload = json.loads(json.dumps(result.to_json("skillbank bench babyai")))
-    assert LEVEL_KEYS <= set(payload["levels"][0])
+    assert set(payload["levels"][0]) >= LEVEL_KEYS
     assert {"machine", "seed", "command", "budget", "eval_episodes"} <= set(payload)
     assert payload["machine"]["versions"]["torch"]
     assert "| GoToRedBall | 12 |" in markdown_table(result.levels)
@@ -88,6 +88,35 @@ def test_pca_map_of_keys() -> None:
     assert xy.shape == (4, 2)
     assert abs(np.corrcoef(xy[:, 0], keys[:, 0])[0, 1]) > 0.99
     assert pca_2d(keys[:1]).shape == (1, 2)
+
+
+def test_plots_from_a_result_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    levels = [
+        {
+            "level": "GoToLocal",
+            "demos": 10,
+            "demos_cumulative": 10,
+            "skillbank_success": 0.5,
+            "flat_bc_success": 0.25,
+        },
+        {
+            "level": "GoTo",
+            "demos": 10,
+            "demos_cumulative": 20,
+            "skillbank_success": None,
+            "flat_bc_success": 0.1,
+        },
+    ]
+    result = tmp_path / "result.json"
+    keys = np.random.default_rng(0).normal(size=(5, 8)).tolist()
+    ids = [f"skill-{i}" for i in range(5)]
+    result.write_text(json.dumps({"levels": levels, "skill_keys": keys, "skill_ids": ids}))
+    main([str(result), str(tmp_path / "plots")])
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["success.png", "skill-keys.png"]
+    for image in written:
+        assert Path(image).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
@@ -113,8 +142,9 @@ def test_cli_smoke_budget_end_to_end(tmp_path: Path) -> None:
     payload = json.loads(out.read_text())
     assert [r["level"] for r in payload["levels"]] == ["GoToLocal", "PickupLoc"]
     for record in payload["levels"]:
-        assert LEVEL_KEYS <= set(record)
+        assert set(record) >= LEVEL_KEYS
         assert record["skillbank_success"] is not None
         assert record["segmentation_f1"] is not None
-    assert Path(payload["plots"]["success_vs_demos"]).is_file()
+    assert [Path(p).name for p in payload["plots"]] == ["success.png", "skill-keys.png"]
+    assert all(Path(p).is_file() for p in payload["plots"])
     assert (tmp_path / "run" / "table.md").is_file()
