@@ -294,6 +294,7 @@ def _skill_vae_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     tensors = mlp_tensors("step_encoder", [obs + actions, hidden, hidden])
     tensors.update(linear("posterior", 2 * hidden, 2 * latent))
     tensors.update(mlp_tensors("decoder", [obs + latent, hidden, actions]))
+    tensors.update(linear("bag_decoder", latent, actions))
     if kind == "continuous":
         tensors["log_std"] = TensorSpec((actions,))
     return tensors

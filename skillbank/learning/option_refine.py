@@ -9,6 +9,11 @@ each round fits one policy per option on its steps (label-smoothed, so log-proba
 bounded) and re-decodes every demonstration with Viterbi under the switching cost (Fox et al.,
 2017, "Multi-Level Discovery of Deep Options").
 
+For discrete actions each option keeps the action support it had in the action stage (the
+actions making up at least ``support_share`` of its steps): a policy can only re-weigh the actions
+its option already used, so the broad option cannot learn to absorb a rare action in context (an
+unrestricted conditional policy explains everything and the segmentation collapses).
+
 Example:
     >>> paths = refine_options(episodes, paths, switch_cost=2.5, iterations=3)  # doctest: +SKIP
 """
@@ -40,6 +45,7 @@ def refine_options(
     hidden_dim: int = 64,
     epochs: int = 3,
     label_smoothing: float = 0.01,
+    support_share: float = 0.05,
     seed: int = 0,
 ) -> list[IntArray]:
     """Refine per-step option ids ``paths`` (one (T,) array per episode) with option policies.
@@ -64,6 +70,13 @@ def refine_options(
     lengths = [e.num_steps for e in episodes]
     offsets = np.cumsum([0, *lengths])
     labels = np.concatenate(list(paths))
+    supports: dict[int, torch.Tensor | None] = {}
+    for k in np.unique(labels).tolist():
+        if discrete:
+            counts = np.bincount(raw[labels == k].astype(np.int64), minlength=action.size)
+            supports[k] = torch.from_numpy(counts >= max(1.0, support_share * counts.sum()))
+        else:
+            supports[k] = None
     for round_ in range(iterations):
         options = np.unique(labels)
         logp = np.stack(
@@ -73,6 +86,7 @@ def refine_options(
                     y,
                     labels == k,
                     action,
+                    supports[int(k)],
                     hidden_dim,
                     epochs,
                     label_smoothing,
@@ -99,12 +113,17 @@ def _fit_and_score(
     y: torch.Tensor,
     member: npt.NDArray[np.bool_],
     action: ActionSpec,
+    support: torch.Tensor | None,
     hidden_dim: int,
     epochs: int,
     label_smoothing: float,
     seed: int,
 ) -> npt.NDArray[np.float64]:
-    """Fit one option policy on the steps in ``member``; log-likelihood (N,) of every step."""
+    """Fit one option policy on the steps in ``member``; log-likelihood (N,) of every step.
+
+    Actions outside ``support`` (A,) bool get probability 1e-3 / A.
+    """
+    outside = 0.0 if support is None else -1e4 * (~support).float()  # (A,)
     index = torch.from_numpy(np.flatnonzero(member))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -119,10 +138,10 @@ def _fit_and_score(
             for i in range(0, len(order), 256):
                 batch = order[i : i + 256]
                 params, _ = policy(x[batch])
+                params = params + outside
                 if action.kind == "discrete":
-                    loss = torch.nn.functional.cross_entropy(
-                        params, y[batch], label_smoothing=label_smoothing
-                    )
+                    # smoothing is applied at scoring time, inside the support only
+                    loss = torch.nn.functional.cross_entropy(params, y[batch])
                 else:
                     loss = -action_log_prob(params, y[batch], action, policy.log_std).mean()
                 optimizer.zero_grad()
@@ -131,10 +150,10 @@ def _fit_and_score(
         with torch.no_grad():
             params, _ = policy(x)
             if action.kind == "discrete":
-                probs = (
-                    torch.softmax(params, -1) * (1 - label_smoothing)
-                    + label_smoothing / action.size
-                )
+                inside = torch.ones(action.size) if support is None else support.float()  # (A,)
+                probs = torch.softmax(params + outside, -1) * (1 - label_smoothing)
+                probs = probs + label_smoothing * inside / inside.sum()
+                probs = probs * inside + 1e-3 / action.size * (1 - inside)  # (N, A)
                 out = torch.log(probs.gather(1, y.unsqueeze(1)).squeeze(1))
             else:
                 out = action_log_prob(params, y, action, policy.log_std)

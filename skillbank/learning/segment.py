@@ -8,6 +8,13 @@ it. Segment boundaries are the steps where the option changes. This is the optio
 of segmentation (Fox et al., 2017, "Multi-Level Discovery of Deep Options"; DDO) reduced to
 action emissions, which keeps it fast, deterministic and free of any environment knowledge.
 
+With discrete actions the default is the support-restricted special case: one broad option that
+may emit only the frequent actions and one option per rare action (below ``rare_action_share``
+of all steps). That is the fixed point hard EM should reach when rare actions are behaviour
+changes (pick up, drop, open), but an unrestricted EM reaches it only when they are rare enough
+(see ``rare_action_share``); measured on the toy world, boundary F1 went from 0.72 to 1.0.
+``refine_iterations`` adds observation-conditioned option policies on top (experimental).
+
 The segmenter reads actions only; it never reads ``Episode.annotations``. State-only episodes
 (no actions) come back as one segment each.
 
@@ -46,6 +53,9 @@ class SegmenterConfig:
         init_switch_cost: Nats per change in the action stage that seeds the policy stage (low:
             cut every candidate change, the policy stage merges the spurious ones).
         num_iterations: Hard-EM rounds of the action stage.
+        rare_action_share: Discrete actions: actions making up less than this share of all steps
+            are rare; the broad option may not emit them, so each run of one rare action is a
+            segment of its own (0 turns this off and leaves it to the action-stage EM).
         refine_iterations: Hard-EM rounds with observation-conditioned option policies (0: off;
             experimental — on the toy world it lowered boundary F1 from 0.72 to <= 0.46, the
             policies re-absorbing the rare actions, see ``option_refine``).
@@ -59,6 +69,7 @@ class SegmenterConfig:
     switch_cost: float = 3.0
     init_switch_cost: float = 1.5
     num_iterations: int = 16
+    rare_action_share: float = 0.1
     refine_iterations: int = 0
     policy_hidden: int = 64
     policy_epochs: int = 3
@@ -174,6 +185,17 @@ class OptionHMMSegmenter:
             params.append(self._narrow_option(values, centre, discrete))
         offsets = np.cumsum([0, *lengths])
         horizon = max(lengths)
+        if discrete and cfg.rare_action_share > 0:
+            share = values.mean(0)  # (A,)
+            rare = share < cfg.rare_action_share
+            if rare.any() and (~rare).any():
+                # The broad option emits only the frequent actions; each rare action is its own
+                # option. Under that support no switching cost can fold a rare action into the
+                # broad option, which is what an unrestricted HMM does once rare actions are
+                # common enough (every interaction then costs less than two switches).
+                act = flat.astype(np.int64)
+                events = np.where(rare[act], 1 + act, 0)
+                return [events[lo:hi] for lo, hi in itertools.pairwise(offsets)]
         labels = np.full(len(values), -1, np.int64)
         for iteration in range(cfg.num_iterations):
             # Anneal the switching cost up from a quarter: cheap switches first carve out every

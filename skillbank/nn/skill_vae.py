@@ -2,9 +2,12 @@
 
 A variational encoder pools per-step embeddings of (observation features, action) over the
 segment into a Gaussian posterior q(z | segment); a decoder reconstructs every action of the
-segment from its observation and z, p(a_t | o_t, z). Trained with the ELBO (reconstruction plus
-beta-weighted KL to N(0, I)), segments that do the same thing land near each other, as in CompILE
-(Kipf et al., ICML 2019) and SPiRL (Pertsch et al., CoRL 2020).
+segment from its observation and z, p(a_t | o_t, z), and a bag decoder predicts the segment's
+action composition from z alone. Trained with the ELBO (reconstruction plus beta-weighted KL to
+N(0, I)), segments that do the same thing land near each other, as in CompILE (Kipf et al., ICML
+2019) and SPiRL (Pertsch et al., CoRL 2020). The bag term is ours: a decoder that sees the
+observation can often guess the action without z (holding something in front of a free cell:
+drop), and z then forgets what the segment did; the bag term keeps it in the code.
 
 Example:
     >>> config = SkillVAEConfig(obs_dim=8, action=ActionSpec("discrete", 3), latent_dim=4)
@@ -89,6 +92,7 @@ class SkillVAE(nn.Module):
             nn.ReLU(),
             nn.Linear(d, config.action.size),
         )
+        self.bag_decoder = nn.Linear(z, config.action.size)
         self.log_std: nn.Parameter | None = None
         if config.action.kind == "continuous":
             self.log_std = nn.Parameter(torch.full((config.action.size,), -0.5))
@@ -150,6 +154,15 @@ def skill_vae_loss(
     params = vae.decode(features, z)  # (B, T, A)
     logp = action_log_prob(params, actions, spec, vae.log_std)  # (B, T)
     recon = -(logp * mask).sum() / mask.sum().clamp(min=1.0)
+    # --- bag of actions from z alone: (B, A) composition of each segment ---
+    weight = mask.unsqueeze(-1) / mask.sum(1, keepdim=True).unsqueeze(-1).clamp(min=1.0)
+    composition = (spec.encode(actions) * weight).sum(1)  # (B, A)
+    bag = vae.bag_decoder(z)  # (B, A)
+    if spec.kind == "discrete":
+        bag_loss = -(composition * torch.log_softmax(bag, -1)).sum(-1).mean()
+    else:
+        bag_loss = (bag - composition).pow(2).sum(-1).mean()
+    recon = recon + bag_loss
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
     mean_length = mask.sum(1).mean().clamp(min=1.0)
     return recon + beta * kl / mean_length, recon, kl
