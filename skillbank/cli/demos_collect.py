@@ -127,17 +127,25 @@ def collect_command(
         disable=json_out or not err_console.is_terminal,
     )
     observer = _ProgressObserver(progress, total=episodes)
-    with progress:
-        info = collect(
-            factory,
-            range(seed, seed + tries),
-            out,
-            num_episodes=episodes,
-            num_workers=workers,
-            ray_address=ray,
-            meta=meta,
-            observer=observer,
+    try:
+        with progress:
+            info = collect(
+                factory,
+                range(seed, seed + tries),
+                out,
+                num_episodes=episodes,
+                num_workers=workers,
+                ray_address=ray,
+                meta=meta,
+                observer=observer,
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: what was collected is kept in {out}; run the same command again to "
+            "resume",
+            highlight=False,
         )
+        raise typer.Exit(code=130) from None
     end = observer.end
     payload: dict[str, Any] = {
         "out": str(info.root),

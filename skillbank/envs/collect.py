@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -181,6 +182,13 @@ def _worker_chunk(seeds: tuple[int, ...]) -> list[SeedOutcome]:
     return demonstrate_seeds(_WORKER_SOURCE, seeds)
 
 
+def _worker_died(exc: BrokenProcessPool) -> DatasetError:
+    return DatasetError(
+        f"a collection worker process died ({exc}); what was collected is kept",
+        hint="it was killed or ran out of memory; run the same command again to resume",
+    )
+
+
 class _ProcessPool:
     """Local worker processes, each building its demonstrator once (pool initializer)."""
 
@@ -197,13 +205,19 @@ class _ProcessPool:
         self._pending: set[futures.Future[list[SeedOutcome]]] = set()
 
     def submit(self, seeds: tuple[int, ...]) -> None:
-        self._pending.add(self._executor.submit(_worker_chunk, seeds))
+        try:
+            self._pending.add(self._executor.submit(_worker_chunk, seeds))
+        except BrokenProcessPool as exc:
+            raise _worker_died(exc) from exc
 
     def next_done(self) -> list[SeedOutcome]:
         done, _ = futures.wait(self._pending, return_when=futures.FIRST_COMPLETED)
         future = next(iter(done))  # any one: outcomes are put back in seed order
         self._pending.discard(future)
-        return future.result()
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            raise _worker_died(exc) from exc
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -374,14 +388,18 @@ def collect(
             info={"env_id": writer.env_id, "backend": type(pool).__name__.strip("_")},
         )
     )
-    stored = failed = resumed = 0
-    reached = False
     try:
         stored, failed, resumed, reached = _run(
             pool, writer, iter(seeds), size, num_episodes, observe
         )
-    finally:
+    except BaseException:  # interrupted or broken: leave a readable dataset to resume from
         pool.close()
+        try:
+            writer.close()
+        except Exception:
+            logger.exception("could not write the manifest of %s", writer.root)
+        raise
+    pool.close()
     info = writer.close()
     seconds = time.perf_counter() - started
     new = stored - resumed

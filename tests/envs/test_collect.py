@@ -162,6 +162,28 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
         assert killed_files[name] == fresh_files[name], name
 
 
+class DyingToySource(ToyDemonstrator):
+    """A toy expert whose worker process dies on one seed (as if killed or out of memory)."""
+
+    def demonstrate(self, seed: int) -> Any:
+        if seed == 9:
+            os._exit(3)
+        return super().demonstrate(seed)
+
+
+def test_dead_worker_is_reported_and_the_dataset_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    with pytest.raises(DatasetError, match="worker process died") as info:
+        collect(functools.partial(DyingToySource, "goto"), range(16), out, num_workers=2)
+    assert "resume" in info.value.hint
+    partial = load_dataset(out)  # the manifest was written on the way out
+    assert 9 not in partial.seeds
+    factory = functools.partial(ToyDemonstrator, "goto")
+    collect(factory, range(16), out, num_workers=2)
+    collect(factory, range(16), tmp_path / "fresh", num_workers=1)
+    assert _files(out) == _files(tmp_path / "fresh")
+
+
 def test_resume_skips_stored_seeds(tmp_path: Path) -> None:
     factory = functools.partial(ToyDemonstrator, "fetch")
     collect(factory, range(5), tmp_path / "d", num_workers=1)
