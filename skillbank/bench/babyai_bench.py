@@ -158,7 +158,7 @@ BUDGETS: dict[str, BenchBudget] = {
             *(LevelPlan(level, 250) for level in COMPOSITE_LEVELS),
         ),
         eval_episodes=512,
-        flat_bc=FlatBCConfig(num_actions=7, epochs=10),
+        flat_bc=FlatBCConfig(num_actions=7, epochs=10, episodes_per_batch=16),
         agent_scale=0.5,
     ),
     "full": BenchBudget(
@@ -168,7 +168,7 @@ BUDGETS: dict[str, BenchBudget] = {
             *(LevelPlan(level, 1250) for level in COMPOSITE_LEVELS),
         ),
         eval_episodes=512,
-        flat_bc=FlatBCConfig(num_actions=7, epochs=20),
+        flat_bc=FlatBCConfig(num_actions=7, epochs=20, episodes_per_batch=16),
     ),
 }
 """The named budgets of ``skillbank bench babyai --budget``."""

@@ -6,9 +6,10 @@ config dataclass whose ``to_json()`` is stored beside the weights (``arch_config
 
 - :class:`BabyAIEncoder` reads ``"image"`` (B, 7, 7, 3) integer grid cells (object, colour, state
   ids), ``"direction"`` (B,) and ``"mission"`` (B, L) token ids. It follows BabyAI 1.1 (Hui et al.,
-  2020, "BabyAI 1.1"): a bag-of-words embedding of each cell's three categorical ids, a small CNN,
-  FiLM layers (Perez et al., 2018) conditioning the grid features on a GRU encoding of the mission,
-  and a max-pool over the grid.
+  2020, "BabyAI 1.1"): a bag-of-words embedding of each cell's three categorical ids, a small
+  batch-normalised CNN, FiLM layers (Perez et al., 2018) conditioning the grid features on a GRU
+  encoding of the mission, then the grid flattened (default; keeps where things are, which
+  imitation from few demos needs) or max-pooled (BabyAI 1.1's choice).
 - :class:`VectorEncoder` reads ``"obs"`` (B, O) float features (and, optionally, ``"task"`` (B,)
   task ids) through an MLP.
 

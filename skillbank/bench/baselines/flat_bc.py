@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -245,12 +246,17 @@ def train_flat_bc(
     discrete = bool(np.issubdtype(actions_np.dtype, np.integer))
     if discrete:
         num_outputs = config.num_actions or int(actions_np.max()) + 1
+        if actions_np.min() < 0 or actions_np.max() >= num_outputs:
+            raise ValueError(
+                f"FlatBCConfig.num_actions={num_outputs} but the demonstrations use actions "
+                f"{int(actions_np.min())}..{int(actions_np.max())}"
+            )
         actions = torch.from_numpy(actions_np.astype(np.int64))  # (N,)
     else:
         num_outputs = int(np.prod(actions_np.shape[1:]))
         actions = torch.from_numpy(actions_np.reshape(len(actions_np), -1).astype(np.float32))
     encoder_config = config.encoder or _default_encoder(demos[0])
-    config = FlatBCConfig(**{**_asdict(config), "encoder": encoder_config})
+    config = dataclasses.replace(config, encoder=encoder_config)
 
     # --- model and optimiser ---
     torch.manual_seed(config.seed)
@@ -335,10 +341,6 @@ def train_flat_bc(
         losses=tuple(losses),
         train_seconds=time.perf_counter() - start,
     )
-
-
-def _asdict(config: FlatBCConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
 class FlatBCPolicy:
