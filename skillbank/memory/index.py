@@ -146,7 +146,7 @@ class UsearchIndex:
         *,
         connectivity: int = 32,
         expansion_add: int = 80,
-        expansion_search: int = 96,
+        expansion_search: int = 192,
     ) -> None:
         usearch_index = _import("usearch.index")
         self._index = usearch_index.Index(
@@ -209,7 +209,7 @@ class UsearchIndex:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str, *, ef_search: int = 96) -> UsearchIndex:
+    def load(cls, path: str, *, ef_search: int = 192) -> UsearchIndex:
         """Read an index written by :meth:`save`."""
         usearch_index = _import("usearch.index")
         index = usearch_index.Index.restore(path)

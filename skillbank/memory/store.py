@@ -474,7 +474,7 @@ class SkillMemory:
         return found
 
     def list(self, filters: RetrievalFilter | None = None) -> list[SkillRecord]:
-        """Latest versions of the skills matching ``filters``, oldest skill first."""
+        """Latest versions of the skills matching ``filters``, least recently updated first."""
         where, params = filter_sql(filters)
         return self._records(
             f"SELECT {RECORD_COLUMNS} {_LATEST_JOIN} {where} ORDER BY s.latest_row", params
@@ -586,7 +586,13 @@ class SkillMemory:
             self._pending[skill_id] = self._pending.get(skill_id, 0) + 1
         self._pending_total += len(ids)
         if self._pending_total >= _FLUSH_COUNT or now - self._pending_since >= _FLUSH_SECONDS:
-            self._flush_usage()
+            pending = dict(self._pending)
+            try:
+                self._flush_usage()
+            except MemoryLockedError:  # another writer holds the lock: keep counting, retry later
+                self._pending = pending
+                self._pending_total = sum(pending.values())
+                logger.info("%s: usage counters deferred (database busy)", self.path)
 
     # --- checks and lifetime ---------------------------------------------------------------------
 
