@@ -115,7 +115,6 @@ logger = logging.getLogger(__name__)
 
 _FLUSH_COUNT = 1024
 _FLUSH_SECONDS = 2.0
-_LATEST_JOIN = LATEST_JOIN
 _ALL_JOIN = "FROM versions v JOIN skills s ON s.skill_id = v.skill_id"
 
 
@@ -208,16 +207,6 @@ class SkillMemory:
             if isinstance(exc, sqlite3.OperationalError):
                 raise self._db_error(exc) from None
             raise
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read snapshot (a deferred transaction) for reads spanning several statements."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -314,7 +303,7 @@ class SkillMemory:
         check_skill_id(skill_id)
         with self._write() as conn:
             row = conn.execute(
-                f"SELECT {RECORD_COLUMNS} {_LATEST_JOIN} WHERE s.skill_id = ?", (skill_id,)
+                f"SELECT {RECORD_COLUMNS} {LATEST_JOIN} WHERE s.skill_id = ?", (skill_id,)
             ).fetchone()
             if row is None:
                 raise SkillNotFoundError(f"{self.path}: no skill with id {skill_id!r}")
@@ -439,7 +428,7 @@ class SkillMemory:
             SkillNotFoundError: no such skill or version.
         """
         if version is None:
-            sql = f"SELECT {RECORD_COLUMNS} {_LATEST_JOIN} WHERE s.skill_id = ?"
+            sql = f"SELECT {RECORD_COLUMNS} {LATEST_JOIN} WHERE s.skill_id = ?"
             found = self._records(sql, (skill_id,))
         else:
             sql = f"SELECT {RECORD_COLUMNS} {_ALL_JOIN} WHERE v.skill_id = ? AND v.version = ?"
@@ -477,7 +466,7 @@ class SkillMemory:
         """Latest versions of the skills matching ``filters``, least recently updated first."""
         where, params = filter_sql(filters)
         return self._records(
-            f"SELECT {RECORD_COLUMNS} {_LATEST_JOIN} {where} ORDER BY s.latest_row", params
+            f"SELECT {RECORD_COLUMNS} {LATEST_JOIN} {where} ORDER BY s.latest_row", params
         )
 
     def read_blob(self, sha256: str) -> bytes:
