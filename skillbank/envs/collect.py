@@ -370,6 +370,7 @@ def collect(
         raise ValueError(f"{probe!r} has no `demonstrator` name to record in the dataset")
     writer = DatasetWriter(out_dir, env_id=probe.env_id, demonstrator=demonstrator, meta=meta)
     del probe
+    _remove_dead_temporaries(writer.root)
 
     if not isinstance(seeds, range | list | tuple):
         seeds = iter(seeds)
@@ -424,6 +425,28 @@ def collect(
             hint="allow more seeds (--max-tries) and run the same command again to continue",
         )
     return info
+
+
+def _remove_dead_temporaries(root: Path) -> None:
+    """Delete the half-written files a killed writer left (``.<name>.<pid>.<thread>.tmp``).
+
+    Only those of processes that no longer exist: another live writer's are left alone.
+    """
+    for path in root.rglob(".*.tmp"):
+        fields = path.name.split(".")
+        try:
+            pid = int(fields[-3])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            logger.info("removing %s, left by the killed process %d", path, pid)
+            path.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _len_or_none(seeds: Iterable[int]) -> int | None:

@@ -151,8 +151,12 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
     done_before = len(list((out / "episodes").glob("*.npz")))
     assert 0 < done_before < 40, "the child was not interrupted mid-way"
 
+    # A half-written file of the killed run, if the kill hit a write, is cleaned up on resume.
+    stale = out / "episodes" / f".seed-0000000039.npz.{child.pid}.1234.tmp"
+    stale.write_bytes(b"half")
     log = EventLog()
     resumed = collect(factory, range(40), out, num_workers=2, meta={"run": "test"}, observer=log)
+    assert not stale.exists()
     assert log.named("collect.end")[0].values["num_resumed"] >= done_before - 1
     fresh = collect(factory, range(40), tmp_path / "fresh", num_workers=1, meta={"run": "test"})
     assert resumed.hash == fresh.hash
