@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -35,6 +36,10 @@ def bench_babyai(
         bool, typer.Option("--no-agent", help="Run flat BC only (skillbank fields are null).")
     ] = False,
     device: Annotated[str, typer.Option("--device", help="Torch device for flat BC.")] = "cpu",
+    levels: Annotated[
+        str | None,
+        typer.Option("--levels", help="Run only these levels of the budget, e.g. GoToLocal,GoTo."),
+    ] = None,
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Draw plots (needs the report extra).")
     ] = True,
@@ -45,6 +50,14 @@ def bench_babyai(
 
     if budget not in BUDGETS:
         raise ValueError(f"--budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    plan = BUDGETS[budget]
+    if levels:
+        wanted = [name.strip() for name in levels.split(",") if name.strip()]
+        known = [p.level for p in plan.levels]
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise ValueError(f"--levels {unknown} are not in the {budget} budget ({known})")
+        plan = dataclasses.replace(plan, levels=tuple(p for p in plan.levels if p.level in wanted))
     directory = out_dir or json_out.parent / f"bench-babyai-{budget}"
     command = shlex.join(["skillbank", *sys.argv[1:]])
 
@@ -55,7 +68,7 @@ def bench_babyai(
 
     with console.status(f"running the BabyAI benchmark ({budget})..."):
         result = run_babyai_bench(
-            BUDGETS[budget],
+            plan,
             seed=seed,
             out_dir=directory,
             include_agent=not no_agent,
