@@ -153,7 +153,7 @@ def _phase_insert(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, 
         {"net.0.weight": np.full((1, 2), 0.5, np.float32), "net.0.bias": np.zeros(1, np.float32)}
     )
     provenance = Provenance("bench", task="bench/memory")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with SkillMemory(directory) as memory:
         for start in range(0, n, cfg.batch_size):
             stop = min(n, start + cfg.batch_size)
@@ -163,17 +163,19 @@ def _phase_insert(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, 
                     for i in range(start, stop)
                 ]
             )
-    insert_s = time.perf_counter() - t0
+    insert_s, insert_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     del keys
     # First open: no key cache yet, the matrix is read from SQLite (and the cache written).
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with SkillMemory(directory, create=False) as memory:
         memory.retrieve(np.zeros(cfg.dim, np.float32), cfg.k, record=False)
-        first_open_s = time.perf_counter() - t0
+        first_open_s, first_open_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     return {
         "insert_per_s": n / insert_s,
         "insert_s": insert_s,
+        "insert_cpu_s": insert_cpu_s,
         "first_open_s": first_open_s,
+        "first_open_cpu_s": first_open_cpu_s,
         "insert_rss_mb": _peak_rss_mb(),
         "db_mb": (directory / "skills.sqlite").stat().st_size / 2**20,
     }
@@ -190,10 +192,10 @@ def _phase_query(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, A
     )
     out: dict[str, Any] = {}
     # --- open and exact search ---
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     memory = SkillMemory(directory, create=False)
     memory.retrieve(queries[0], cfg.k, record=False)  # ready to retrieve
-    out["open_s"] = time.perf_counter() - t0
+    out["open_s"], out["open_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     out["raw_key_mb"] = n * cfg.dim * 4 / 2**20
     for q in queries[:10]:  # warm-up
         memory.retrieve(q, cfg.k, record=False)
@@ -242,10 +244,11 @@ def _phase_index(cfg: MemoryBenchConfig, n: int, directory: Path, kind: str) -> 
         stream=1,
     )
     out: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with SkillMemory(directory, create=False, index=kind) as memory:
         memory.retrieve(queries[0], cfg.k, approximate=True, record=False)
         out[f"{kind}_build_s"] = time.perf_counter() - t0
+        out[f"{kind}_build_cpu_s"] = time.process_time() - c0
     t0 = time.perf_counter()
     memory = SkillMemory(directory, create=False, index=kind)
     memory.retrieve(queries[0], cfg.k, approximate=True, record=False)
@@ -391,6 +394,8 @@ def run_memory_bench(
             f"std {cfg.cluster_std}; queries are fresh samples of the same mixture",
             "open_s": "SkillMemory(dir) until the first retrieve returns, with the key cache "
             "present; first_open_s is the same without it (keys read from SQLite)",
+            "cpu_s": "*_cpu_s fields are the process's CPU time for the same span: on a shared, "
+            "overloaded machine wall time includes waiting for a core",
             "rss_mb": "peak resident memory (VmHWM) of the process that opens the memory and runs "
             "exact search; insert_rss_mb is the insert process's peak, <index>_rss_mb the peak of "
             "the process that builds, reloads and queries that index (key matrix + index)",
