@@ -8,7 +8,7 @@ Example:
     >>> import numpy as np
     >>> keys = np.eye(3, dtype=np.float32)
     >>> scores = score_keys(np.array([0, 1, 0], np.float32), keys, metric="dot")
-    >>> top_k(scores, 2)[0]
+    >>> int(top_k(scores, 2)[0])
     1
 """
 
