@@ -55,7 +55,13 @@ from skillbank.learning.skill_training import (
     segment_log_likelihood,
     train_skill_policy,
 )
-from skillbank.learning.skill_vae import SkillVAETrainConfig, encode_segments, train_skill_vae
+from skillbank.learning.skill_vae import (
+    SkillVAETrainConfig,
+    decoder_cross_likelihood,
+    encode_segments,
+    merge_equivalent,
+    train_skill_vae,
+)
 from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig
@@ -95,6 +101,8 @@ class AgentConfig:
         explain_threshold: A segment is explained by an existing skill when its mean per-step
             action log-likelihood under that skill reaches this (nats; log 0.5 by default).
         explain_candidates: Existing skills, nearest by key, whose likelihood is checked.
+        merge_tolerance: Clusters merge into one skill when the VAE decodes each one's segments
+            with the other's centre losing at most this many nats per step (0: never merge).
         top_k: Skills mixed per decision at run time.
         sample_actions: Sample discrete actions (seeded) rather than take the argmax.
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
@@ -109,6 +117,7 @@ class AgentConfig:
     controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
     explain_threshold: float = math.log(0.5)
     explain_candidates: int = 3
+    merge_tolerance: float = 0.05
     top_k: int = 1
     sample_actions: bool = True
     max_skill_steps: int = 64
@@ -365,6 +374,7 @@ class ProceduralMemoryAgent:
         unexplained = np.flatnonzero(assignment < 0)
         if len(unexplained):
             clustering = _cluster(codes[unexplained], cfg.cluster)
+            clustering = self._merge_alike(segments, codes, unexplained, clustering)
             for j in range(clustering.num_clusters):
                 members = unexplained[clustering.labels == j].tolist()
                 policy = train_skill_policy(segments, members, self.action, cfg.skill)
@@ -414,6 +424,32 @@ class ProceduralMemoryAgent:
         )
         observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
         return report
+
+    def _merge_alike(
+        self,
+        segments: SegmentSet,
+        codes: npt.NDArray[np.float32],
+        indices: npt.NDArray[np.int64],
+        clustering: Clustering,
+    ) -> Clustering:
+        """Merge clusters whose segments the VAE decodes as well with either centre."""
+        if clustering.num_clusters < 2 or self.config.merge_tolerance <= 0:
+            return clustering
+        assert self.vae is not None
+        groups = [indices[clustering.labels == j].tolist() for j in range(clustering.num_clusters)]
+        cross = decoder_cross_likelihood(
+            self.vae,
+            segments,
+            groups,
+            clustering.centres.astype(np.float32),
+            max_segment_length=self.config.vae.max_segment_length,
+        )
+        merged = np.asarray(merge_equivalent(cross, self.config.merge_tolerance))
+        labels = merged[clustering.labels]
+        centres = np.stack(
+            [codes[indices[labels == g]].mean(0) for g in range(int(merged.max()) + 1)]
+        ).astype(np.float64)
+        return Clustering(centres, labels, dict(clustering.silhouettes))
 
     def _explain(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,10 +20,16 @@ import torch
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.segment_set import SegmentSet
-from skillbank.nn.skill_policy import ActionSpec
+from skillbank.nn.skill_policy import ActionSpec, action_log_prob
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig, skill_vae_loss
 
-__all__ = ["SkillVAETrainConfig", "encode_segments", "train_skill_vae"]
+__all__ = [
+    "SkillVAETrainConfig",
+    "decoder_cross_likelihood",
+    "encode_segments",
+    "merge_equivalent",
+    "train_skill_vae",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +140,61 @@ def encode_segments(
         )
         codes.append(mu.numpy())
     return np.concatenate(codes).astype(np.float32)
+
+
+@torch.no_grad()
+def decoder_cross_likelihood(
+    vae: SkillVAE,
+    segments: SegmentSet,
+    groups: Sequence[Sequence[int]],
+    centres: npt.NDArray[np.float32],
+    *,
+    max_segment_length: int = 48,
+    max_segments: int = 256,
+) -> npt.NDArray[np.float64]:
+    """How well each group's segments are decoded under each centre's code.
+
+    Args:
+        vae: The trained model.
+        segments: The segments.
+        groups: (K,) lists of segment indices (a cluster each).
+        centres: (K, Z) codes to decode with.
+        max_segment_length: Segments are cropped to this many steps.
+        max_segments: Segments of a group scored (the first ones).
+
+    Returns:
+        (K, K) mean per-step action log-likelihood of group j's segments under centre i, [j, i].
+    """
+    num = len(groups)
+    out = np.zeros((num, num))
+    z_all = torch.from_numpy(np.asarray(centres, np.float32))
+    for j, members in enumerate(groups):
+        feats, acts, mask = segments.padded(list(members)[:max_segments], max_segment_length)
+        f, a, m = torch.from_numpy(feats), torch.from_numpy(acts), torch.from_numpy(mask)
+        for i in range(num):
+            z = z_all[i].expand(len(f), -1)  # (B, Z)
+            logp = action_log_prob(vae.decode(f, z), a, vae.config.action, vae.log_std)  # (B, T)
+            out[j, i] = float((logp * m).sum() / m.sum().clamp(min=1.0))
+    return out
+
+
+def merge_equivalent(cross: npt.NDArray[np.float64], tolerance: float) -> list[int]:
+    """Merge clusters that act alike: j joins i when decoding j with i's code loses at most
+    ``tolerance`` nats per step, and the other way round. Returns the new group of each cluster.
+    """
+    num = len(cross)
+    parent = list(range(num))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(num):
+        for j in range(i + 1, num):
+            close_ji = cross[j, i] >= cross[j, j] - tolerance
+            close_ij = cross[i, j] >= cross[i, i] - tolerance
+            if close_ji and close_ij:
+                parent[root(j)] = root(i)
+    roots = sorted({root(i) for i in range(num)})
+    return [roots.index(root(i)) for i in range(num)]

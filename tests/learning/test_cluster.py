@@ -24,3 +24,17 @@ def test_one_blob_stays_one_skill_and_silhouette_bounds() -> None:
     assert cluster_codes(codes, ClusterConfig(min_silhouette=0.5)).num_clusters == 1
     labels = np.repeat([0, 1], 50)
     assert -1.0 <= silhouette(codes, labels) <= 1.0
+
+
+def test_merge_equivalent_joins_only_mutually_interchangeable_clusters() -> None:
+    from skillbank.learning.skill_vae import merge_equivalent
+
+    cross = np.array(
+        [
+            [-0.50, -0.52, -4.0],  # 0 and 1 decode each other's segments as well as their own
+            [-0.31, -0.30, -3.0],
+            [-6.00, -5.00, -0.1],
+        ]
+    )
+    assert merge_equivalent(cross, tolerance=0.05) == [0, 0, 1]
+    assert merge_equivalent(cross, tolerance=0.0) == [0, 1, 2]
