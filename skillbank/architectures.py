@@ -314,7 +314,7 @@ register(
     ArchitectureSpec(
         arch_id="skill-policy-v1",
         tensors=_skill_policy_v1,
-        description="Skill module: MLP trunk over observation features -> action head + termination head",
+        description="Skill module: MLP over observation features -> action + termination heads",
     )
 )
 register(
