@@ -31,8 +31,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from skillbank.envs.collect import AttemptingDemoSource, SourceFactory, collect
+from skillbank.envs.collect import collect
 from skillbank.envs.dataset import DatasetInfo, DatasetWriter
+from skillbank.envs.worker_pool import AttemptingDemoSource, SourceFactory
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.types import Episode
 

@@ -15,15 +15,10 @@ from typing import Any
 
 import pytest
 
-from skillbank.envs.collect import (
-    SeedOutcome,
-    collect,
-    default_num_workers,
-    demo_source_factory,
-    demonstrate_seeds,
-)
+from skillbank.envs.collect import collect, demo_source_factory
 from skillbank.envs.dataset import load_dataset
 from skillbank.envs.toy import ToyDemonstrator
+from skillbank.envs.worker_pool import SeedOutcome, default_num_workers, demonstrate_seeds
 from skillbank.errors import DatasetError, EnvironmentNotFoundError, MissingExtraError
 from skillbank.events import EventLog
 
