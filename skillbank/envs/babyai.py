@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import io
 import logging
 from typing import Any
@@ -113,8 +114,9 @@ class _ReplanLimitError(RuntimeError):
     """The bot replanned too often in one step without suggesting an action."""
 
 
-def _bounded_bot(env: Any) -> Any:
-    """Build minigrid's BabyAIBot with its replanning loop bounded (else identical)."""
+@functools.cache
+def _bounded_bot_class() -> Any:
+    """minigrid's BabyAIBot with its replanning loop bounded (else identical)."""
     from minigrid.utils import baby_ai_bot
 
     base: Any = baby_ai_bot.BabyAIBot  # untyped library class
@@ -146,13 +148,11 @@ def _bounded_bot(env: Any) -> Any:
             self._remember_current_state()
             return suggested_action
 
-    return BoundedBabyAIBot(env)
+    return BoundedBabyAIBot
 
 
 def _subgoal_label(subgoal: Any) -> str:
     """Name a bot subgoal: its class without ``Subgoal`` (``"GoNextTo"``), or ``"Explore"``."""
-    if subgoal is None:
-        return "Done"
     if subgoal.is_exploratory():
         return "Explore"
     name: str = type(subgoal).__name__
@@ -257,7 +257,7 @@ class BabyAIDemoSource:
         terminated = truncated = False
         reward = 0.0
         try:
-            bot = _bounded_bot(env)
+            bot = _bounded_bot_class()(env)
             while not (terminated or truncated):
                 action = bot.replan()
                 keys.append(_subgoal_key(bot.stack))

@@ -212,3 +212,10 @@ def test_longest_grammar_mission_fits() -> None:
     longest = f"{put} and {put}, then {put} and {put}"
     assert len(re.findall(r"[a-z]+|,", longest)) == MISSION_LEN
     tokenize_mission(longest)
+
+
+def test_bot_that_cycles_is_stopped_not_hung() -> None:
+    # minigrid's bot replans forever on this seed (no action ever comes back); bounded, it is
+    # a logged failure instead of a hang.
+    reason = BabyAIDemoSource("GoToImpUnlock").attempt(6)
+    assert isinstance(reason, str) and "cycles" in reason
