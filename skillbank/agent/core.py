@@ -105,6 +105,8 @@ class AgentConfig:
             with the other's centre losing at most this many nats per step (0: never merge).
         top_k: Skills mixed per decision at run time.
         sample_actions: Sample discrete actions (seeded) rather than take the argmax.
+        interrupt_margin: Interrupt a running skill when the controller's attention prefers
+            another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
@@ -120,6 +122,7 @@ class AgentConfig:
     merge_tolerance: float = 0.05
     top_k: int = 1
     sample_actions: bool = True
+    interrupt_margin: float = 1.0
     max_skill_steps: int = 64
     num_envs: int = 64
     seed: int = 0
@@ -352,6 +355,16 @@ class ProceduralMemoryAgent:
             self.featurizer = ObservationFeaturizer.fit(episodes)
             self.action = _infer_action(episodes)
         assert self.action is not None
+        seen = _infer_action(episodes)
+        if seen.kind != self.action.kind or (
+            seen.size > self.action.size
+            if seen.kind == "discrete"
+            else seen.size != self.action.size
+        ):
+            raise TrainingError(
+                f"these demonstrations act in {seen}, this memory's skills in {self.action}",
+                hint="learn them into another memory (--memory DIR)",
+            )
         # --- segment and encode ----------------------------------------------------------------
         boundaries = OptionHMMSegmenter(cfg.segmenter).segment(episodes)
         segments = SegmentSet.build(episodes, boundaries, self.featurizer)
@@ -499,6 +512,7 @@ class ProceduralMemoryAgent:
                 max_skill_steps=self.config.max_skill_steps,
                 sample=self.config.sample_actions,
                 seed=self.config.seed,
+                interrupt_margin=self.config.interrupt_margin,
             )
             self._executor.reset(1)
         return self._executor

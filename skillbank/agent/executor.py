@@ -45,6 +45,8 @@ class SkillExecutor:
         sample: Sample discrete actions from the mixture (breaks the loops greedy cloned
             policies fall into in deterministic worlds) instead of taking the argmax.
         seed: Seed of the action sampling; re-applied at every :meth:`reset`.
+        interrupt_margin: A running skill is interrupted when the controller's attention on its
+            favourite skill exceeds that on the running one by more than this (1.0: never).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class SkillExecutor:
         max_skill_steps: int = 64,
         sample: bool = True,
         seed: int = 0,
+        interrupt_margin: float = 1.0,
     ) -> None:
         if not skill_ids or len(skill_ids) != len(keys) or len(keys) != len(policies):
             raise ValueError("SkillExecutor needs one key and one policy per skill (at least one)")
@@ -71,6 +74,7 @@ class SkillExecutor:
         self.top_k = max(1, min(top_k, len(skill_ids)))
         self.max_skill_steps = max_skill_steps
         self.sample = sample
+        self.interrupt_margin = interrupt_margin
         self.seed = seed
         self._generator = torch.Generator()
         # Skills sharing a config run stacked; groups keep the key order through an index map.
@@ -112,6 +116,14 @@ class SkillExecutor:
             stop_p = (torch.sigmoid(stop_logits[active.T, rows]).T * self._weights).sum(1)  # (B,)
             fired = (self._steps_in_skill >= 1) & (stop_p > 0.5)
             need |= fired | (self._steps_in_skill >= self.max_skill_steps)
+            if self.interrupt_margin < 1.0:
+                # Interruption (Sutton, Precup & Singh, 1999): leave a running skill when the
+                # controller now prefers another by more than the margin of attention.
+                attention = torch.softmax(
+                    attention_logits(self.controller(x), self.keys), dim=-1
+                )  # (B, N)
+                best, current = attention.max(1).values, attention[rows, active[:, 0]]
+                need |= (self._steps_in_skill >= 1) & (best - current > self.interrupt_margin)
         if need.any():
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
             logits = attention_logits(self.controller(x[chosen]), self.keys)  # (B', N)
