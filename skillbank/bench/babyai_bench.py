@@ -50,7 +50,6 @@ from skillbank.bench.baselines.flat_bc import (
     train_flat_bc,
 )
 from skillbank.events import Event, NullObserver, Observer
-from skillbank.nn.encoders import BabyAIEncoderConfig
 from skillbank.types import Episode
 
 __all__ = [
@@ -131,23 +130,13 @@ class BenchBudget:
         return sum(p.demos for p in self.levels)
 
 
-_TINY_ENCODER = BabyAIEncoderConfig(
-    out_dim=32, image_embed_dim=16, conv_channels=16, num_film=1, word_dim=16, mission_dim=32
-)
-
 BUDGETS: dict[str, BenchBudget] = {
     "smoke": BenchBudget(
         name="smoke",
         levels=(LevelPlan("GoToLocal", 48), LevelPlan("PickupLoc", 48)),
         eval_episodes=64,
-        flat_bc=FlatBCConfig(
-            encoder=_TINY_ENCODER,
-            memory_dim=32,
-            num_actions=7,
-            epochs=6,
-            episodes_per_batch=8,
-            lr=3e-3,
-        ),
+        # The full-size network (comparable in parameters to the agent), trained briefly.
+        flat_bc=FlatBCConfig(num_actions=7, epochs=25, episodes_per_batch=8, lr=2e-3),
         agent_scale=0.2,
         note="smoke: 2 levels, 48 demos each, 64 evaluation episodes per level (not 512)",
     ),
