@@ -14,7 +14,12 @@ imported once before either timing, so neither pays the import in this process (
 processes of the parallel run do pay theirs: that is part of its cost).
 
 The report holds the machine (with its load average before and after each source: other work on
-the machine skews a throughput ratio), the versions, the seeds and the command line.
+the machine skews a throughput ratio), the versions, the seeds and the command line. Each row also
+says how many cores each run actually got (CPU seconds per wall-clock second). On a shared Linux
+machine with ``sched_autogroup`` on, the scheduler splits the CPU between sessions, not processes:
+the workers of one session then share what a single process would have had, and the parallel run
+cannot be faster however well it parallelises; the ``*_cores_used`` figures show when that
+happened.
 """
 
 from __future__ import annotations
@@ -197,8 +202,15 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
+    try:
+        autogroup: bool | None = (
+            Path("/proc/sys/kernel/sched_autogroup_enabled").read_text()[0] == "1"
+        )
+    except (OSError, IndexError):
+        autogroup = None
     return {
         "cpu": cpu,
+        "sched_autogroup": autogroup,
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "platform": platform.platform(),
