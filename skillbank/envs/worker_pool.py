@@ -15,10 +15,13 @@ Outcomes cross process boundaries by the executors' own pickling (in memory, nev
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -167,13 +170,40 @@ def _worker_died(exc: BrokenProcessPool) -> DatasetError:
     )
 
 
+def _factory_module(factory: SourceFactory) -> str:
+    module = getattr(getattr(factory, "func", factory), "__module__", None)
+    return module if isinstance(module, str) else "__main__"
+
+
+@contextlib.contextmanager
+def _parent_main_hidden() -> Iterator[None]:
+    """Show worker processes being started a bare ``__main__``, so they do not import ours.
+
+    A new worker (spawn, or forked from a fork server) first re-imports the parent's ``__main__``
+    script. Under the ``skillbank`` command that is the whole CLI, torch included: seconds per
+    worker for nothing, when the demonstrator's factory lives in an importable module.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _ProcessPool:
     """Local worker processes, each building its demonstrator once (pool initializer)."""
 
     def __init__(self, factory: SourceFactory, num_workers: int) -> None:
+        self.num_workers = num_workers
+        module = _factory_module(factory)
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self.num_workers = num_workers
+        if "forkserver" in methods:
+            # The fork server imports these once; every worker is forked with them loaded.
+            context.set_forkserver_preload(["__main__", __name__, module])
+        # Workers start during the first submits; a factory defined in __main__ needs __main__.
+        self._hidden_main_starts = 0 if module == "__main__" else num_workers
         self._executor = futures.ProcessPoolExecutor(
             max_workers=num_workers,
             mp_context=context,
@@ -183,8 +213,11 @@ class _ProcessPool:
         self._pending: set[futures.Future[list[SeedOutcome]]] = set()
 
     def submit(self, seeds: tuple[int, ...]) -> None:
+        hide = self._hidden_main_starts > 0
+        self._hidden_main_starts -= 1
         try:
-            self._pending.add(self._executor.submit(_worker_chunk, seeds))
+            with _parent_main_hidden() if hide else contextlib.nullcontext():
+                self._pending.add(self._executor.submit(_worker_chunk, seeds))
         except BrokenProcessPool as exc:
             raise _worker_died(exc) from exc
 
