@@ -65,7 +65,7 @@ class DemosBenchConfig:
         workdir: Where the datasets go (a temporary directory, removed after, if ``None``).
     """
 
-    num_seeds: int = 300
+    num_seeds: int = 400
     seed: int = 0
     num_workers: int | None = None
     babyai_level: str | None = "GoTo"

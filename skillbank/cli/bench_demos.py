@@ -33,7 +33,7 @@ def bench_demos(
     json_out: Annotated[Path, typer.Option("--json", help="Write the JSON report here.")],
     episodes: Annotated[
         int, typer.Option("--episodes", "-n", min=1, help="Seeds per source (both runs).")
-    ] = 300,
+    ] = 400,
     seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
     workers: Annotated[
         int | None,
