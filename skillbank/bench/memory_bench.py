@@ -245,10 +245,11 @@ def _phase_index(cfg: MemoryBenchConfig, n: int, directory: Path, kind: str) -> 
     )
     out: dict[str, Any] = {}
     t0, c0 = time.perf_counter(), time.process_time()
-    with SkillMemory(directory, create=False, index=kind) as memory:
-        memory.retrieve(queries[0], cfg.k, approximate=True, record=False)
+    with SkillMemory(directory, create=False, index=kind) as building:
+        building.retrieve(queries[0], cfg.k, approximate=True, record=False)
         out[f"{kind}_build_s"] = time.perf_counter() - t0
         out[f"{kind}_build_cpu_s"] = time.process_time() - c0
+    del building  # free the built index before loading it again: one index in memory at a time
     t0 = time.perf_counter()
     memory = SkillMemory(directory, create=False, index=kind)
     memory.retrieve(queries[0], cfg.k, approximate=True, record=False)
