@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import multiprocessing
 import os
 import sys
@@ -171,7 +172,14 @@ def _worker_died(exc: BrokenProcessPool) -> DatasetError:
 
 
 def _factory_module(factory: SourceFactory) -> str:
-    module = getattr(getattr(factory, "func", factory), "__module__", None)
+    """The module workers import to rebuild ``factory``; ``"__main__"`` if any part lives there."""
+    func = factory.func if isinstance(factory, functools.partial) else factory
+    parts: list[Any] = [factory, func]
+    if isinstance(factory, functools.partial):
+        parts += [*factory.args, *factory.keywords.values()]
+    if any(getattr(part, "__module__", None) == "__main__" for part in parts):
+        return "__main__"
+    module = getattr(func, "__module__", None)
     return module if isinstance(module, str) else "__main__"
 
 

@@ -281,3 +281,30 @@ def test_ray_backend_gives_the_same_bytes(tmp_path: Path) -> None:
     on_ray = collect(factory, range(16), tmp_path / "ray", num_workers=2, ray_address="local")
     assert serial.hash == on_ray.hash
     assert _files(tmp_path / "serial") == _files(tmp_path / "ray")
+
+
+_SCRIPT_FACTORY = """
+import functools, sys
+from skillbank.envs.collect import collect
+from skillbank.envs.toy import ToyDemonstrator
+
+def make():  # a factory defined in the script itself: workers must import __main__
+    return ToyDemonstrator("goto")
+
+if __name__ == "__main__":
+    print(collect(make, range(4), sys.argv[1], num_workers=2).num_episodes)
+"""
+
+
+def test_factory_defined_in_a_script_reaches_the_workers(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(_SCRIPT_FACTORY)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "d")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4"
