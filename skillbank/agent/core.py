@@ -259,6 +259,7 @@ class ProceduralMemoryAgent:
         self.action: ActionSpec | None = None
         self.vae: SkillVAE | None = None
         self.controller: Controller | None = None
+        self.allowed_actions: tuple[int, ...] | None = None  # discrete ids any demo used
         self._executor: SkillExecutor | None = None
         self._load_components()
 
@@ -281,6 +282,8 @@ class ProceduralMemoryAgent:
         if controller_record is not None:
             self.controller = Controller(ControllerConfig.from_json(controller_record.arch_config))
             _load_into(self.controller, self.memory.load_weights(controller_record))
+            allowed = controller_record.arch_config.get("allowed_actions")
+            self.allowed_actions = tuple(int(a) for a in allowed) if allowed else None
 
     def _features_tag(self) -> str:
         assert self.featurizer is not None
@@ -365,6 +368,9 @@ class ProceduralMemoryAgent:
                 f"these demonstrations act in {seen}, this memory's skills in {self.action}",
                 hint="learn them into another memory (--memory DIR)",
             )
+        if seen.kind == "discrete":
+            used = {int(a) for e in episodes for a in np.unique(np.asarray(e.actions))}
+            self.allowed_actions = tuple(sorted(used | set(self.allowed_actions or ())))
         # --- segment and encode ----------------------------------------------------------------
         boundaries = OptionHMMSegmenter(cfg.segmenter).segment(episodes)
         segments = SegmentSet.build(episodes, boundaries, self.featurizer)
@@ -418,7 +424,10 @@ class ProceduralMemoryAgent:
             "controller",
             CONTROLLER_ARCH,
             self.controller,
-            self.controller.config.to_json(),
+            {
+                **self.controller.config.to_json(),
+                "allowed_actions": list(self.allowed_actions or ()),
+            },
             provenance,
         )
         self._executor = None
@@ -513,6 +522,7 @@ class ProceduralMemoryAgent:
                 sample=self.config.sample_actions,
                 seed=self.config.seed,
                 interrupt_margin=self.config.interrupt_margin,
+                allowed_actions=self.allowed_actions,
             )
             self._executor.reset(1)
         return self._executor
@@ -596,9 +606,13 @@ def default_success(
 
 
 def _infer_action(episodes: Sequence[Episode]) -> ActionSpec:
+    """The action space: continuous from the shape; discrete with headroom (the next power of
+    two above the largest id seen, at least 8), since early demonstrations rarely use every
+    action (a first level may never pick anything up) and the space is fixed for the memory."""
     actions = np.concatenate([np.asarray(e.actions) for e in episodes if e.actions is not None])
     if actions.dtype.kind in "biu":
-        return ActionSpec("discrete", int(actions.max()) + 1)
+        seen = int(actions.max()) + 1
+        return ActionSpec("discrete", max(8, 1 << (seen - 1).bit_length()))
     return ActionSpec("continuous", int(np.prod(actions.shape[1:])) or 1)
 
 

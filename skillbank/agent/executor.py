@@ -45,6 +45,8 @@ class SkillExecutor:
         sample: Sample discrete actions from the mixture (breaks the loops greedy cloned
             policies fall into in deterministic worlds) instead of taking the argmax.
         seed: Seed of the action sampling; re-applied at every :meth:`reset`.
+        allowed_actions: Discrete ids some demonstration used; the others (headroom in the
+            action space) are never taken. ``None``: all.
         interrupt_margin: A running skill is interrupted when the controller's attention on its
             favourite skill exceeds that on the running one by more than this (1.0: never).
     """
@@ -63,6 +65,7 @@ class SkillExecutor:
         sample: bool = True,
         seed: int = 0,
         interrupt_margin: float = 1.0,
+        allowed_actions: Sequence[int] | None = None,
     ) -> None:
         if not skill_ids or len(skill_ids) != len(keys) or len(keys) != len(policies):
             raise ValueError("SkillExecutor needs one key and one policy per skill (at least one)")
@@ -75,6 +78,10 @@ class SkillExecutor:
         self.max_skill_steps = max_skill_steps
         self.sample = sample
         self.interrupt_margin = interrupt_margin
+        self._action_mask = torch.zeros(action.size)  # (A,) 0 allowed, -inf never seen
+        if allowed_actions is not None and action.kind == "discrete":
+            self._action_mask.fill_(float("-inf"))
+            self._action_mask[list(allowed_actions)] = 0.0
         self.seed = seed
         self._generator = torch.Generator()
         # Skills sharing a config run stacked; groups keep the key order through an index map.
@@ -140,7 +147,7 @@ class SkillExecutor:
         chosen_params = params[self._active.T, rows]  # (K, B, A)
         w = self._weights.T.unsqueeze(-1)  # (K, B, 1)
         if self.action.kind == "discrete":
-            probs = (torch.softmax(chosen_params, dim=-1) * w).sum(0)  # (B, A)
+            probs = (torch.softmax(chosen_params + self._action_mask, dim=-1) * w).sum(0)  # (B, A)
             if self.sample:
                 return torch.multinomial(probs, 1, generator=self._generator).squeeze(1).numpy()
             return probs.argmax(-1).numpy()

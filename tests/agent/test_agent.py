@@ -110,3 +110,13 @@ def test_learn_without_actions_is_a_training_error(tmp_path: Path) -> None:
     demo = dataclasses.replace(_demos(("goto",), 1)[0], actions=None)
     with SkillMemory(tmp_path / "m") as memory, pytest.raises(TrainingError):
         ProceduralMemoryAgent(memory, FAST).learn([[demo]])
+
+
+def test_later_datasets_may_use_actions_the_first_never_did(tmp_path: Path) -> None:
+    goto = _demos(("goto",), 15)  # left/right/forward only
+    assert max(int(e.actions.max()) for e in goto if e.actions is not None) <= 2
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, FAST)
+        agent.learn([goto])
+        report = agent.learn([_demos(("fetch",), 15)])  # pickup and drop arrive now
+        assert report.skill_ids
