@@ -308,3 +308,33 @@ def test_factory_defined_in_a_script_reaches_the_workers(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "4"
+
+
+_WITHOUT_EXTRAS = """
+import sys
+for name in ("minigrid", "metaworld", "mujoco", "ray"):
+    sys.modules[name] = None  # as if not installed: importing it raises ImportError
+import skillbank.envs.babyai, skillbank.envs.metaworld_source, skillbank.envs.collect
+from skillbank.errors import MissingExtraError
+for make in (lambda: skillbank.envs.babyai.BabyAIDemoSource("GoTo"),
+             lambda: skillbank.envs.metaworld_source.MetaWorldDemoSource("push-v3")):
+    try:
+        make()
+    except MissingExtraError as exc:
+        print(exc.hint)
+"""
+
+
+def test_modules_import_without_the_simulators() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRAS],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [
+        "pip install 'skillbank[babyai]'",
+        "pip install 'skillbank[metaworld]'",
+    ]
