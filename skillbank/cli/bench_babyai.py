@@ -40,6 +40,13 @@ def bench_babyai(
         str | None,
         typer.Option("--levels", help="Run only these levels of the budget, e.g. GoToLocal,GoTo."),
     ] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="Torch CPU threads (small networks on small batches run fastest on 1).",
+        ),
+    ] = 1,
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Draw plots (needs the report extra).")
     ] = True,
@@ -50,6 +57,11 @@ def bench_babyai(
 
     if budget not in BUDGETS:
         raise ValueError(f"--budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
     plan = BUDGETS[budget]
     if levels:
         wanted = [name.strip() for name in levels.split(",") if name.strip()]
