@@ -28,6 +28,7 @@ import functools
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class DemosBenchConfig:
         babyai_level: BabyAI level to demonstrate (``None`` skips BabyAI).
         metaworld_task: Meta-World task to demonstrate (``None`` skips Meta-World).
         workdir: Where the datasets go (a temporary directory, removed after, if ``None``).
+        repeats: Serial/parallel pairs per source, alternating; the report gives medians.
     """
 
     num_seeds: int = 400
@@ -71,8 +73,11 @@ class DemosBenchConfig:
     babyai_level: str | None = "GoTo"
     metaworld_task: str | None = "push-v3"
     workdir: Path | None = None
+    repeats: int = 1
 
     def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"DemosBenchConfig.repeats must be >= 1, got {self.repeats}")
         if self.num_seeds < 1:
             raise ValueError(f"DemosBenchConfig.num_seeds must be >= 1, got {self.num_seeds}")
         if self.seed < 0:
@@ -111,24 +116,14 @@ def serial_collect(source_factory: SourceFactory, seeds: range, out_dir: Path) -
     return writer.close()
 
 
-def bench_source(
+def _timed_pair(
     name: str,
     source_factory: SourceFactory,
     seeds: range,
     workdir: Path,
-    *,
-    num_workers: int | None = None,
-) -> dict[str, Any]:
-    """Time the serial loop and the parallel collector on the same seeds; return the result row.
-
-    Returns:
-        ``source``, ``env_id``, ``episodes`` (stored), ``seeds_tried``, ``failures``,
-        ``serial_seconds``, ``parallel_seconds``, ``serial_per_s``, ``parallel_per_s``,
-        ``speedup``, ``expert_success_rate``, ``num_workers``, ``identical_output``, the cores
-        each run actually got (CPU seconds per second), and the load average before and after.
-    """
-    probe = source_factory()  # imports the simulator here, before either clock starts
-    del probe
+    num_workers: int | None,
+) -> tuple[DatasetInfo, DatasetInfo, dict[str, Any]]:
+    """One serial run, then one parallel run, each into a fresh dataset; their timings."""
     for run in ("serial", "parallel"):  # fresh datasets: an old one would be resumed, not timed
         shutil.rmtree(workdir / f"{name}-{run}", ignore_errors=True)
     load_before = list(os.getloadavg())
@@ -157,10 +152,60 @@ def bench_source(
     )
     parallel_seconds = time.perf_counter() - start
     parallel_cpu = time.process_time() - cpu_start + sum(worker_cpu)  # this process + workers
-
     serial_per_s = serial.num_episodes / serial_seconds
     parallel_per_s = parallel.num_episodes / parallel_seconds
-    return {
+    timing = {
+        "serial_seconds": serial_seconds,
+        "parallel_seconds": parallel_seconds,
+        "serial_per_s": serial_per_s,
+        "parallel_per_s": parallel_per_s,
+        "speedup": parallel_per_s / serial_per_s if serial_per_s > 0 else 0.0,
+        # CPU seconds per wall-clock second: how many cores each run actually got. On a shared
+        # machine the scheduler may give several processes no more than it gave one.
+        "serial_cores_used": serial_cpu / serial_seconds,
+        "parallel_cores_used": parallel_cpu / parallel_seconds,
+        "num_workers": int(workers_used[0]) if workers_used else None,
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
+    }
+    return serial, parallel, timing
+
+
+def bench_source(
+    name: str,
+    source_factory: SourceFactory,
+    seeds: range,
+    workdir: Path,
+    *,
+    num_workers: int | None = None,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Time the serial loop and the parallel collector on the same seeds; return the result row.
+
+    With ``repeats > 1`` the pair runs that many times, alternating, and the row reports the
+    median of each figure (the load of a shared machine drifts; the median resists it); every
+    run's figures are under ``runs``.
+
+    Returns:
+        ``source``, ``env_id``, ``episodes`` (stored), ``seeds_tried``, ``failures``,
+        ``serial_seconds``, ``parallel_seconds``, ``serial_per_s``, ``parallel_per_s``,
+        ``speedup``, ``expert_success_rate``, ``num_workers``, ``identical_output``, the cores
+        each run actually got (CPU seconds per second), and the load average before and after.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    probe = source_factory()  # imports the simulator here, before either clock starts
+    del probe
+    runs: list[dict[str, Any]] = []
+    hashes: set[tuple[str, tuple[tuple[int, str], ...]]] = set()
+    serial: DatasetInfo | None = None
+    for _ in range(repeats):
+        serial, parallel, timing = _timed_pair(name, source_factory, seeds, workdir, num_workers)
+        runs.append(timing)
+        for info in (serial, parallel):
+            hashes.add((info.hash, tuple(sorted(info.failures.items()))))
+    assert serial is not None
+    row: dict[str, Any] = {
         "source": name,
         "env_id": serial.env_id,
         "demonstrator": serial.demonstrator,
@@ -169,23 +214,26 @@ def bench_source(
         "steps": serial.num_steps,
         "failures": len(serial.failures),
         "failed_seeds": sorted(serial.failures),
-        "serial_seconds": serial_seconds,
-        "parallel_seconds": parallel_seconds,
-        "serial_per_s": serial_per_s,
-        "parallel_per_s": parallel_per_s,
-        "speedup": parallel_per_s / serial_per_s if serial_per_s > 0 else 0.0,
         "expert_success_rate": serial.success_rate,
-        "num_workers": int(workers_used[0]) if workers_used else None,
-        # CPU seconds per wall-clock second: how many cores each run actually got. On a shared
-        # machine the scheduler may give several processes no more than it gave one.
-        "serial_cores_used": serial_cpu / serial_seconds,
-        "parallel_cores_used": parallel_cpu / parallel_seconds,
-        "identical_output": serial.hash == parallel.hash
-        and dict(serial.failures) == dict(parallel.failures),
+        "identical_output": len(hashes) == 1,
         "dataset_hash": serial.hash,
-        "load_average_before": load_before,
-        "load_average_after": list(os.getloadavg()),
+        "repeats": repeats,
+        "num_workers": runs[0]["num_workers"],
+        "load_average_before": runs[0]["load_average_before"],
+        "load_average_after": runs[-1]["load_average_after"],
     }
+    for key in (
+        "serial_seconds",
+        "parallel_seconds",
+        "serial_per_s",
+        "parallel_per_s",
+        "speedup",
+        "serial_cores_used",
+        "parallel_cores_used",
+    ):
+        row[key] = statistics.median(run[key] for run in runs)
+    row["runs"] = runs
+    return row
 
 
 def machine_info() -> dict[str, Any]:
@@ -285,7 +333,12 @@ def run_demos_bench(
     try:
         for name, factory in sources:
             row = bench_source(
-                name.replace("/", "-"), factory, seeds, workdir, num_workers=cfg.num_workers
+                name.replace("/", "-"),
+                factory,
+                seeds,
+                workdir,
+                num_workers=cfg.num_workers,
+                repeats=cfg.repeats,
             )
             row["source"] = name
             results.append(row)
@@ -306,5 +359,6 @@ def run_demos_bench(
         "versions": versions_info(),
         "seeds": {"first": cfg.seed, "count": cfg.num_seeds},
         "num_workers": cfg.num_workers,
+        "repeats": cfg.repeats,
         "results": results,
     }

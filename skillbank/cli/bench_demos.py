@@ -45,6 +45,10 @@ def bench_demos(
     metaworld_task: Annotated[
         str, typer.Option("--metaworld", help="Meta-World task, or 'none' to skip.")
     ] = "push-v3",
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", min=1, help="Serial/parallel pairs per source (medians)."),
+    ] = 1,
     workdir: Annotated[
         Path | None, typer.Option("--workdir", help="Where the datasets go (default: temporary).")
     ] = None,
@@ -57,6 +61,7 @@ def bench_demos(
         babyai_level=None if babyai_level.lower() == "none" else babyai_level,
         metaworld_task=None if metaworld_task.lower() == "none" else metaworld_task,
         workdir=workdir,
+        repeats=repeats,
     )
     command = shlex.join(["skillbank", *sys.argv[1:]])
     with console.status("collecting each source serially, then in parallel..."):

@@ -47,11 +47,20 @@ def test_bench_source_row(tmp_path: Path) -> None:
     assert row["identical_output"] is True
     assert row["expert_success_rate"] == 1.0
     assert row["speedup"] == pytest.approx(row["parallel_per_s"] / row["serial_per_s"])
-    # Run again in the same directory: the datasets are rebuilt, not resumed.
+    assert len(row["runs"]) == 1 and row["repeats"] == 1
+    # Again in the same directory, twice: the datasets are rebuilt (not resumed) every time.
     again = bench_source(
-        "toy-fetch", functools.partial(ToyDemonstrator, "fetch"), range(4), tmp_path, num_workers=2
+        "toy-fetch",
+        functools.partial(ToyDemonstrator, "fetch"),
+        range(4),
+        tmp_path,
+        num_workers=2,
+        repeats=2,
     )
-    assert again["dataset_hash"] == row["dataset_hash"]
+    assert again["dataset_hash"] == row["dataset_hash"] and again["identical_output"] is True
+    assert len(again["runs"]) == 2
+    speedups = sorted(run["speedup"] for run in again["runs"])
+    assert again["speedup"] == pytest.approx(sum(speedups) / 2)  # the median of two
 
 
 @pytest.mark.babyai
@@ -111,6 +120,8 @@ def test_config_validation() -> None:
         DemosBenchConfig(num_seeds=0)
     with pytest.raises(ValueError, match="num_workers"):
         DemosBenchConfig(num_workers=1)
+    with pytest.raises(ValueError, match="repeats"):
+        DemosBenchConfig(repeats=0)
     with pytest.raises(ValueError, match="babyai_level or a metaworld_task"):
         DemosBenchConfig(babyai_level=None, metaworld_task=None)
     assert machine_info()["cores"] >= 1 and versions_info()["python"]
