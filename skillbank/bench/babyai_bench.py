@@ -60,9 +60,11 @@ __all__ = [
     "BenchBudget",
     "LevelPlan",
     "LevelResult",
+    "collect_level_demos",
     "machine_info",
     "markdown_table",
     "run_babyai_bench",
+    "scaled_agent_config",
 ]
 
 EVAL_SEED = 10**9
@@ -280,15 +282,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _demonstrations(
-    level: str, demos: int, out_dir: Path, observer: Observer
+def collect_level_demos(
+    level: str, demos: int, root: Path, observer: Observer
 ) -> tuple[list[Episode], tuple[int, int], float]:
-    """Collect (or reuse) ``demos`` bot episodes; return them, the seed range, the bot's rate."""
+    """Collect ``demos`` bot episodes of ``level`` on seeds 0, 1, ... into ``root``.
+
+    Episodes already in ``root`` are reused (collection resumes), so a second call is cheap.
+
+    Returns:
+        The episodes, the (first, last) training seed tried, and the bot's success rate on them.
+    """
     from skillbank.envs.babyai import BabyAIDemoSource
     from skillbank.envs.collect import collect
     from skillbank.envs.dataset import load_dataset
 
-    root = out_dir / "demos" / level
     info = collect(
         functools.partial(BabyAIDemoSource, level),
         itertools.count(0),
@@ -304,7 +311,7 @@ def _demonstrations(
     return episodes, (0, last_seed), (tried - failed) / tried
 
 
-def _agent_config(seed: int, scale: float) -> Any:
+def scaled_agent_config(seed: int, scale: float) -> Any:
     """The agent's default config with its training epochs scaled (smoke trains briefly)."""
     from skillbank.agent import AgentConfig
 
@@ -357,7 +364,7 @@ def run_babyai_bench(
         if memory_dir.exists():
             shutil.rmtree(memory_dir)
         agent = ProceduralMemoryAgent(
-            SkillMemory(memory_dir), _agent_config(seed, budget.agent_scale)
+            SkillMemory(memory_dir), scaled_agent_config(seed, budget.agent_scale)
         )
 
     seen: list[Episode] = []
@@ -366,7 +373,9 @@ def run_babyai_bench(
     for plan in budget.levels:
         info = {"level": plan.level}
         # --- demonstrations ---
-        episodes, train_seeds, bot_rate = _demonstrations(plan.level, plan.demos, out_dir, observe)
+        episodes, train_seeds, bot_rate = collect_level_demos(
+            plan.level, plan.demos, out_dir / "demos" / plan.level, observe
+        )
         seen += episodes
         observe(Event("bench.demos", {"demos": len(episodes)}, info))
         make_env = babyai_env_factory(plan.level)
