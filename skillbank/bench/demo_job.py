@@ -221,18 +221,14 @@ class DemoResult:
             "command": command,
             "machine": machine_info(),
             "seed": self.seed,
-            "train_levels": [
-                {"level": p.level, "demos": p.demos} for p in self.plan.train_levels
-            ],
+            "train_levels": [{"level": p.level, "demos": p.demos} for p in self.plan.train_levels],
             "test_levels": list(self.plan.test_levels),
             "total_demos": self.plan.total_demos,
             "eval_episodes": self.plan.eval_episodes,
             "eval_seeds": [EVAL_SEED, EVAL_SEED + self.plan.eval_episodes - 1],
             "agent_scale": self.plan.agent_scale,
             "flat_bc_config": {
-                k: v
-                for k, v in dataclasses.asdict(self.plan.flat_bc).items()
-                if k != "encoder"
+                k: v for k, v in dataclasses.asdict(self.plan.flat_bc).items() if k != "encoder"
             },
             "memory": str(self.memory_dir),
             "data": str(self.data_dir),
@@ -282,6 +278,15 @@ def run_demo_job(
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
+    config = scaled_agent_config(seed, plan.agent_scale)
+    with SkillMemory(memory_dir) as memory:
+        if memory.key_dim not in (None, config.vae.latent_dim):
+            raise SkillMemoryError(
+                f"{memory_dir} holds keys of dimension {memory.key_dim}, the agent's have "
+                f"{config.vae.latent_dim}",
+                hint="run the demo on its own memory: skillbank demo --memory DIR",
+            )
+
     # --- demonstrations (reused when already collected) ---
     tick = time.perf_counter()
     datasets: list[list[Episode]] = []
@@ -295,14 +300,7 @@ def run_demo_job(
         observe(Event("demo.collected", {"demos": len(episodes)}, {"level": p.level}))
     timings["collect_s"] = time.perf_counter() - tick
 
-    config = scaled_agent_config(seed, plan.agent_scale)
     with SkillMemory(memory_dir) as memory:
-        if memory.key_dim not in (None, config.vae.latent_dim):
-            raise SkillMemoryError(
-                f"{memory_dir} holds keys of dimension {memory.key_dim}, the agent's have "
-                f"{config.vae.latent_dim}",
-                hint="run the demo on its own memory: skillbank demo --memory DIR",
-            )
         agent = ProceduralMemoryAgent(memory, config)
         skills_before = len(agent.skills()[0])
 

@@ -32,13 +32,14 @@ def main() -> None:
 
 def _wire() -> None:
     # Each module owns its commands and registers them here; command modules never import each
-    # other. Owners: memory (skills, verify, gc, demo), demos / demos_collect (demos ...),
-    # agent (learn, eval), bench_* (bench ...).
+    # other. Owners: memory (skills, verify, gc, tour), demo (demo: the main job), demos /
+    # demos_collect (demos ...), agent (learn, eval), bench_* (bench ...).
     from skillbank.cli import (
         agent,
         bench_babyai,
         bench_demos,
         bench_memory,
+        demo,
         demos,
         demos_collect,
         memory,
@@ -46,6 +47,7 @@ def _wire() -> None:
 
     memory.register(app)
     agent.register(app)
+    demo.register(app)
 
     demos_app = typer.Typer(
         help="Collect, inspect and convert demonstrations.", no_args_is_help=True

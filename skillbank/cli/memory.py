@@ -1,4 +1,4 @@
-"""CLI: `skillbank skills ...`, `verify`, `gc` and the `demo` walk-through.
+"""CLI: `skillbank skills ...`, `verify`, `gc` and the `tour` of the memory (walk-through).
 
 People get rich tables; ``--json`` gives machine-readable output on stdout. Errors print one line
 plus a hint and exit 1 (``skillbank --debug`` shows the traceback).
@@ -335,7 +335,7 @@ def gc_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = Fal
         console.print(_kv_table(f"gc of {memory}", payload))
 
 
-# --- demo -----------------------------------------------------------------------------------------
+# --- tour (the memory walk-through) ---------------------------------------------------------------
 
 _DEMO_SKILLS = ("reach", "grasp", "open-door", "place")
 _DEMO_KEY_DIM = 16
@@ -368,7 +368,7 @@ class _DemoOutput:
 
 
 @handle_errors
-def demo_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = False) -> None:
+def tour_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = False) -> None:
     """Walk through the skill memory: store, retrieve, version, export, import, verify."""
     out = _DemoOutput(json_out)
     rng = np.random.default_rng(0)
@@ -378,7 +378,7 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = F
         if mem.key_dim not in (None, _DEMO_KEY_DIM):
             raise SkillMemoryError(
                 f"{memory} holds keys of dimension {mem.key_dim}; the demo's have {_DEMO_KEY_DIM}",
-                hint="run the demo on its own memory: skillbank demo --memory DIR",
+                hint="run the tour on its own memory: skillbank tour --memory DIR",
             )
         # --- 1. store (skills already stored by an earlier run are kept as they are) ---
         num_new = 0
@@ -436,7 +436,7 @@ def demo_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = F
         # --- 4-6. export, import into a fresh memory, re-import into this one ---
         with tempfile.TemporaryDirectory(prefix="skillbank-demo-") as tmp:
             pack = Path(tmp) / "demo-skills.tar.gz"
-            exported = export_pack(mem, pack, ids, command="skillbank demo")
+            exported = export_pack(mem, pack, ids, command="skillbank tour")
             out.show(_kv_table("4. exported a pack (temporary)", _export_json(exported)))
             out.facts["exported"] = _export_json(exported)
             with SkillMemory(Path(tmp) / "second-memory") as second:
@@ -481,4 +481,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(skills_app, name="skills")
     app.command("verify")(verify_command)
     app.command("gc")(gc_command)
-    app.command("demo")(demo_command)
+    app.command("tour")(tour_command)

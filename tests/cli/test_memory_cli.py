@@ -1,4 +1,4 @@
-"""The memory commands end to end: `skills ...`, `verify`, `gc`, `demo` — exit codes, JSON, error
+"""The memory commands end to end: `skills ...`, `verify`, `gc`, `tour` — exit codes, JSON, error
 lines."""
 
 from __future__ import annotations
@@ -137,14 +137,14 @@ def test_missing_memory_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_demo_runs_and_reruns(tmp_path: Path) -> None:
+def test_tour_runs_and_reruns(tmp_path: Path) -> None:
     for _ in range(2):
-        result = _run("demo", "--memory", str(tmp_path / "demo"))
+        result = _run("tour", "--memory", str(tmp_path / "demo"))
         assert result.exit_code == 0, result.output
         text = " ".join(result.stdout.split())
         assert "bit-identical: True" in text
         assert "already-present" in text and "0 problem(s), 4 skill(s)" in text
-    facts = _json("demo", "--memory", str(tmp_path / "demo"))
+    facts = _json("tour", "--memory", str(tmp_path / "demo"))
     assert facts["bit_identical"] is True and facts["problems"] == 0
     assert facts["retrieved"]["skill_ids"][0] == "demo-open-door"
     assert abs(sum(facts["retrieved"]["weights"]) - 1.0) < 1e-5
