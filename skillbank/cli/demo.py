@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,6 @@ from skillbank.errors import SkillMemoryError
 __all__ = ["demo_command", "register"]
 
 _SHOWN_EVENTS = {
-    "collect.start": "collecting bot demonstrations",
     "demo.collected": "demonstrations ready",
     "learn.segmented": "segmented",
     "learn.skill": "new skill",
@@ -82,7 +82,8 @@ def demo_command(
         values = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in event.values.items()
         )
-        console.log(f"{label} {where} {values}".replace("  ", " "), highlight=False)
+        line = f"[dim]{time.strftime('%H:%M:%S')}[/] {label} {where} {values}".replace("  ", " ")
+        console.print(line, highlight=False, soft_wrap=True)
 
     with console.status("running the demo job..."):
         result = run_demo_job(plan, seed=seed, memory_dir=memory, data_dir=data_dir, observer=show)
@@ -91,15 +92,17 @@ def demo_command(
     json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
     table = Table(title=f"skillbank vs flat BC — success on {plan.eval_episodes} unseen seeds")
-    for column in ("level", "trained on", "demos", "skillbank", "flat BC", "skills used"):
+    columns = ("level", "trained on", "demos", "skillbank", "flat BC", "ratio", "skills used")
+    for column in columns:
         table.add_column(column, justify="left" if column == "level" else "right")
     for r in result.levels:
         table.add_row(
             r.level,
-            "yes" if r.trained_on else "[bold]no (composite)[/]",
+            "yes" if r.trained_on else "[bold]no (unseen)[/]",
             str(r.demos),
             _pct(r.skillbank_success),
             _pct(r.flat_bc_success),
+            f"{r.skillbank_success / r.flat_bc_success:.2f}×" if r.flat_bc_success > 0 else "—",
             str(len(r.skills_used)),
         )
     console.print(table)
