@@ -285,6 +285,22 @@ def _skill_policy_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     return tensors
 
 
+def _skill_policy_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-policy-v2"
+    kind, actions = _action_size(config, arch)
+    hidden = int_list(config, "hidden_dims", arch)
+    if not hidden:
+        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    arg_dim = positive_int(config, "arg_dim", arch)
+    tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch) + arg_dim, *hidden])
+    tensors.update(linear("film", arg_dim, 2 * hidden[0]))
+    tensors.update(linear("action_head", hidden[-1], actions))
+    tensors.update(linear("termination_head", hidden[-1], 1))
+    if kind == "continuous":
+        tensors["log_std"] = TensorSpec((actions,))
+    return tensors
+
+
 def _skill_vae_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-vae-v1"
     kind, actions = _action_size(config, arch)
@@ -310,6 +326,15 @@ def _skill_controller_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     return tensors
 
 
+def _skill_controller_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    tensors = _skill_controller_v1(config)
+    hidden = int_list(config, "hidden_dims", "skill-controller-v2")
+    tensors.update(
+        linear("arg_head", hidden[-1], positive_int(config, "arg_dim", "skill-controller-v2"))
+    )
+    return tensors
+
+
 register(
     ArchitectureSpec(
         arch_id="skill-policy-v1",
@@ -329,5 +354,43 @@ register(
         arch_id="skill-controller-v1",
         tensors=_skill_controller_v1,
         description="Controller: MLP over observation features -> query over skill keys",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="skill-policy-v2",
+        tensors=_skill_policy_v2,
+        description="Parameterised skill: MLP over (features, argument) -> action + termination",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-v2",
+        tensors=_skill_controller_v2,
+        description="Controller: MLP over features -> query over skill keys + skill argument",
+    )
+)
+
+
+def _segment_replay_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "segment-replay-v1"
+    kind, width = _action_size(config, arch)
+    obs = positive_int(config, "obs_dim", arch)
+    segments = _count(config, "num_segments", arch)
+    steps = _count(config, "num_steps", arch)
+    actions = TensorSpec((steps,), "I64") if kind == "discrete" else TensorSpec((steps, width))
+    return {
+        "features": TensorSpec((steps + segments, obs), "F16"),
+        "actions": actions,
+        "lengths": TensorSpec((segments,), "I64"),
+        "skills": TensorSpec((segments,), "I64"),
+    }
+
+
+register(
+    ArchitectureSpec(
+        arch_id="segment-replay-v1",
+        tensors=_segment_replay_v1,
+        description="Agent component: bounded replay of earlier segments (features, actions)",
     )
 )

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from skillbank.agent.executor import SkillExecutor
+from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.registry import make_env as make_registered_env
 from skillbank.envs.registry import resolve_env_id
 from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_policy, info_success
@@ -47,6 +48,7 @@ from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
 from skillbank.learning.controller_training import ControllerTrainConfig, train_controller
 from skillbank.learning.features import ObservationFeaturizer
+from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
 from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
 from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
 from skillbank.learning.segment_set import SegmentSet
@@ -66,7 +68,7 @@ from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
-from skillbank.types import Episode, Provenance, RetrievalFilter, SkillRecord
+from skillbank.types import Episode, Provenance, Retrieval, RetrievalFilter, SkillRecord
 
 __all__ = [
     "CONTROLLER_ARCH",
@@ -81,9 +83,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SKILL_ARCH = "skill-policy-v1"
+SKILL_ARCH = "skill-policy-v2"  # parameterised skills; "skill-policy-v1" with skill.arg_dim = 0
 VAE_ARCH = "skill-vae-v1"
-CONTROLLER_ARCH = "skill-controller-v1"
+CONTROLLER_ARCH = "skill-controller-v2"  # "skill-controller-v1" with skill.arg_dim = 0
 _SKILL_TAG = "skill"
 _COMPONENT_TAG = "component"
 
@@ -109,6 +111,8 @@ class AgentConfig:
             another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
+        replay_steps: Steps of earlier learn calls' segments kept (a seeded subset, stored in the
+            memory) and replayed with new data to the controller, so it does not forget.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
     """
 
@@ -125,9 +129,12 @@ class AgentConfig:
     interrupt_margin: float = 1.0
     max_skill_steps: int = 64
     num_envs: int = 64
+    replay_steps: int = 8192
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.replay_steps < 0:
+            raise ValueError("AgentConfig.replay_steps must be >= 0")
         if self.top_k < 1 or self.explain_candidates < 1:
             raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
         if self.max_skill_steps < 1 or self.num_envs < 1:
@@ -261,6 +268,7 @@ class ProceduralMemoryAgent:
         self.controller: Controller | None = None
         self.allowed_actions: tuple[int, ...] | None = None  # discrete ids any demo used
         self._executor: SkillExecutor | None = None
+        self._replay = SegmentReplay.empty()
         self._load_components()
 
     # --- persistence ----------------------------------------------------------------------------
@@ -284,6 +292,11 @@ class ProceduralMemoryAgent:
             _load_into(self.controller, self.memory.load_weights(controller_record))
             allowed = controller_record.arch_config.get("allowed_actions")
             self.allowed_actions = tuple(int(a) for a in allowed) if allowed else None
+        replay_record = self._component("replay")
+        if replay_record is not None:
+            self._replay = SegmentReplay.from_record(
+                replay_record.arch_config, self.memory.load_weights(replay_record)
+            )
 
     def _features_tag(self) -> str:
         assert self.featurizer is not None
@@ -291,7 +304,27 @@ class ProceduralMemoryAgent:
         return "features:" + hashlib.sha256(blob).hexdigest()[:12]
 
     def _skill_filter(self) -> RetrievalFilter:
-        return RetrievalFilter(tags=(_SKILL_TAG, self._features_tag()), arch_id=SKILL_ARCH)
+        return RetrievalFilter(tags=(_SKILL_TAG, self._features_tag()))
+
+    def retrieve(
+        self, query: npt.ArrayLike, k: int, *, filters: RetrievalFilter | None = None
+    ) -> Retrieval:
+        """The top-k stored skills for a query (Z,), by the memory's attention.
+
+        Only skills: by default the filter is this agent's skill filter (the ``skill`` tag and
+        the featurizer's tag), so the agent's ``component`` records (featurizer/VAE, controller,
+        replay), which live in the same memory, are never returned. A given ``filters`` gets the
+        ``skill`` tag added.
+        """
+        if filters is None:
+            filters = (
+                self._skill_filter()
+                if self.featurizer is not None
+                else RetrievalFilter(tags=(_SKILL_TAG,))
+            )
+        elif _SKILL_TAG not in filters.tags:
+            filters = dataclasses.replace(filters, tags=(*filters.tags, _SKILL_TAG))
+        return self.memory.retrieve(query, k, filters=filters)
 
     def skills(self) -> tuple[list[str], npt.NDArray[np.float32], list[SkillPolicy]]:
         """The stored skills this agent can run: ids (N,), keys (N, Z), modules (N,)."""
@@ -307,26 +340,25 @@ class ProceduralMemoryAgent:
         return ids, keys, policies
 
     def _store_component(
-        self, role: str, arch_id: str, module: nn.Module, config: dict[str, Any], prov: Provenance
+        self,
+        role: str,
+        arch_id: str,
+        module: nn.Module | Mapping[str, npt.NDArray[Any]],
+        config: dict[str, Any],
+        prov: Provenance,
     ) -> None:
         assert self.featurizer is not None
         config = {**config, "features": self.featurizer.to_json()}
         key = np.zeros(self.config.vae.latent_dim, np.float32)
         key[0] = 1.0  # components are never retrieved (filtered by tag); any finite key will do
+        weights = _weights_of(module) if isinstance(module, nn.Module) else dict(module)
         existing = self._component(role)
-        if existing is None:
-            self.memory.add(
-                f"agent/{role}",
-                key,
-                arch_id,
-                config,
-                _weights_of(module),
-                prov,
-                tags=(_COMPONENT_TAG, role),
-            )
+        if existing is None or existing.arch_id != arch_id:
+            name = f"agent/{role}" if existing is None else f"agent/{role}-{arch_id}"
+            self.memory.add(name, key, arch_id, config, weights, prov, tags=(_COMPONENT_TAG, role))
         else:
             self.memory.add_version(
-                existing.skill_id, weights=_weights_of(module), arch_config=config, provenance=prov
+                existing.skill_id, weights=weights, arch_config=config, provenance=prov
             )
 
     # --- learning -------------------------------------------------------------------------------
@@ -395,34 +427,61 @@ class ProceduralMemoryAgent:
             clustering = _cluster(codes[unexplained], cfg.cluster)
             clustering = self._merge_alike(segments, codes, unexplained, clustering)
             for j in range(clustering.num_clusters):
-                members = unexplained[clustering.labels == j].tolist()
-                policy = train_skill_policy(segments, members, self.action, cfg.skill)
-                config = {**policy.config.to_json(), "features": self.featurizer.to_json()}
-                record = self.memory.add(
-                    f"skill-{len(old_ids) + j:03d}",
-                    clustering.centres[j].astype(np.float32),
-                    SKILL_ARCH,
-                    config,
-                    _weights_of(policy),
-                    provenance,
-                    tags=(_SKILL_TAG, self._features_tag()),
-                )
-                assignment[members] = len(old_ids) + j
-                new_ids.append(record.skill_id)
-                observe(Event("learn.skill", {"segments": len(members)}, {"id": record.skill_id}))
-        skill_ids = [*old_ids, *new_ids]
+                assignment[unexplained[clustering.labels == j]] = len(old_ids) + j
+        num_new = clustering.num_clusters if clustering is not None else 0
         key_parts = [old_keys.astype(np.float32)] if old_ids else []
         if clustering is not None:
             key_parts.append(clustering.centres.astype(np.float32))
         keys = np.concatenate(key_parts)  # (N, Z)
-        # --- controller over every key ----------------------------------------------------------
-        self.controller = train_controller(segments, assignment.tolist(), keys, cfg.controller)
+        # --- skills and the controller over every key (with replayed earlier decisions) ----------
+        train_set, train_assignment = self._with_replay(segments, assignment, old_ids)
+        if cfg.skill.arg_dim:
+            self.controller, new_policies = train_hierarchy(
+                train_set,
+                train_assignment.tolist(),
+                keys,
+                old_policies,
+                num_new,
+                self.action,
+                cfg.skill,
+                cfg.controller,
+            )
+        else:
+            new_policies = [
+                train_skill_policy(
+                    segments,
+                    np.flatnonzero(assignment == len(old_ids) + j).tolist(),
+                    self.action,
+                    cfg.skill,
+                )
+                for j in range(num_new)
+            ]
+            self.controller = train_controller(
+                train_set, train_assignment.tolist(), keys, cfg.controller
+            )
+        for j, policy in enumerate(new_policies):
+            assert clustering is not None
+            config = {**policy.config.to_json(), "features": self.featurizer.to_json()}
+            record = self.memory.add(
+                f"skill-{len(old_ids) + j:03d}",
+                clustering.centres[j].astype(np.float32),
+                policy.config.arch_id,
+                config,
+                _weights_of(policy),
+                provenance,
+                tags=(_SKILL_TAG, self._features_tag()),
+            )
+            new_ids.append(record.skill_id)
+            members = int((assignment == len(old_ids) + j).sum())
+            observe(Event("learn.skill", {"segments": members}, {"id": record.skill_id}))
+        skill_ids = [*old_ids, *new_ids]
+        self._remember(segments, assignment, skill_ids, provenance)
         self._store_component(
             "skill-encoder", VAE_ARCH, self.vae, self.vae.config.to_json(), provenance
         )
         self._store_component(
             "controller",
-            CONTROLLER_ARCH,
+            self.controller.config.arch_id,
             self.controller,
             {
                 **self.controller.config.to_json(),
@@ -446,6 +505,26 @@ class ProceduralMemoryAgent:
         )
         observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
         return report
+
+    def _with_replay(
+        self, segments: SegmentSet, assignment: npt.NDArray[np.int64], old_ids: Sequence[str]
+    ) -> tuple[SegmentSet, npt.NDArray[np.int64]]:
+        """This call's segments plus the replayed ones of stored skills, with skill indices."""
+        return self._replay.merged_with(segments, assignment.tolist(), old_ids)
+
+    def _remember(
+        self,
+        segments: SegmentSet,
+        assignment: npt.NDArray[np.int64],
+        skill_ids: Sequence[str],
+        provenance: Provenance,
+    ) -> None:
+        """Add this call's segments to the bounded replay and store it in the memory."""
+        fresh = SegmentReplay.from_segments(segments, assignment.tolist(), skill_ids)
+        self._replay = self._replay.union(fresh).bounded(self.config.replay_steps, self.config.seed)
+        if self._replay.num_segments:
+            config, weights = self._replay.to_record(segments.obs_dim)
+            self._store_component("replay", REPLAY_ARCH, weights, config, provenance)
 
     def _merge_alike(
         self,
@@ -485,7 +564,10 @@ class ProceduralMemoryAgent:
         if not policies:
             return assignment
         indices = list(range(segments.num_segments))
-        loglik = np.stack([segment_log_likelihood(p, segments, indices) for p in policies], 1)
+        arguments = segment_arguments(self.controller, segments)  # (S, D)
+        loglik = np.stack(
+            [segment_log_likelihood(p, segments, indices, arguments) for p in policies], 1
+        )
         unit = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-8)
         nearest = np.argsort(-(codes @ unit.T), axis=1)[:, : self.config.explain_candidates]
         candidate_ll = np.take_along_axis(loglik, nearest, axis=1)  # (S, C)

@@ -1,11 +1,12 @@
 """Run stored skills in many environments at once: the controller picks, skills act and stop.
 
 Implements the :class:`skillbank.envs.rollout.BatchPolicy` Protocol. Per step, for B environments:
-featurise the observations (B, O); run every skill on every environment in one gathered pass per
-architecture group -> action params (N, B, A) and termination logits (N, B); environments whose
-skill just stopped (its termination head fires after at least one action, or it ran
-``max_skill_steps``) or that have none ask the controller: query (B', Z) -> attention over the
-keys (N, Z) -> top-k skills and weights; then each environment acts with its skill mixture.
+featurise the observations (B, O); run every skill on every environment (with the argument its
+environment's controller decision gave, (B, D)) in one gathered pass per architecture group ->
+action params (N, B, A) and termination logits (N, B); environments whose skill just stopped (its
+termination head fires after at least one action, or it ran ``max_skill_steps``) or that have none
+ask the controller: query (B', Z) and argument (B', D) -> attention over the keys (N, Z) -> top-k
+skills and weights; then each environment acts with its skill mixture, run with the new arguments.
 
 Example:
     >>> executor = SkillExecutor(  # doctest: +SKIP
@@ -104,6 +105,7 @@ class SkillExecutor:
         self._active = torch.full((num_envs, self.top_k), -1, dtype=torch.long)  # (B, K)
         self._weights = torch.zeros(num_envs, self.top_k)  # (B, K)
         self._steps_in_skill = torch.zeros(num_envs, dtype=torch.long)  # (B,)
+        self._argument = torch.zeros(num_envs, self.controller.config.arg_dim)  # (B, D)
         self._episode_of = np.arange(num_envs, dtype=np.int64)
         self._next_episode = num_envs
         self._episode_skills: dict[int, set[int]] = {}
@@ -114,10 +116,10 @@ class SkillExecutor:
     def act(self, obs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
         """One action per environment: (B,) ids or (B, A) values."""
         x = torch.from_numpy(self.featurizer.transform(obs))  # (B, O)
-        params, stop_logits = self._run_skills(x)  # (N, B, A), (N, B)
         rows = torch.arange(x.shape[0])
         # --- who decides: no skill yet, or its termination head fired after >= 1 action ---------
         need = self._active[:, 0] < 0
+        params, stop_logits = self._run_skills(x, self._argument)  # (N, B, A), (N, B)
         if (~need).any():
             active = self._active.clamp(min=0)  # (B, K)
             stop_p = (torch.sigmoid(stop_logits[active.T, rows]).T * self._weights).sum(1)  # (B,)
@@ -133,8 +135,10 @@ class SkillExecutor:
                 need |= (self._steps_in_skill >= 1) & (best - current > self.interrupt_margin)
         if need.any():
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
-            logits = attention_logits(self.controller(x[chosen]), self.keys)  # (B', N)
+            query, argument = self.controller.query_and_argument(x[chosen])  # (B', Z), (B', D)
+            logits = attention_logits(query, self.keys)  # (B', N)
             indices, weights = top_k_attention(logits, self.top_k)  # (B', K)
+            self._argument[chosen] = argument
             self._active[chosen] = indices
             self._weights[chosen] = weights
             self._steps_in_skill[chosen] = 0
@@ -142,6 +146,8 @@ class SkillExecutor:
                 self.retrieved.update(row)
                 self.executed[row[0]] += 1
                 self._episode_skills.setdefault(int(self._episode_of[b]), set()).add(row[0])
+            # the skills just chosen act on the arguments just given
+            params[:, chosen] = self._run_skills(x[chosen], self._argument[chosen])[0]
         self._steps_in_skill += 1
         # --- act with the attention-weighted mixture of the chosen skills ------------------------
         chosen_params = params[self._active.T, rows]  # (K, B, A)
@@ -163,6 +169,7 @@ class SkillExecutor:
             self._active[i] = -1
             self._weights[i] = 0.0
             self._steps_in_skill[i] = 0
+            self._argument[i] = 0.0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 
@@ -179,13 +186,15 @@ class SkillExecutor:
             self.skill_ids[i]: (self.retrieved[i], self.executed[i], succeeded[i]) for i in used
         }
 
-    def _run_skills(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every skill on every environment: params (N, B, A), termination logits (N, B)."""
+    def _run_skills(
+        self, x: torch.Tensor, argument: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every skill on features (B, O) with arguments (B, D): params (N, B, A), stops (N, B)."""
         n = len(self.skill_ids)
         params = torch.empty(n, x.shape[0], self.action.size)
         stops = torch.empty(n, x.shape[0])
         for stacked, members in self._groups:
-            group_params, group_stops = stacked(x)
+            group_params, group_stops = stacked(x, argument)
             params[members] = group_params
             stops[members] = group_stops
         return params, stops

@@ -36,6 +36,12 @@ class SkillTrainConfig:
         learning_rate: Adam step size.
         termination_weight: Weight of the termination loss against the action loss.
         min_steps_per_epoch: Small skills repeat their data to at least this many steps an epoch.
+        arg_dim: D, width of the argument the controller gives a skill (0: unparameterised
+            skills, each trained alone by :func:`train_skill_policy`; > 0: trained jointly with
+            the controller by :func:`skillbank.learning.hierarchy_training.train_hierarchy`).
+        weight_decay: Decoupled weight decay (AdamW) of joint training.
+        validation_fraction: Joint training holds out this fraction of the episodes and keeps
+            the weights of the epoch with the best held-out loss (early stopping).
         seed: Seed of initialisation and batching.
     """
 
@@ -45,6 +51,9 @@ class SkillTrainConfig:
     learning_rate: float = 1e-3
     termination_weight: float = 1.0
     min_steps_per_epoch: int = 512
+    arg_dim: int = 16
+    weight_decay: float = 0.0
+    validation_fraction: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,6 +61,8 @@ class SkillTrainConfig:
             raise ValueError("SkillTrainConfig.hidden_dims must be positive widths")
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
+        if self.arg_dim < 0:
+            raise ValueError("SkillTrainConfig.arg_dim must be >= 0")
         if self.learning_rate <= 0 or self.termination_weight < 0:
             raise ValueError("SkillTrainConfig: learning_rate > 0 and termination_weight >= 0")
 
@@ -108,11 +119,18 @@ def train_skill_policy(
 
 @torch.no_grad()
 def segment_log_likelihood(
-    policy: SkillPolicy, segments: SegmentSet, indices: Sequence[int]
+    policy: SkillPolicy,
+    segments: SegmentSet,
+    indices: Sequence[int],
+    arguments: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Mean per-step action log-likelihood (N,) of each segment at ``indices`` under ``policy``."""
+    """Mean per-step action log-likelihood (N,) of each segment at ``indices`` under ``policy``.
+
+    ``arguments`` (N, D): the argument each segment's skill would get (parameterised skills).
+    """
     feats, acts, owner = segments.steps(indices)
-    logp = policy.log_prob(torch.from_numpy(feats), torch.from_numpy(acts)).numpy()  # (S,)
+    arg = arguments[torch.from_numpy(owner)] if arguments is not None else None
+    logp = policy.log_prob(torch.from_numpy(feats), torch.from_numpy(acts), arg).numpy()  # (S,)
     sums = np.bincount(owner, weights=logp, minlength=len(indices))
     counts = np.bincount(owner, minlength=len(indices))
     return sums / np.maximum(counts, 1)

@@ -28,31 +28,43 @@ __all__ = ["Controller", "ControllerConfig", "attention_logits", "top_k_attentio
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
-    """Shape of the controller (``arch_id = "skill-controller-v1"``).
+    """Shape of the controller (:attr:`arch_id`: ``skill-controller-v1``, ``-v2`` with arguments).
 
     Attributes:
         obs_dim: O, observation features in (the mission or task id is part of them).
         latent_dim: Z, the skill key dimension the query lives in.
         hidden_dims: Widths of the MLP.
+        arg_dim: D, width of the argument it hands the chosen skill; 0: none (v1).
     """
 
     obs_dim: int
     latent_dim: int
     hidden_dims: tuple[int, ...] = (128, 128)
+    arg_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1 or self.latent_dim < 1:
             raise ValueError("ControllerConfig.obs_dim and .latent_dim must be >= 1")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError("ControllerConfig.hidden_dims must be positive widths (at least one)")
+        if self.arg_dim < 0:
+            raise ValueError(f"ControllerConfig.arg_dim must be >= 0, got {self.arg_dim}")
+
+    @property
+    def arch_id(self) -> str:
+        """``skill-controller-v2`` when it gives arguments, else ``skill-controller-v1``."""
+        return "skill-controller-v2" if self.arg_dim else "skill-controller-v1"
 
     def to_json(self) -> dict[str, Any]:
         """The config as stored in the skill memory."""
-        return {
+        data: dict[str, Any] = {
             "obs_dim": self.obs_dim,
             "latent_dim": self.latent_dim,
             "hidden_dims": list(self.hidden_dims),
         }
+        if self.arg_dim:
+            data["arg_dim"] = self.arg_dim
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ControllerConfig:
@@ -61,22 +73,38 @@ class ControllerConfig:
             obs_dim=int(data["obs_dim"]),
             latent_dim=int(data["latent_dim"]),
             hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
+            arg_dim=int(data.get("arg_dim", 0)),
         )
 
 
 class Controller(nn.Module):
-    """MLP from observation features to a query in skill-key space."""
+    """MLP from observation features to a query in skill-key space (and the skill's argument).
+
+    The argument head (v2) sees the same context as the query; its output, in [-1, 1], is what a
+    parameterised skill reads beside its observations until it stops (e.g. which object to go to).
+    """
 
     def __init__(self, config: ControllerConfig) -> None:
         super().__init__()
         self.config = config
         self.trunk = make_mlp(config.obs_dim, config.hidden_dims)
         self.query_head = nn.Linear(config.hidden_dims[-1], config.latent_dim)
+        self.arg_head: nn.Linear | None = None
+        if config.arg_dim:
+            self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Features (B, O) -> queries (B, Z)."""
         hidden: torch.Tensor = self.trunk(features)
         return self.query_head(hidden)  # type: ignore[no-any-return]
+
+    def query_and_argument(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) -> queries (B, Z) and arguments (B, D) (D = 0 without an arg head)."""
+        hidden: torch.Tensor = self.trunk(features)
+        query = self.query_head(hidden)
+        if self.arg_head is None:
+            return query, hidden.new_zeros(hidden.shape[0], 0)
+        return query, torch.tanh(self.arg_head(hidden))
 
 
 def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

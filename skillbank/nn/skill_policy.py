@@ -32,6 +32,7 @@ __all__ = [
     "StackedSkillPolicies",
     "action_log_prob",
     "make_mlp",
+    "with_argument",
 ]
 
 
@@ -102,32 +103,45 @@ def make_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
 
 @dataclass(frozen=True, slots=True)
 class SkillPolicyConfig:
-    """Shape of a skill module (``arch_id = "skill-policy-v1"``).
+    """Shape of a skill module (:attr:`arch_id`: ``skill-policy-v1``, or ``-v2`` with an argument).
 
     Attributes:
         obs_dim: O, observation features in.
         action: The action space.
         hidden_dims: Widths of the shared trunk.
+        arg_dim: D, width of the skill's argument (which object, where), given by the controller
+            at the decision point and read beside the features; 0: no argument (v1).
     """
 
     obs_dim: int
     action: ActionSpec
     hidden_dims: tuple[int, ...] = (128, 128)
+    arg_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
             raise ValueError(f"SkillPolicyConfig.obs_dim must be >= 1, got {self.obs_dim}")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError("SkillPolicyConfig.hidden_dims must be positive widths (at least one)")
+        if self.arg_dim < 0:
+            raise ValueError(f"SkillPolicyConfig.arg_dim must be >= 0, got {self.arg_dim}")
+
+    @property
+    def arch_id(self) -> str:
+        """``skill-policy-v2`` for a parameterised skill, else ``skill-policy-v1``."""
+        return "skill-policy-v2" if self.arg_dim else "skill-policy-v1"
 
     def to_json(self) -> dict[str, Any]:
         """The config as stored in the skill memory."""
-        return {
+        data: dict[str, Any] = {
             "obs_dim": self.obs_dim,
             "action_kind": self.action.kind,
             "action_size": self.action.size,
             "hidden_dims": list(self.hidden_dims),
         }
+        if self.arg_dim:
+            data["arg_dim"] = self.arg_dim
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SkillPolicyConfig:
@@ -136,31 +150,64 @@ class SkillPolicyConfig:
             obs_dim=int(data["obs_dim"]),
             action=ActionSpec(str(data["action_kind"]), int(data["action_size"])),
             hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
+            arg_dim=int(data.get("arg_dim", 0)),
         )
 
 
+def with_argument(
+    features: torch.Tensor, argument: torch.Tensor | None, arg_dim: int
+) -> torch.Tensor:
+    """The input of a skill: features (B, O) beside its argument (B, D) -> (B, O + D).
+
+    A skill without an argument (``arg_dim`` 0) reads the features alone; a missing argument
+    is zeros.
+    """
+    if not arg_dim:
+        return features
+    if argument is None:
+        argument = features.new_zeros(features.shape[0], arg_dim)
+    return torch.cat([features, argument], dim=-1)
+
+
 class SkillPolicy(nn.Module):
-    """Policy plus termination head over observation features."""
+    """Policy plus termination head over observation features (and the skill's argument)."""
 
     def __init__(self, config: SkillPolicyConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = make_mlp(config.obs_dim, config.hidden_dims)
+        self.trunk = make_mlp(config.obs_dim + config.arg_dim, config.hidden_dims)
         width = config.hidden_dims[-1]
         self.action_head = nn.Linear(width, config.action.size)
         self.termination_head = nn.Linear(width, 1)
+        # v2: the argument also scales and shifts the first layer (FiLM), so a unit can read
+        # "where is the object the argument names" -- a product of argument and observation.
+        self.film: nn.Linear | None = None
+        if config.arg_dim:
+            self.film = nn.Linear(config.arg_dim, 2 * config.hidden_dims[0])
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.log_std: nn.Parameter | None = None
         if config.action.kind == "continuous":
             self.log_std = nn.Parameter(torch.full((config.action.size,), -0.5))
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O) -> action params (B, A) and termination logits (B,)."""
-        hidden = self.trunk(features)  # (B, D)
+    def forward(
+        self, features: torch.Tensor, argument: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) and argument (B, D) -> action params (B, A), termination logits (B,)."""
+        inputs = with_argument(features, argument, self.config.arg_dim)  # (B, O + D)
+        if self.film is None:
+            hidden = self.trunk(inputs)  # (B, H)
+        else:
+            gamma, beta = self.film(inputs[:, self.config.obs_dim :]).chunk(2, dim=-1)
+            hidden = torch.relu(self.trunk[0](inputs) * (1 + gamma) + beta)  # (B, H0)
+            hidden = self.trunk[2:](hidden)  # (B, H)
         return self.action_head(hidden), self.termination_head(hidden).squeeze(-1)
 
-    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, features: torch.Tensor, actions: torch.Tensor, argument: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-step log-likelihood (B,) of actions (B,) or (B, A) given features (B, O)."""
-        params, _ = self(features)
+        params, _ = self(features, argument)
         return action_log_prob(params, actions, self.config.action, self.log_std)
 
 
@@ -196,14 +243,29 @@ class StackedSkillPolicies(nn.Module):
         self.action_bias = torch.stack([p.action_head.bias.detach() for p in policies])
         self.stop_weight = torch.stack([p.termination_head.weight.detach() for p in policies])
         self.stop_bias = torch.stack([p.termination_head.bias.detach() for p in policies])
+        self.film_weight: torch.Tensor | None = None
+        self.film_bias: torch.Tensor | None = None
+        if config.arg_dim:
+            films = [p.film for p in policies]
+            self.film_weight = torch.stack([f.weight.detach() for f in films if f is not None])
+            self.film_bias = torch.stack([f.bias.detach() for f in films if f is not None])
 
     @torch.no_grad()
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O) -> action params (N, B, A) and termination logits (N, B)."""
-        hidden = torch.relu(
+    def forward(
+        self, features: torch.Tensor, argument: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O), argument (B, D) -> params (N, B, A), termination logits (N, B)."""
+        features = with_argument(features, argument, self.config.arg_dim)
+        pre = (
             torch.einsum("bi,ndi->nbd", features, self.trunk_weights[0])
             + self.trunk_biases[0][:, None]
         )  # (N, B, D)
+        if self.film_weight is not None and self.film_bias is not None:
+            arg = features[:, self.config.obs_dim :]  # (B, D_arg)
+            film = torch.einsum("bi,ndi->nbd", arg, self.film_weight) + self.film_bias[:, None]
+            gamma, beta = film.chunk(2, dim=-1)  # (N, B, D) each
+            pre = pre * (1 + gamma) + beta
+        hidden = torch.relu(pre)  # (N, B, D)
         for weight, bias in zip(self.trunk_weights[1:], self.trunk_biases[1:], strict=True):
             hidden = torch.relu(torch.einsum("nbi,ndi->nbd", hidden, weight) + bias[:, None])
         params = (

@@ -57,7 +57,7 @@ def test_learns_stores_retrieves_and_beats_chance(tmp_path: Path) -> None:
         assert report.segmentation_f1 is not None and 0.0 <= report.segmentation_f1 <= 1.0
         stored = memory.list(RetrievalFilter(tags=("skill",)))
         assert {r.skill_id for r in stored} == set(report.skill_ids)
-        assert all(r.arch_id == "skill-policy-v1" and r.provenance.dataset_hash for r in stored)
+        assert all(r.arch_id == "skill-policy-v2" and r.provenance.dataset_hash for r in stored)
 
         result = agent.evaluate("toy/pickup", episodes=64, seed=50_000)
         chance = evaluate_policy(
@@ -120,3 +120,34 @@ def test_later_datasets_may_use_actions_the_first_never_did(tmp_path: Path) -> N
         agent.learn([goto])
         report = agent.learn([_demos(("fetch",), 15)])  # pickup and drop arrive now
         assert report.skill_ids
+
+
+def test_retrieve_returns_skills_never_components(tmp_path: Path) -> None:
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, FAST)
+        report = agent.learn([_demos(("pickup",), 20)])
+        components = memory.list(RetrievalFilter(tags=("component",)))
+        roles = {r.arch_id for r in components}
+        assert {"skill-controller-v2", "skill-vae-v1", "segment-replay-v1"} <= roles
+        # a query aimed straight at the components' key still only finds skills
+        key = np.zeros(FAST.vae.latent_dim, np.float32)
+        key[0] = 1.0
+        found = agent.retrieve(key, k=len(report.skill_ids) + len(components))
+        assert set(found.skill_ids) == set(report.skill_ids)
+        found = agent.retrieve(key, k=50, filters=RetrievalFilter(arch_id="segment-replay-v1"))
+        assert not found.skill_ids
+
+
+def test_replay_keeps_earlier_decisions_across_processes(tmp_path: Path) -> None:
+    with SkillMemory(tmp_path / "m") as memory:
+        first = ProceduralMemoryAgent(memory, FAST)
+        first.learn([_demos(("pickup",), 20)])
+        kept = first._replay.num_segments
+        assert kept > 0
+    with SkillMemory(tmp_path / "m") as memory:
+        # a fresh agent (new process) finds the replay in the memory and trains on both
+        again = ProceduralMemoryAgent(memory, FAST)
+        assert again._replay.num_segments == kept
+        again.learn([_demos(("goto",), 10, 500)])
+        assert again._replay.num_segments > kept
+        assert again._replay.num_steps <= FAST.replay_steps

@@ -25,13 +25,45 @@ def test_state_dicts_match_the_registry(action: ActionSpec) -> None:
     policy = SkillPolicy(SkillPolicyConfig(obs_dim=10, action=action, hidden_dims=(16, 8)))
     vae = SkillVAE(SkillVAEConfig(obs_dim=10, action=action, hidden_dim=16, latent_dim=4))
     controller = Controller(ControllerConfig(obs_dim=10, latent_dim=4, hidden_dims=(16,)))
+    param_policy = SkillPolicy(
+        SkillPolicyConfig(obs_dim=10, action=action, hidden_dims=(16, 8), arg_dim=3)
+    )
+    param_controller = Controller(
+        ControllerConfig(obs_dim=10, latent_dim=4, hidden_dims=(16,), arg_dim=3)
+    )
     for arch, module, config in [
         ("skill-policy-v1", policy, policy.config.to_json()),
         ("skill-vae-v1", vae, vae.config.to_json()),
         ("skill-controller-v1", controller, controller.config.to_json()),
+        ("skill-policy-v2", param_policy, param_policy.config.to_json()),
+        ("skill-controller-v2", param_controller, param_controller.config.to_json()),
     ]:
+        assert getattr(module.config, "arch_id", arch) == arch
         spec = {k: v.shape for k, v in expected_tensors(arch, config).items()}
         assert spec == _shapes(module), arch
+
+
+def test_parameterised_policies_read_their_argument_and_stack() -> None:
+    torch.manual_seed(0)
+    config = SkillPolicyConfig(
+        obs_dim=5, action=ActionSpec("discrete", 3), hidden_dims=(8, 8), arg_dim=2
+    )
+    policies = [SkillPolicy(config) for _ in range(3)]
+    for policy in policies:  # FiLM starts at identity; give it weight so the test sees it
+        assert policy.film is not None
+        torch.nn.init.normal_(policy.film.weight)
+    x, arg = torch.randn(7, 5), torch.randn(7, 2)
+    params, stops = StackedSkillPolicies(policies)(x, arg)
+    for i, policy in enumerate(policies):
+        p, s = policy(x, arg)
+        torch.testing.assert_close(params[i], p.detach())
+        torch.testing.assert_close(stops[i], s.detach())
+    other, _ = policies[0](x, -arg)
+    assert not torch.allclose(other, policies[0](x, arg)[0])
+    controller = Controller(ControllerConfig(obs_dim=5, latent_dim=4, hidden_dims=(8,), arg_dim=2))
+    query, argument = controller.query_and_argument(x)
+    assert query.shape == (7, 4) and argument.shape == (7, 2)
+    assert float(argument.abs().max()) <= 1.0
 
 
 def test_stacked_policies_equal_one_by_one() -> None:

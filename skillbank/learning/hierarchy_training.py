@@ -1,0 +1,191 @@
+"""Train the controller and the new (parameterised) skills together, end to end.
+
+Every segment is a call of its skill: the controller reads the context at the segment's first step
+(the decision point) and gives a query (which skill: cross-entropy of the attention over the skill
+keys, on every step, the first one counting ``decision_weight`` times) and an argument (B, D); the
+skill reads its observations beside that argument and is cloned on the segment's actions, and its
+termination head learns "stop" on the observation right after the segment and "go on" inside it.
+The behaviour-cloning and termination losses flow back through the argument into the controller,
+so the argument comes to carry what the skill needs from the context (which object to go to) and
+nothing tells it what that is.
+
+Stored skills take part frozen (they are never overwritten): their segments still teach the
+controller which argument to give them. Only the new skills' weights and the controller move.
+
+Example:
+    >>> controller, new = train_hierarchy(  # doctest: +SKIP
+    ...     segments, assignment, keys, frozen, num_new=3, action=action,
+    ...     skill_config=SkillTrainConfig(), controller_config=ControllerTrainConfig())
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from skillbank.errors import TrainingError
+from skillbank.learning.controller_training import ControllerTrainConfig
+from skillbank.learning.segment_set import SegmentSet
+from skillbank.learning.skill_training import SkillTrainConfig
+from skillbank.nn.controller import Controller, ControllerConfig, attention_logits
+from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
+
+__all__ = ["segment_arguments", "train_hierarchy"]
+
+
+def _segment_rows(segments: SegmentSet) -> tuple[npt.NDArray[np.float32], ...]:
+    """Steps (S, O), their segment (S,), first-step flags (S,), decision features (N, O),
+    end features (N, O)."""
+    indices = list(range(segments.num_segments))
+    feats, _, owner = segments.steps(indices)
+    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
+    ends = segments.end_features(indices)
+    return feats, owner, starts, ends  # type: ignore[return-value]
+
+
+def train_hierarchy(
+    segments: SegmentSet,
+    assignment: Sequence[int],
+    keys: npt.NDArray[np.float32],
+    frozen: Sequence[SkillPolicy],
+    num_new: int,
+    action: ActionSpec,
+    skill_config: SkillTrainConfig,
+    controller_config: ControllerTrainConfig,
+) -> tuple[Controller, list[SkillPolicy]]:
+    """Fit the controller (query + argument heads) and ``num_new`` new skills jointly.
+
+    Args:
+        segments: The segments (this call's and any replayed ones).
+        assignment: Skill index of every segment: ``0 .. len(frozen)-1`` are the stored skills,
+            the next ``num_new`` the new ones (rows of ``keys`` in the same order).
+        keys: (N, Z) every skill's key, N = len(frozen) + num_new.
+        frozen: The stored skills, in key order (not trained).
+        num_new: New skills to create and train.
+        action: The action space.
+        skill_config: New skills' shape and training (``arg_dim``, epochs, batch, rate, ...).
+        controller_config: The controller's shape and its loss weights.
+
+    Returns:
+        The controller and the new skills, in key order.
+
+    Raises:
+        TrainingError: Inconsistent inputs or a diverging loss.
+    """
+    total = len(frozen) + num_new
+    labels_np = np.asarray(assignment, np.int64)
+    if len(labels_np) != segments.num_segments or len(keys) != total:
+        raise TrainingError(
+            "hierarchy training: one assignment per segment and one key per skill are needed"
+        )
+    if len(labels_np) and (labels_np.min() < 0 or labels_np.max() >= total):
+        raise TrainingError("hierarchy training: a segment is assigned to no known skill")
+    feats, owner, starts, ends = _segment_rows(segments)
+    _, acts, _ = segments.steps(list(range(segments.num_segments)))
+    first = np.concatenate([[True], owner[1:] != owner[:-1]])
+    x = torch.from_numpy(feats)  # (S, O)
+    y = torch.from_numpy(acts)  # (S,) | (S, A)
+    step_seg = torch.from_numpy(owner)  # (S,)
+    step_w = torch.from_numpy(np.where(first, controller_config.decision_weight, 1.0)).float()
+    start_x = torch.from_numpy(starts)  # (N, O)
+    end_x = torch.from_numpy(ends)  # (N, O)
+    seg_skill = torch.from_numpy(labels_np)  # (N,)
+    key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
+    num_steps, num_segs = len(x), len(end_x)
+    pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(skill_config.seed)
+        generator = torch.Generator().manual_seed(skill_config.seed)
+        controller = Controller(
+            ControllerConfig(
+                obs_dim=segments.obs_dim,
+                latent_dim=key_tensor.shape[1],
+                hidden_dims=controller_config.hidden_dims,
+                arg_dim=skill_config.arg_dim,
+            )
+        )
+        new = [
+            SkillPolicy(
+                SkillPolicyConfig(
+                    obs_dim=segments.obs_dim,
+                    action=action,
+                    hidden_dims=skill_config.hidden_dims,
+                    arg_dim=skill_config.arg_dim,
+                )
+            )
+            for _ in range(num_new)
+        ]
+        skills: list[SkillPolicy] = [*frozen, *new]
+        for policy in frozen:
+            policy.requires_grad_(False)
+        params = [*controller.parameters(), *(p for s in new for p in s.parameters())]
+        optimizer = torch.optim.AdamW(
+            params, lr=skill_config.learning_rate, weight_decay=skill_config.weight_decay
+        )
+        # One pass = every step once, plus every segment end once (ends spread over the batches).
+        batches = max(1, math.ceil(num_steps / skill_config.batch_size))
+        end_batch = max(1, math.ceil(num_segs / batches))
+        for epoch in range(max(skill_config.num_epochs, controller_config.num_epochs)):
+            order = torch.randperm(num_steps, generator=generator)
+            end_order = torch.randperm(num_segs, generator=generator)
+            for b in range(batches):
+                idx = order[b * skill_config.batch_size : (b + 1) * skill_config.batch_size]
+                end_idx = end_order[b * end_batch : (b + 1) * end_batch]
+                seg = step_seg[idx]
+                # Query on the step's own context (the controller is asked again after a stop).
+                query, _ = controller.query_and_argument(x[idx])
+                ce = nn.functional.cross_entropy(
+                    attention_logits(query, key_tensor), seg_skill[seg], reduction="none"
+                )
+                query_loss = (ce * step_w[idx]).sum() / step_w[idx].sum()
+                # Arguments from each segment's decision point, shared by its steps and its end.
+                both = torch.cat([seg, end_idx])
+                _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
+                inputs = torch.cat([x[idx], end_x[end_idx]])
+                skill_of = seg_skill[both]
+                act_loss = inputs.new_zeros(())
+                term_loss = inputs.new_zeros(())
+                steps_here = len(idx)
+                for k in torch.unique(skill_of).tolist():
+                    rows = torch.nonzero(skill_of == k).squeeze(1)
+                    out, stop_logit = skills[k](inputs[rows], argument[rows])
+                    is_step = rows < steps_here
+                    if is_step.any():
+                        logp = action_log_prob(
+                            out[is_step], y[idx][rows[is_step]], action, skills[k].log_std
+                        )
+                        act_loss = act_loss - logp.sum()
+                    term_loss = term_loss + nn.functional.binary_cross_entropy_with_logits(
+                        stop_logit, (~is_step).float(), pos_weight=pos_weight, reduction="sum"
+                    )
+                loss = (
+                    query_loss
+                    + act_loss / max(steps_here, 1)
+                    + skill_config.termination_weight * term_loss / len(both)
+                )
+                if not math.isfinite(loss.item()):
+                    raise TrainingError(f"hierarchy training loss diverged at epoch {epoch}")
+                optimizer.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+        for policy in skills:
+            policy.requires_grad_(True)
+    controller.eval()
+    for policy in new:
+        policy.eval()
+    return controller, new
+
+
+@torch.no_grad()
+def segment_arguments(controller: Controller | None, segments: SegmentSet) -> torch.Tensor:
+    """The argument (N, D) the controller gives each segment at its decision point (D may be 0)."""
+    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
+    if controller is None:
+        return torch.zeros(len(starts), 0)
+    _, argument = controller.query_and_argument(torch.from_numpy(starts))
+    return argument
