@@ -137,8 +137,13 @@ def train_hierarchy(
                 idx = order[b * skill_config.batch_size : (b + 1) * skill_config.batch_size]
                 end_idx = end_order[b * end_batch : (b + 1) * end_batch]
                 seg = step_seg[idx]
+                noise = skill_config.input_noise
+                step_in, end_in = x[idx], end_x[end_idx]
+                if noise > 0:
+                    step_in = step_in + noise * torch.randn(step_in.shape, generator=generator)
+                    end_in = end_in + noise * torch.randn(end_in.shape, generator=generator)
                 # Query on the step's own context (the controller is asked again after a stop).
-                query, _ = controller.query_and_argument(x[idx])
+                query, _ = controller.query_and_argument(step_in)
                 ce = nn.functional.cross_entropy(
                     attention_logits(query, key_tensor), seg_skill[seg], reduction="none"
                 )
@@ -146,7 +151,7 @@ def train_hierarchy(
                 # Arguments from each segment's decision point, shared by its steps and its end.
                 both = torch.cat([seg, end_idx])
                 _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
-                inputs = torch.cat([x[idx], end_x[end_idx]])
+                inputs = torch.cat([step_in, end_in])
                 skill_of = seg_skill[both]
                 act_loss = inputs.new_zeros(())
                 term_loss = inputs.new_zeros(())

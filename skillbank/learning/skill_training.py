@@ -40,6 +40,8 @@ class SkillTrainConfig:
             skills, each trained alone by :func:`train_skill_policy`; > 0: trained jointly with
             the controller by :func:`skillbank.learning.hierarchy_training.train_hierarchy`).
         weight_decay: Decoupled weight decay (AdamW) of joint training.
+        input_noise: Std of Gaussian noise added to the (standardised) features in joint
+            training, a regulariser for small demonstration sets.
         validation_fraction: Joint training holds out this fraction of the episodes and keeps
             the weights of the epoch with the best held-out loss (early stopping).
         seed: Seed of initialisation and batching.
@@ -53,6 +55,7 @@ class SkillTrainConfig:
     min_steps_per_epoch: int = 512
     arg_dim: int = 16
     weight_decay: float = 0.0
+    input_noise: float = 0.0
     validation_fraction: float = 0.0
     seed: int = 0
 

@@ -67,9 +67,10 @@ def test_learns_stores_retrieves_and_beats_chance(tmp_path: Path) -> None:
             seed=50_000,
             success_fn=info_success,
         )
-        # Measured: 0.28 vs chance 0.20 (seed 0) — better than chance, not yet by much (see the
-        # report: held-out navigation-skill accuracy ~0.66 limits every composite task).
-        assert result.success_rate >= chance.success_rate + 0.05, (result, chance.success_rate)
+        # Measured with parameterised skills (skill-policy-v2, trained jointly with the
+        # controller's argument head): 0.50 vs chance 0.20 (seed 0; flat v1 skills: 0.28).
+        # Held-out navigation accuracy (~0.6) still limits every composite task.
+        assert result.success_rate >= chance.success_rate + 0.15, (result, chance.success_rate)
         assert sum(result.skills_used.values()) > 0
         # usage was logged in the memory, once for the whole evaluation
         used = [memory.get(i).usage for i in result.skills_used]
