@@ -107,6 +107,7 @@ class AgentConfig:
             with the other's centre losing at most this many nats per step (0: never merge).
         top_k: Skills mixed per decision at run time.
         sample_actions: Sample discrete actions (seeded) rather than take the argmax.
+        sample_skills: Sample the skill from the controller's attention (seeded; top_k = 1).
         interrupt_margin: Interrupt a running skill when the controller's attention prefers
             another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
@@ -126,6 +127,7 @@ class AgentConfig:
     merge_tolerance: float = 0.05
     top_k: int = 1
     sample_actions: bool = True
+    sample_skills: bool = True
     interrupt_margin: float = 1.0
     max_skill_steps: int = 64
     num_envs: int = 64
@@ -602,6 +604,7 @@ class ProceduralMemoryAgent:
                 top_k=self.config.top_k,
                 max_skill_steps=self.config.max_skill_steps,
                 sample=self.config.sample_actions,
+                sample_skills=self.config.sample_skills,
                 seed=self.config.seed,
                 interrupt_margin=self.config.interrupt_margin,
                 allowed_actions=self.allowed_actions,

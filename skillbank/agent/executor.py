@@ -48,6 +48,9 @@ class SkillExecutor:
         seed: Seed of the action sampling; re-applied at every :meth:`reset`.
         allowed_actions: Discrete ids some demonstration used; the others (headroom in the
             action space) are never taken. ``None``: all.
+        sample_skills: Draw the skill from the controller's attention (seeded) instead of
+            taking the best one (k = 1 only), so a wrong choice in some state is not repeated
+            forever (pick up, drop, pick up, ... in a deterministic world).
         interrupt_margin: A running skill is interrupted when the controller's attention on its
             favourite skill exceeds that on the running one by more than this (1.0: never).
     """
@@ -64,6 +67,7 @@ class SkillExecutor:
         top_k: int = 1,
         max_skill_steps: int = 64,
         sample: bool = True,
+        sample_skills: bool = False,
         seed: int = 0,
         interrupt_margin: float = 1.0,
         allowed_actions: Sequence[int] | None = None,
@@ -78,6 +82,7 @@ class SkillExecutor:
         self.top_k = max(1, min(top_k, len(skill_ids)))
         self.max_skill_steps = max_skill_steps
         self.sample = sample
+        self.sample_skills = sample_skills
         self.interrupt_margin = interrupt_margin
         self._action_mask = torch.zeros(action.size)  # (A,) 0 allowed, -inf never seen
         if allowed_actions is not None and action.kind == "discrete":
@@ -137,7 +142,12 @@ class SkillExecutor:
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
             query, argument = self.controller.query_and_argument(x[chosen])  # (B', Z), (B', D)
             logits = attention_logits(query, self.keys)  # (B', N)
-            indices, weights = top_k_attention(logits, self.top_k)  # (B', K)
+            if self.sample_skills and self.top_k == 1:
+                probs = torch.softmax(logits, dim=-1)
+                indices = torch.multinomial(probs, 1, generator=self._generator)  # (B', 1)
+                weights = torch.ones_like(indices, dtype=torch.float32)
+            else:
+                indices, weights = top_k_attention(logits, self.top_k)  # (B', K)
             self._argument[chosen] = argument
             self._active[chosen] = indices
             self._weights[chosen] = weights

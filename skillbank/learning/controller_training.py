@@ -38,6 +38,8 @@ class ControllerTrainConfig:
         batch_size: Steps per gradient step.
         learning_rate: Adam step size.
         decision_weight: Loss weight of a segment's first step against its other steps.
+        balance_skills: Weigh every skill's steps alike in total (joint training only), so a
+            rare skill (one short segment per episode) is still chosen when it should be.
         seed: Seed of initialisation and batching.
     """
 
@@ -46,6 +48,7 @@ class ControllerTrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     decision_weight: float = 4.0
+    balance_skills: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -92,6 +93,12 @@ def train_hierarchy(
     y = torch.from_numpy(acts)  # (S,) | (S, A)
     step_seg = torch.from_numpy(owner)  # (S,)
     step_w = torch.from_numpy(np.where(first, controller_config.decision_weight, 1.0)).float()
+    if controller_config.balance_skills:
+        # Each skill's steps weigh alike in all: rare skills (a drop once per episode) count.
+        step_skill = torch.from_numpy(labels_np[owner])
+        mass = torch.zeros(total).index_add_(0, step_skill, step_w)
+        present = mass > 0
+        step_w = step_w * (mass[present].mean() / mass.clamp(min=1e-6))[step_skill]
     start_x = torch.from_numpy(starts)  # (N, O)
     end_x = torch.from_numpy(ends)  # (N, O)
     seg_skill = torch.from_numpy(labels_np)  # (N,)
@@ -127,57 +134,80 @@ def train_hierarchy(
         optimizer = torch.optim.AdamW(
             params, lr=skill_config.learning_rate, weight_decay=skill_config.weight_decay
         )
+        noise = skill_config.input_noise
+
+        def batch_loss(idx: torch.Tensor, end_idx: torch.Tensor, train: bool) -> torch.Tensor:
+            seg = step_seg[idx]
+            step_in, end_in = x[idx], end_x[end_idx]
+            if train and noise > 0:
+                step_in = step_in + noise * torch.randn(step_in.shape, generator=generator)
+                end_in = end_in + noise * torch.randn(end_in.shape, generator=generator)
+            # Query on the step's own context (the controller is asked again after a stop).
+            query, _ = controller.query_and_argument(step_in)
+            ce = nn.functional.cross_entropy(
+                attention_logits(query, key_tensor), seg_skill[seg], reduction="none"
+            )
+            query_loss = (ce * step_w[idx]).sum() / step_w[idx].sum()
+            # Arguments from each segment's decision point, shared by its steps and its end.
+            both = torch.cat([seg, end_idx])
+            _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
+            inputs = torch.cat([step_in, end_in])
+            skill_of = seg_skill[both]
+            act_loss = inputs.new_zeros(())
+            term_loss = inputs.new_zeros(())
+            for k in torch.unique(skill_of).tolist():
+                rows = torch.nonzero(skill_of == k).squeeze(1)
+                out, stop_logit = skills[k](inputs[rows], argument[rows])
+                is_step = rows < len(idx)
+                if is_step.any():
+                    logp = action_log_prob(
+                        out[is_step], y[idx][rows[is_step]], action, skills[k].log_std
+                    )
+                    act_loss = act_loss - logp.sum()
+                term_loss = term_loss + nn.functional.binary_cross_entropy_with_logits(
+                    stop_logit, (~is_step).float(), pos_weight=pos_weight, reduction="sum"
+                )
+            return (
+                query_loss
+                + act_loss / max(len(idx), 1)
+                + skill_config.termination_weight * term_loss / len(both)
+            )
+
+        # Early stopping: whole episodes held out (every m-th), the best epoch's weights kept.
+        train_steps, val_steps = torch.arange(num_steps), torch.zeros(0, dtype=torch.long)
+        train_segs, val_segs = torch.arange(num_segs), torch.zeros(0, dtype=torch.long)
+        if skill_config.validation_fraction > 0 and len(segments.features) >= 10:
+            every = max(2, round(1 / skill_config.validation_fraction))
+            held = torch.tensor([e % every == every - 1 for e, _, _ in segments.spans])
+            val_segs, train_segs = torch.nonzero(held).squeeze(1), torch.nonzero(~held).squeeze(1)
+            step_held = held[step_seg]
+            val_steps = torch.nonzero(step_held).squeeze(1)
+            train_steps = torch.nonzero(~step_held).squeeze(1)
+        modules = [controller, *new]
+        best: tuple[float, list[dict[str, torch.Tensor]]] | None = None
         # One pass = every step once, plus every segment end once (ends spread over the batches).
-        batches = max(1, math.ceil(num_steps / skill_config.batch_size))
-        end_batch = max(1, math.ceil(num_segs / batches))
+        batches = max(1, math.ceil(len(train_steps) / skill_config.batch_size))
+        end_batch = max(1, math.ceil(len(train_segs) / batches))
         for epoch in range(max(skill_config.num_epochs, controller_config.num_epochs)):
-            order = torch.randperm(num_steps, generator=generator)
-            end_order = torch.randperm(num_segs, generator=generator)
+            order = train_steps[torch.randperm(len(train_steps), generator=generator)]
+            end_order = train_segs[torch.randperm(len(train_segs), generator=generator)]
             for b in range(batches):
                 idx = order[b * skill_config.batch_size : (b + 1) * skill_config.batch_size]
                 end_idx = end_order[b * end_batch : (b + 1) * end_batch]
-                seg = step_seg[idx]
-                noise = skill_config.input_noise
-                step_in, end_in = x[idx], end_x[end_idx]
-                if noise > 0:
-                    step_in = step_in + noise * torch.randn(step_in.shape, generator=generator)
-                    end_in = end_in + noise * torch.randn(end_in.shape, generator=generator)
-                # Query on the step's own context (the controller is asked again after a stop).
-                query, _ = controller.query_and_argument(step_in)
-                ce = nn.functional.cross_entropy(
-                    attention_logits(query, key_tensor), seg_skill[seg], reduction="none"
-                )
-                query_loss = (ce * step_w[idx]).sum() / step_w[idx].sum()
-                # Arguments from each segment's decision point, shared by its steps and its end.
-                both = torch.cat([seg, end_idx])
-                _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
-                inputs = torch.cat([step_in, end_in])
-                skill_of = seg_skill[both]
-                act_loss = inputs.new_zeros(())
-                term_loss = inputs.new_zeros(())
-                steps_here = len(idx)
-                for k in torch.unique(skill_of).tolist():
-                    rows = torch.nonzero(skill_of == k).squeeze(1)
-                    out, stop_logit = skills[k](inputs[rows], argument[rows])
-                    is_step = rows < steps_here
-                    if is_step.any():
-                        logp = action_log_prob(
-                            out[is_step], y[idx][rows[is_step]], action, skills[k].log_std
-                        )
-                        act_loss = act_loss - logp.sum()
-                    term_loss = term_loss + nn.functional.binary_cross_entropy_with_logits(
-                        stop_logit, (~is_step).float(), pos_weight=pos_weight, reduction="sum"
-                    )
-                loss = (
-                    query_loss
-                    + act_loss / max(steps_here, 1)
-                    + skill_config.termination_weight * term_loss / len(both)
-                )
+                loss = batch_loss(idx, end_idx, train=True)
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"hierarchy training loss diverged at epoch {epoch}")
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
+            if len(val_steps) and len(val_segs):
+                with torch.no_grad():
+                    held_loss = batch_loss(val_steps, val_segs, train=False).item()
+                if best is None or held_loss < best[0]:
+                    best = (held_loss, [copy.deepcopy(m.state_dict()) for m in modules])
+        if best is not None:
+            for module, state in zip(modules, best[1], strict=True):
+                module.load_state_dict(state)
         for policy in skills:
             policy.requires_grad_(True)
     controller.eval()
