@@ -2,11 +2,18 @@
 
 ``learn`` turns demonstrations into skills: segment (unsupervised) -> encode each segment to a code
 z with the skill VAE -> explain each segment by an existing skill (retrieval by key, then the
-skill's action likelihood) -> cluster the unexplained segments into new skills (how many: by
-silhouette) -> train one module per new skill and store it with its key (the cluster centre) and
-provenance -> train the controller over every key. Stored skills are never overwritten: reused or
-added to. The featurizer spec, the skill VAE and the controller live in the same memory as
-``component`` records (new versions, never overwrites), so a memory is self-contained.
+skill's action likelihood, given the argument the controller would hand it) -> cluster the
+unexplained segments into new skills (how many: by silhouette) -> train the new skills and the
+controller together (``skill.arg_dim > 0``, the default: parameterised skills, see
+:mod:`skillbank.learning.hierarchy_training`; the controller's argument head and the skills are
+cloned end to end on each segment's actions) on this call's segments plus a bounded replay of
+earlier calls' segments (so the controller does not forget earlier tasks) -> store each new skill
+with its key (the cluster centre) and provenance. Stored skills are never overwritten: reused or
+added to. The featurizer spec, the skill VAE, the controller and the replay live in the same
+memory as ``component`` records (new versions, never overwrites), so a memory is
+self-contained; they carry the ``component`` tag, skills the ``skill`` tag, and
+:meth:`ProceduralMemoryAgent.retrieve` (like every lookup of skills here) filters by the
+``skill`` tag, so a component is never retrieved as a skill.
 
 ``act`` / ``evaluate`` run the hierarchy through :class:`~skillbank.agent.executor.SkillExecutor`
 and write usage (retrieved, executed, succeeded) to the memory once per evaluation.
