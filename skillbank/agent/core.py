@@ -34,10 +34,8 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +43,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
 from skillbank.agent.executor import SkillExecutor
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.registry import make_env as make_registered_env
@@ -53,19 +52,17 @@ from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
-from skillbank.learning.controller_training import ControllerTrainConfig, train_controller
+from skillbank.learning.controller_training import train_controller
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
 from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
-from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
+from skillbank.learning.segment import OptionHMMSegmenter
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.skill_training import (
-    SkillTrainConfig,
     segment_log_likelihood,
     train_skill_policy,
 )
 from skillbank.learning.skill_vae import (
-    SkillVAETrainConfig,
     decoder_cross_likelihood,
     encode_segments,
     merge_equivalent,
@@ -95,151 +92,6 @@ VAE_ARCH = "skill-vae-v1"
 CONTROLLER_ARCH = "skill-controller-v2"  # "skill-controller-v1" with skill.arg_dim = 0
 _SKILL_TAG = "skill"
 _COMPONENT_TAG = "component"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    """Settings of :class:`ProceduralMemoryAgent`.
-
-    Attributes:
-        segmenter: The unsupervised segmenter's settings.
-        vae: Skill VAE training; ``vae.latent_dim`` is the key dimension.
-        cluster: How segments become skills (and how many).
-        skill: Training of each skill module.
-        controller: Training of the controller.
-        explain_threshold: A segment is explained by an existing skill when its mean per-step
-            action log-likelihood under that skill reaches this (nats; log 0.5 by default).
-        explain_candidates: Existing skills, nearest by key, whose likelihood is checked.
-        merge_tolerance: Clusters merge into one skill when the VAE decodes each one's segments
-            with the other's centre losing at most this many nats per step (0: never merge).
-        top_k: Skills mixed per decision at run time.
-        sample_actions: Sample discrete actions (seeded) rather than take the argmax.
-        sample_skills: Sample the skill from the controller's attention (seeded; top_k = 1).
-        interrupt_margin: Interrupt a running skill when the controller's attention prefers
-            another by more than this (1.0: skills run until their termination head fires).
-        max_skill_steps: A skill that has not stopped after this many steps is stopped.
-        num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
-        replay_steps: Steps of earlier learn calls' segments kept (a seeded subset, stored in the
-            memory) and replayed with new data to the controller, so it does not forget.
-        seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
-    """
-
-    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
-    vae: SkillVAETrainConfig = field(default_factory=SkillVAETrainConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    skill: SkillTrainConfig = field(default_factory=SkillTrainConfig)
-    controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
-    explain_threshold: float = math.log(0.5)
-    explain_candidates: int = 3
-    merge_tolerance: float = 0.05
-    top_k: int = 1
-    sample_actions: bool = True
-    sample_skills: bool = True
-    interrupt_margin: float = 1.0
-    max_skill_steps: int = 64
-    num_envs: int = 64
-    replay_steps: int = 8192
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.replay_steps < 0:
-            raise ValueError("AgentConfig.replay_steps must be >= 0")
-        if self.top_k < 1 or self.explain_candidates < 1:
-            raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
-        if self.max_skill_steps < 1 or self.num_envs < 1:
-            raise ValueError("AgentConfig.max_skill_steps and .num_envs must be >= 1")
-
-    def seeded(self) -> AgentConfig:
-        """This config with ``seed`` pushed into every learning step's own seed."""
-        s = self.seed
-        return dataclasses.replace(
-            self,
-            segmenter=dataclasses.replace(self.segmenter, seed=s),
-            vae=dataclasses.replace(self.vae, seed=s),
-            cluster=dataclasses.replace(self.cluster, seed=s),
-            skill=dataclasses.replace(self.skill, seed=s),
-            controller=dataclasses.replace(self.controller, seed=s),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LearnReport:
-    """What one call of :meth:`ProceduralMemoryAgent.learn` did.
-
-    Attributes:
-        num_episodes: Demonstrations used (with actions).
-        num_segments: Segments cut from them.
-        num_reused: Segments explained by skills already in memory.
-        new_skill_ids: Skills added to the memory, in key order.
-        skill_ids: Every skill the controller now chooses from, in key order.
-        segmentation_f1: Boundary F1 (±1 step) against annotations, ``None`` without them.
-        cluster_purity: Purity of the segment -> skill assignment against annotations.
-        silhouettes: k -> silhouette of the clusterings tried for the new skills.
-        train_s: Wall-clock seconds of the whole call.
-    """
-
-    num_episodes: int
-    num_segments: int
-    num_reused: int
-    new_skill_ids: tuple[str, ...]
-    skill_ids: tuple[str, ...]
-    segmentation_f1: float | None
-    cluster_purity: float | None
-    silhouettes: Mapping[int, float]
-    train_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            "num_episodes": self.num_episodes,
-            "num_segments": self.num_segments,
-            "num_reused": self.num_reused,
-            "new_skill_ids": list(self.new_skill_ids),
-            "skill_ids": list(self.skill_ids),
-            "segmentation_f1": self.segmentation_f1,
-            "cluster_purity": self.cluster_purity,
-            "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
-            "train_s": self.train_s,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EvalResult:
-    """What :meth:`ProceduralMemoryAgent.evaluate` measured.
-
-    Attributes:
-        env: Environment id.
-        episodes: Episodes run.
-        seed: Seed of the first episode (episode k uses seed + k).
-        success_rate: Fraction of episodes that succeeded.
-        mean_steps: Mean environment steps per episode.
-        steps_per_s: Environment steps per second, agent included.
-        skills_used: Skill id -> times executed.
-    """
-
-    env: str
-    episodes: int
-    seed: int
-    success_rate: float
-    mean_steps: float
-    steps_per_s: float
-    skills_used: Mapping[str, int]
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.success_rate <= 1.0:
-            raise ValueError("EvalResult.success_rate must lie in [0, 1]")
-
-    def to_json(self) -> dict[str, Any]:
-        """The eval JSON (keys of the issue: env, episodes, seed, success_rate, ...)."""
-        return {
-            "env": self.env,
-            "episodes": self.episodes,
-            "seed": self.seed,
-            "success_rate": self.success_rate,
-            "mean_steps": self.mean_steps,
-            "steps_per_s": self.steps_per_s,
-            "skills_used": dict(self.skills_used),
-        }
 
 
 def _weights_of(module: nn.Module) -> dict[str, npt.NDArray[Any]]:
