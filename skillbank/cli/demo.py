@@ -92,13 +92,13 @@ def demo_command(
     json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
     table = Table(title=f"skillbank vs flat BC — success on {plan.eval_episodes} unseen seeds")
-    columns = ("level", "trained on", "demos", "skillbank", "flat BC", "ratio", "skills used")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "level" else "right")
+    table.add_column("level", no_wrap=True)
+    for column in ("trained", "demos", "skillbank", "flat BC", "ratio", "skills"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in result.levels:
         table.add_row(
             r.level,
-            "yes" if r.trained_on else "[bold]no (unseen)[/]",
+            "yes" if r.trained_on else "[bold]no: unseen[/]",
             str(r.demos),
             _pct(r.skillbank_success),
             _pct(r.flat_bc_success),

@@ -62,7 +62,7 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     first = runner.invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
     text = " ".join(first.stdout.split())
-    assert "skillbank vs flat BC" in text and "no (unseen)" in text
+    assert "skillbank vs flat BC" in text and "no: unseen" in text
     for level in [p.level for p in plan.train_levels] + list(plan.test_levels):
         assert level in text
     payload = json.loads(out.read_text())
