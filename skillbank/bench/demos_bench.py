@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.envs.collect import collect
 from skillbank.envs.dataset import DatasetInfo, DatasetWriter
 from skillbank.envs.worker_pool import AttemptingDemoSource, SourceFactory
@@ -46,10 +45,8 @@ from skillbank.types import Episode
 __all__ = [
     "DemosBenchConfig",
     "bench_source",
-    "machine_info",
     "run_demos_bench",
     "serial_collect",
-    "versions_info",
 ]
 
 
@@ -236,54 +233,6 @@ def bench_source(
     return row
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores usable by this process, and load."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    try:
-        autogroup: bool | None = (
-            Path("/proc/sys/kernel/sched_autogroup_enabled").read_text()[0] == "1"
-        )
-    except (OSError, IndexError):
-        autogroup = None
-    return {
-        "cpu": cpu,
-        "sched_autogroup": autogroup,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
-def versions_info() -> dict[str, str | None]:
-    """Versions of Python and of the libraries the demonstrators run on."""
-
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "python": platform.python_version(),
-        **{
-            dist: version(dist)
-            for dist in ("skillbank", "numpy", "gymnasium", "minigrid", "metaworld", "mujoco")
-        },
-    }
-
-
 def _sources(cfg: DemosBenchConfig) -> list[tuple[str, Callable[[], Any]]]:
     sources: list[tuple[str, Callable[[], Any]]] = []
     if cfg.babyai_level is not None:
@@ -356,7 +305,7 @@ def run_demos_bench(
         "benchmark": "demos",
         "command": command,
         "machine": machine_info(),
-        "versions": versions_info(),
+        "versions": package_versions("minigrid", "metaworld", "mujoco"),
         "seeds": {"first": cfg.seed, "count": cfg.num_seeds},
         "num_workers": cfg.num_workers,
         "repeats": cfg.repeats,

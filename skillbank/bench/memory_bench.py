@@ -18,18 +18,14 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +33,16 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import save as st_save
 
+from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.memory import INDEX_KINDS, SkillMemory, SkillSpec
 from skillbank.types import Provenance
 
 __all__ = [
     "MemoryBenchConfig",
     "clustered_keys",
-    "machine_info",
     "main",
     "run_memory_bench",
     "run_size",
-    "versions_info",
 ]
 
 _ARCH = "mlp-v1"
@@ -322,49 +317,6 @@ def run_size(cfg: MemoryBenchConfig, n: int) -> dict[str, Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, RAM and load of this machine."""
-    cpu = platform.processor() or platform.machine()
-    ram_gb = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gb = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gb": ram_gb,
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()),
-    }
-
-
-def versions_info() -> dict[str, str | None]:
-    """Versions of Python, NumPy, SQLite and the index libraries."""
-
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sqlite": sqlite3.sqlite_version,
-        "faiss": version("faiss-cpu"),
-        "usearch": version("usearch"),
-        "safetensors": version("safetensors"),
-        "skillbank": version("skillbank"),
-    }
-
-
 def run_memory_bench(
     cfg: MemoryBenchConfig,
     *,
@@ -385,7 +337,7 @@ def run_memory_bench(
         "seed": cfg.seed,
         "config": _cfg_json(cfg),
         "machine": machine_info(),
-        "versions": versions_info(),
+        "versions": package_versions("safetensors", "faiss-cpu", "usearch"),
         "started_at": started,
         "duration_s": time.time() - started,
         "notes": {

@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 from skillbank.bench.demos_bench import (
     DemosBenchConfig,
     bench_source,
-    machine_info,
     run_demos_bench,
     serial_collect,
-    versions_info,
 )
+from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.cli.app import app
 from skillbank.envs.collect import collect
 from skillbank.envs.toy import ToyDemonstrator
@@ -124,4 +123,4 @@ def test_config_validation() -> None:
         DemosBenchConfig(repeats=0)
     with pytest.raises(ValueError, match="babyai_level or a metaworld_task"):
         DemosBenchConfig(babyai_level=None, metaworld_task=None)
-    assert machine_info()["cores"] >= 1 and versions_info()["python"]
+    assert machine_info()["cores"] >= 1 and package_versions()["python"]

@@ -55,7 +55,7 @@ def test_bench_memory_cli_writes_the_report(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["seed"] == 5 and "bench memory" in report["command"]
     assert {"cpu", "cores", "ram_gb"} <= set(report["machine"])
-    assert {"python", "numpy", "sqlite", "faiss", "usearch"} <= set(report["versions"])
+    assert {"python", "numpy", "sqlite", "faiss-cpu", "usearch"} <= set(report["versions"])
     assert "weights" in report["notes"]
     (row,) = report["results"]
     assert set(row) >= FIELDS and row["skills"] == 300
