@@ -96,7 +96,10 @@ def _record_json(record: SkillRecord, *, with_key: bool = False) -> dict[str, An
 
 def _records_table(title: str, records: list[SkillRecord]) -> Table:
     table = Table(title=title)
-    for column in ("id", "v", "name", "arch", "tags", "source", "run/retrieved", "weights"):
+    # ids are what people copy into the next command: never truncate them
+    id_width = max((len(r.skill_id) for r in records), default=2)
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    for column in ("v", "name", "arch", "tags", "source", "run/retrieved", "weights"):
         table.add_column(column)
     for r in records:
         table.add_row(
