@@ -29,14 +29,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import os
-import platform
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +45,7 @@ from skillbank.bench.baselines.flat_bc import (
     count_parameters,
     train_flat_bc,
 )
+from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.types import Episode
 
@@ -61,7 +58,6 @@ __all__ = [
     "LevelPlan",
     "LevelResult",
     "collect_level_demos",
-    "machine_info",
     "markdown_table",
     "run_babyai_bench",
     "scaled_agent_config",
@@ -249,7 +245,7 @@ class BabyAIBenchResult:
             "seed": self.seed,
             "eval_seed_start": EVAL_SEED,
             "command": command,
-            "machine": machine_info(),
+            "machine": {**machine_info(), "versions": package_versions("minigrid")},
             "flat_bc_config": _config_json(self.budget.flat_bc),
             "levels": [level.to_json() for level in self.levels],
             "num_skills": len(self.skill_ids),
@@ -263,23 +259,6 @@ def _config_json(config: FlatBCConfig) -> dict[str, Any]:
     data = {name: getattr(config, name) for name in config.__dataclass_fields__}
     data["encoder"] = config.encoder.to_json() if config.encoder is not None else None
     return data
-
-
-def machine_info() -> dict[str, Any]:
-    """Machine and package versions for a result file."""
-    versions: dict[str, str | None] = {}
-    for package in ("skillbank", "torch", "numpy", "gymnasium", "minigrid"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "versions": versions,
-    }
 
 
 def collect_level_demos(

@@ -37,7 +37,6 @@ from skillbank.bench.babyai_bench import (
     EVAL_SEED,
     LevelPlan,
     collect_level_demos,
-    machine_info,
     scaled_agent_config,
 )
 from skillbank.bench.baselines.flat_bc import (
@@ -46,6 +45,7 @@ from skillbank.bench.baselines.flat_bc import (
     count_parameters,
     train_flat_bc,
 )
+from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.errors import SkillMemoryError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.nn.encoders import BabyAIEncoderConfig
@@ -221,7 +221,7 @@ class DemoResult:
             "benchmark": "demo",
             "plan": self.plan.name,
             "command": command,
-            "machine": machine_info(),
+            "machine": {**machine_info(), "versions": package_versions("minigrid")},
             "seed": self.seed,
             "train_levels": [{"level": p.level, "demos": p.demos} for p in self.plan.train_levels],
             "test_levels": list(self.plan.test_levels),
