@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import platform
-import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import torch
 import typer
 
 from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.bench.run_info import command_line, machine_info, package_versions
 from skillbank.cli.common import (
     DEFAULT_MEMORY,
     JsonOption,
@@ -30,11 +28,9 @@ __all__ = ["register"]
 
 def _run_info(seed: int) -> dict[str, object]:
     return {
-        "command": " ".join(["skillbank", *sys.argv[1:]]),
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
+        "command": command_line(),
+        "machine": machine_info(),
+        "versions": package_versions("minigrid", "metaworld"),
         "seed": seed,
     }
 
