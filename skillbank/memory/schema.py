@@ -16,9 +16,11 @@ Tables:
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +109,7 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
     )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _switch_to_wal(conn, busy_timeout_s)
     if str(mode).lower() != "wal":
         conn.close()
         raise sqlite3.OperationalError(f"could not switch {path} to WAL mode (got {mode})")
@@ -115,6 +117,26 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     # 64 MiB page cache (default 2 MiB): the id indexes of a 1e6-skill memory are random-access.
     conn.execute("PRAGMA cache_size = -65536")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> str:
+    """Set WAL mode, retrying while another process holds the lock.
+
+    Switching a new database to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+    once, without calling the busy handler, when that would mean upgrading a shared lock while
+    another connection waits: processes racing to create one memory hit exactly that.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (1.0 + random.random()))  # jitter: racers must not retry in step
+        delay = min(delay * 2, 0.25)
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
