@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import io
 import logging
@@ -38,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from skillbank.envs.babyai_vocab import MISSION_LEN, tokenize_mission
-from skillbank.errors import EnvironmentNotFoundError, MissingExtraError
+from skillbank.envs.registry import babyai_levels, resolve_env_id
+from skillbank.errors import EnvironmentNotFoundError
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
 
 __all__ = ["DEMONSTRATOR", "BabyAIDemoSource", "babyai_gym_id", "babyai_levels"]
@@ -48,38 +48,9 @@ logger = logging.getLogger(__name__)
 DEMONSTRATOR = "babyai-bot"
 """The ``Episode.demonstrator`` of every BabyAI episode."""
 
-_INSTALL_HINT = "pip install 'skillbank[babyai]'"
-
-
-def _import_minigrid() -> Any:
-    """Import minigrid (which registers the BabyAI levels with Gymnasium), or explain how."""
-    try:
-        import minigrid
-    except ImportError as exc:
-        raise MissingExtraError(
-            "BabyAI needs minigrid, which is not installed", hint=_INSTALL_HINT
-        ) from exc
-    return minigrid
-
-
-def babyai_levels() -> list[str]:
-    """Return the names of every registered BabyAI level, e.g. ``"GoToLocal"``, sorted.
-
-    Raises:
-        MissingExtraError: If minigrid is not installed.
-    """
-    _import_minigrid()
-    import gymnasium as gym
-
-    return sorted(
-        key.removeprefix("BabyAI-").removesuffix("-v0")
-        for key in gym.registry
-        if key.startswith("BabyAI-")
-    )
-
 
 def babyai_gym_id(level: str) -> str:
-    """Turn a level name into its Gymnasium id.
+    """Turn a level name into its Gymnasium id (resolution lives in :mod:`skillbank.envs.registry`).
 
     Accepts ``"GoToLocal"``, ``"babyai/GoToLocal"`` or ``"BabyAI-GoToLocal-v0"``; levels registered
     under another version (``"GoToObjS6-v1"``) keep their suffix.
@@ -88,20 +59,11 @@ def babyai_gym_id(level: str) -> str:
         EnvironmentNotFoundError: If no such level is registered (lists the closest names).
         MissingExtraError: If minigrid is not installed.
     """
-    _import_minigrid()
-    import gymnasium as gym
-
-    name = level.removeprefix("babyai/").removeprefix("BabyAI-")
-    for candidate in (f"BabyAI-{name}", f"BabyAI-{name}-v0"):
-        if candidate in gym.registry:
-            return candidate
-    levels = babyai_levels()
-    close = difflib.get_close_matches(name, levels, n=5, cutoff=0.5)
-    suggestion = ", ".join(f"babyai/{c}" for c in close) if close else "none close"
-    raise EnvironmentNotFoundError(
-        f"unknown BabyAI level {level!r}; closest: {suggestion}",
-        hint=f"registered levels: {len(levels)}, e.g. babyai/GoToLocal, babyai/BossLevel",
-    )
+    name = level.removeprefix("babyai/")
+    spec = resolve_env_id(name if name.startswith("BabyAI-") else f"babyai/{name}")
+    if spec.family != "babyai" or spec.gym_id is None:
+        raise EnvironmentNotFoundError(f"{level!r} is not a BabyAI level")
+    return spec.gym_id
 
 
 _MAX_REPLANS_PER_STEP = 100
