@@ -19,8 +19,8 @@ from skillbank.cli.common import (
     emit_json,
     handle_errors,
 )
+from skillbank.cli.pack_memory import open_memory_or_pack
 from skillbank.envs.dataset import load_dataset
-from skillbank.errors import SkillMemoryError
 from skillbank.memory.store import SkillMemory
 
 __all__ = ["register"]
@@ -76,11 +76,8 @@ def evaluate(
 ) -> None:
     """Run the learned agent on ENV and report success, steps and skills used."""
     torch.set_num_threads(1)
-    if not (memory / "skills.sqlite").is_file():
-        raise SkillMemoryError(
-            f"no skill memory at {memory}", hint="run `skillbank learn DATASET --memory DIR` first"
-        )
-    with SkillMemory(memory, create=False) as store:
+    hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack directory"
+    with open_memory_or_pack(memory, hint=hint) as store:
         agent = ProceduralMemoryAgent(store, AgentConfig(top_k=top_k))
         result = agent.evaluate(env, episodes=episodes, seed=seed)
     payload = {**result.to_json(), **_run_info(seed)}

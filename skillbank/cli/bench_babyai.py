@@ -50,6 +50,13 @@ def bench_babyai(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Draw plots (needs the report extra).")
     ] = True,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--pack",
+            help="Also export the whole trained memory as a directory pack here (must not exist).",
+        ),
+    ] = None,
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
     from skillbank.bench.babyai_bench import BUDGETS, markdown_table, run_babyai_bench
@@ -72,6 +79,11 @@ def bench_babyai(
         plan = dataclasses.replace(plan, levels=tuple(p for p in plan.levels if p.level in wanted))
     directory = out_dir or json_out.parent / f"bench-babyai-{budget}"
     command = shlex.join(["skillbank", *sys.argv[1:]])
+    if pack is not None and (no_agent or pack.exists()):
+        raise SkillbankError(
+            f"--pack {pack}: " + ("--no-agent trains no memory" if no_agent else "already exists"),
+            hint="drop --no-agent, or remove the directory / choose another --pack path",
+        )
 
     def show(event: Event) -> None:
         if event.name.startswith("bench."):
@@ -110,7 +122,32 @@ def bench_babyai(
             )
         payload["plots"] = drawn.stdout.split()
         json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    if pack is not None:
+        payload["pack"] = _export_memory_pack(
+            directory / f"memory-{budget}-seed{seed}", pack, command, seed
+        )
+        json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        console.print(f"wrote pack {pack}", highlight=False)
     console.print(f"wrote {json_out}", highlight=False)
+
+
+def _export_memory_pack(memory_dir: Path, pack: Path, command: str, seed: int) -> dict[str, object]:
+    """Export every record of the trained memory (skills and agent components) to ``pack``."""
+    import platform
+
+    import torch
+
+    from skillbank import __version__
+    from skillbank.memory.packs import export_pack
+    from skillbank.memory.store import SkillMemory
+
+    versions = (
+        f"skillbank={__version__} torch={torch.__version__} python={platform.python_version()}"
+    )
+    recorded = f"{command}  # seed={seed} {versions}"
+    with SkillMemory(memory_dir, create=False) as store:
+        report = export_pack(store, pack, command=recorded)
+    return {"path": str(pack), "command": recorded, "num_skills": len(report.skill_ids)}
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ from skillbank.cli.common import (
     emit_json,
     handle_errors,
 )
+from skillbank.cli.pack_memory import open_memory_or_pack
 from skillbank.errors import SkillMemoryError, SkillNotFoundError
 from skillbank.memory.pack_archive import PackLimits
 from skillbank.memory.pack_verify import read_pack
@@ -173,8 +174,8 @@ def ls_command(
     ] = None,
     arch: Annotated[str | None, typer.Option("--arch", help="Keep this architecture.")] = None,
 ) -> None:
-    """List stored skills (latest versions)."""
-    with _open(memory) as mem:
+    """List stored skills (latest versions); MEMORY may be a directory pack."""
+    with open_memory_or_pack(memory) as mem:
         filters = RetrievalFilter(tags=tuple(tag or ()), arch_id=arch)
         records = mem.list(None if filters.is_empty else filters)
     if json_out:
