@@ -1,0 +1,91 @@
+"""`--memory PACK_DIR`: eval and skills ls read a directory pack through a temporary memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skillbank.cli.app import app
+from skillbank.cli.pack_memory import is_pack_dir
+from skillbank.envs.dataset import DatasetWriter
+from skillbank.envs.toy import DEMONSTRATOR, ToyDemonstrator
+from skillbank.memory.packs import export_pack
+from skillbank.memory.store import SkillMemory
+
+
+def _write(root: Path, task: str, episodes: int) -> Path:
+    source = ToyDemonstrator(task)
+    with DatasetWriter(root, env_id=source.env_id, demonstrator=DEMONSTRATOR) as writer:
+        for seed in range(episodes):
+            writer.write(source.demonstrate(seed))
+    return root
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pack-as-memory")
+    pickup = _write(root / "pickup", "pickup", 16)
+    memory = root / "mem"
+    learned = CliRunner().invoke(
+        app, ["learn", str(pickup), "--memory", str(memory), "--seed", "1"]
+    )
+    assert learned.exit_code == 0, learned.output
+    pack = root / "pack"
+    with SkillMemory(memory, create=False) as store:
+        report = export_pack(store, pack, command="test")
+        assert len(report.skill_ids) == len(store.list())
+    return memory, pack
+
+
+def _eval(memory: Path, out: Path) -> dict[str, object]:
+    result = CliRunner().invoke(
+        app,
+        ["eval", "toy/pickup", "--memory", str(memory), "--episodes", "4",
+         "--seed", "7", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload: dict[str, object] = json.loads(out.read_text())
+    return payload
+
+
+def test_eval_from_a_pack_dir_matches_the_memory(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    memory, pack = trained
+    before = _digest(pack)
+    assert is_pack_dir(pack) and not is_pack_dir(memory)
+    from_pack = _eval(pack, tmp_path / "pack.json")
+    from_memory = _eval(memory, tmp_path / "memory.json")
+    assert from_pack["env"] == "toy/pickup" and from_pack["episodes"] == 4
+    for key in ("success_rate", "mean_steps", "skills_used"):
+        assert from_pack[key] == from_memory[key]
+    assert _digest(pack) == before  # read-only: nothing written into the pack
+
+
+def test_skills_ls_lists_the_pack(trained: tuple[Path, Path]) -> None:
+    memory, pack = trained
+    listed = {}
+    for path in (memory, pack):
+        result = CliRunner().invoke(app, ["skills", "ls", "--memory", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+        listed[path] = sorted(r["weights_sha256"] for r in json.loads(result.stdout))
+    assert listed[pack] == listed[memory] and listed[pack]
+
+
+def test_neither_memory_nor_pack_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["eval", "toy/pickup", "--memory", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "no skill memory or pack" in result.output
