@@ -49,7 +49,7 @@ def open_memory_or_pack(path: Path, *, hint: str | None = None) -> Iterator[Skil
         return
     if not (path / _DATABASE).is_file():
         raise SkillMemoryError(
-            f"no skill memory or pack at {path}",
+            f"no skill memory at {path}",
             hint=hint or "pass --memory DIR (a memory, or a pack directory with manifest.json)",
         )
     memory = SkillMemory(path, create=False)

@@ -88,4 +88,4 @@ def test_neither_memory_nor_pack_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["eval", "toy/pickup", "--memory", str(tmp_path / "empty")])
     assert result.exit_code == 1
-    assert "no skill memory or pack" in result.output
+    assert "no skill memory at" in result.output
