@@ -190,6 +190,10 @@ def _readme(manifest: PackManifest, name: str) -> bytes:
         f"{len(manifest.skills)} skill(s), {manifest.num_versions} version(s), exported {created} "
         f"by skillbank {manifest.skillbank_version}.",
         "",
+    ]
+    if manifest.command:
+        lines += [f"Made by: `{manifest.command}`", ""]
+    lines += [
         "| id | name (latest) | versions | architecture | tags |",
         "|---|---|---|---|---|",
     ]
