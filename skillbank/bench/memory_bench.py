@@ -176,8 +176,9 @@ def _phase_insert(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, 
     }
 
 
-def _phase_query(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, Any]:
-    queries = clustered_keys(
+def _queries(cfg: MemoryBenchConfig) -> npt.NDArray[np.float32]:
+    """The queries: fresh samples (stream 1) of the keys' mixture, the same in every phase."""
+    return clustered_keys(
         cfg.num_queries,
         cfg.dim,
         num_clusters=cfg.num_clusters,
@@ -185,6 +186,10 @@ def _phase_query(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, A
         seed=cfg.seed,
         stream=1,
     )
+
+
+def _phase_query(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, Any]:
+    queries = _queries(cfg)
     out: dict[str, Any] = {}
     # --- open and exact search ---
     t0, c0 = time.perf_counter(), time.process_time()
@@ -230,14 +235,7 @@ def _phase_query(cfg: MemoryBenchConfig, n: int, directory: Path) -> dict[str, A
 
 def _phase_index(cfg: MemoryBenchConfig, n: int, directory: Path, kind: str) -> dict[str, Any]:
     """Build (then reopen) one approximate index and time it against exact search."""
-    queries = clustered_keys(
-        cfg.num_queries,
-        cfg.dim,
-        num_clusters=cfg.num_clusters,
-        cluster_std=cfg.cluster_std,
-        seed=cfg.seed,
-        stream=1,
-    )
+    queries = _queries(cfg)
     out: dict[str, Any] = {}
     t0, c0 = time.perf_counter(), time.process_time()
     with SkillMemory(directory, create=False, index=kind) as building:
