@@ -394,3 +394,55 @@ register(
         description="Agent component: bounded replay of earlier segments (features, actions)",
     )
 )
+
+
+# --- composite skills (skillbank.learning.composite_training) -------------------------------------
+
+
+def _skill_sequence_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """A skill made of skills: a sub-controller (any ``skill-controller-*`` config, its query
+    head giving one query per position of the sequence and its argument head one argument per
+    child call) stored under ``controller.``, plus the children's keys and a learned "done" key."""
+    arch = "skill-sequence-v1"
+    children = config.get("children")
+    if (
+        not isinstance(children, list)
+        or not 1 <= len(children) <= 8
+        or not all(isinstance(c, str) and c for c in children)
+        or len(set(children)) != len(children)
+    ):
+        raise ArchitectureError(f"{arch} config field 'children' must list 1-8 distinct skill ids")
+    sequence = config.get("sequence")
+    if not isinstance(sequence, list) or not 2 <= len(sequence) <= 8:
+        raise ArchitectureError(f"{arch} config field 'sequence' must list 2-8 child positions")
+    for position in sequence:
+        if not isinstance(position, int) or isinstance(position, bool):
+            raise ArchitectureError(f"{arch} config field 'sequence' must hold integers")
+        if not 0 <= position < len(children):
+            raise ArchitectureError(f"{arch} config field 'sequence' indexes past 'children'")
+    latent = positive_int(config, "latent_dim", arch)
+    controller_arch = config.get("controller_arch")
+    controller = config.get("controller")
+    if not isinstance(controller_arch, str) or not controller_arch.startswith("skill-controller-"):
+        raise ArchitectureError(f"{arch} config field 'controller_arch' must be skill-controller-*")
+    if not isinstance(controller, Mapping):
+        raise ArchitectureError(f"{arch} config field 'controller' must be an object")
+    if controller.get("latent_dim") != (len(sequence) + 1) * latent:
+        raise ArchitectureError(
+            f"{arch} config field 'controller.latent_dim' must be (len(sequence) + 1) * latent_dim"
+        )
+    tensors = {
+        f"controller.{k}": v for k, v in expected_tensors(controller_arch, controller).items()
+    }
+    tensors["child_keys"] = TensorSpec((len(children), latent))
+    tensors["done_key"] = TensorSpec((latent,))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-sequence-v1",
+        tensors=_skill_sequence_v1,
+        description="Composite skill: sub-controller picks children (keys + done key), arguments",
+    )
+)
