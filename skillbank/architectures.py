@@ -446,3 +446,105 @@ register(
         description="Composite skill: sub-controller picks children (keys + done key), arguments",
     )
 )
+
+
+# --- grid trunk (skillbank.nn.grid_trunk): skills and controller with a CNN over grid slices ----
+
+
+def _grid_trunk_tensors(
+    config: Mapping[str, Any], arch_id: str, obs_dim: int
+) -> tuple[dict[str, TensorSpec], int, int]:
+    """Tensors of the ``grid`` trunk at ``config["grid_trunk"]``, its output width and FiLM width.
+
+    The FiLM width is that of ``arg_film: "grid"`` (2 * last channels * grids), 0 for ``"mlp"``.
+    """
+    trunk = config.get("grid_trunk")
+    if not isinstance(trunk, Mapping):
+        raise ArchitectureError(f"{arch_id} config field 'grid_trunk' must be an object")
+    channels = int_list(trunk, "conv_channels", arch_id)
+    kernel = positive_int(trunk, "kernel_size", arch_id)
+    grids = trunk.get("grids")
+    if not channels or not isinstance(grids, list) or not grids or len(grids) > 16:
+        raise ArchitectureError(
+            f"{arch_id} config field 'grid_trunk' needs 1-16 'grids' and non-empty 'conv_channels'"
+        )
+    film = trunk.get("arg_film", "mlp")
+    if film not in ("mlp", "grid"):
+        raise ArchitectureError(f"{arch_id} config field 'grid_trunk.arg_film' must be mlp|grid")
+    padding = (kernel - 1) // 2
+    tensors: dict[str, TensorSpec] = {}
+    covered = out_dim = 0
+    spans: list[tuple[int, int]] = []
+    for g, grid in enumerate(grids):
+        if not isinstance(grid, Mapping):
+            raise ArchitectureError(f"{arch_id} config field 'grid_trunk.grids' must hold objects")
+        offset = _count(grid, "offset", arch_id)
+        height, width = positive_int(grid, "height", arch_id), positive_int(grid, "width", arch_id)
+        prev = positive_int(grid, "channels", arch_id)
+        size = height * width * prev
+        spans.append((offset, offset + size))
+        covered += size
+        for layer, out in enumerate(channels):
+            tensors[f"grid.convs.{g}.{2 * layer}.weight"] = TensorSpec((out, prev, kernel, kernel))
+            tensors[f"grid.convs.{g}.{2 * layer}.bias"] = TensorSpec((out,))
+            height, width, prev = (
+                height + 2 * padding - kernel + 1,
+                width + 2 * padding - kernel + 1,
+                out,
+            )
+        if min(height, width) < 1:
+            raise ArchitectureError(f"{arch_id}: grid {g} vanishes under its convolutions")
+        out_dim += channels[-1] * height * width
+    spans.sort()
+    if spans[-1][1] > obs_dim or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
+        raise ArchitectureError(f"{arch_id}: grid slices overlap or reach past obs_dim {obs_dim}")
+    film_dim = 2 * channels[-1] * len(grids) if film == "grid" else 0
+    return tensors, out_dim + obs_dim - covered, film_dim
+
+
+def _skill_policy_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-policy-v3"
+    kind, actions = _action_size(config, arch)
+    hidden = int_list(config, "hidden_dims", arch)
+    if not hidden:
+        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    arg_dim = _count(config, "arg_dim", arch) if "arg_dim" in config else 0
+    obs_dim = positive_int(config, "obs_dim", arch)
+    tensors, in_dim, grid_film = _grid_trunk_tensors(config, arch, obs_dim)
+    tensors.update(mlp_tensors("trunk", [in_dim + arg_dim, *hidden]))
+    if arg_dim:
+        tensors.update(linear("film", arg_dim, grid_film or 2 * hidden[0]))
+    tensors.update(linear("action_head", hidden[-1], actions))
+    tensors.update(linear("termination_head", hidden[-1], 1))
+    if kind == "continuous":
+        tensors["log_std"] = TensorSpec((actions,))
+    return tensors
+
+
+def _skill_controller_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-controller-v3"
+    hidden = int_list(config, "hidden_dims", arch)
+    if not hidden:
+        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    tensors, in_dim, _ = _grid_trunk_tensors(config, arch, positive_int(config, "obs_dim", arch))
+    tensors.update(mlp_tensors("trunk", [in_dim, *hidden]))
+    tensors.update(linear("query_head", hidden[-1], positive_int(config, "latent_dim", arch)))
+    if "arg_dim" in config and _count(config, "arg_dim", arch):
+        tensors.update(linear("arg_head", hidden[-1], positive_int(config, "arg_dim", arch)))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-policy-v3",
+        tensors=_skill_policy_v3,
+        description="Skill: CNN over grid slices + MLP over (features, argument) -> action + stop",
+    )
+)
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-v3",
+        tensors=_skill_controller_v3,
+        description="Controller: CNN over grid slices + MLP -> query over skill keys (+ argument)",
+    )
+)
