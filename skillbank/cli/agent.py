@@ -19,7 +19,7 @@ from skillbank.cli.common import (
     emit_json,
     handle_errors,
 )
-from skillbank.cli.pack_memory import open_memory_or_pack
+from skillbank.cli.pack_memory import open_memory_or_pack, refuse_pack
 from skillbank.envs.dataset import load_dataset
 from skillbank.memory.store import SkillMemory
 
@@ -44,6 +44,7 @@ def learn(
 ) -> None:
     """Segment demonstrations into skills, store them, and train the controller."""
     torch.set_num_threads(1)
+    refuse_pack(memory, "learn into")
     episodes = [list(load_dataset(path)) for path in datasets]
     with SkillMemory(memory) as store:
         report = ProceduralMemoryAgent(store, AgentConfig(seed=seed)).learn(episodes)
@@ -76,7 +77,7 @@ def evaluate(
 ) -> None:
     """Run the learned agent on ENV and report success, steps and skills used."""
     torch.set_num_threads(1)
-    hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack directory"
+    hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack (DIR or .tar.gz)"
     with open_memory_or_pack(memory, hint=hint) as store:
         agent = ProceduralMemoryAgent(store, AgentConfig(top_k=top_k))
         result = agent.evaluate(env, episodes=episodes, seed=seed)

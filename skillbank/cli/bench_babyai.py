@@ -54,7 +54,7 @@ def bench_babyai(
         Path | None,
         typer.Option(
             "--pack",
-            help="Also export the whole trained memory as a directory pack here (must not exist).",
+            help="Also export the trained memory (latest versions) as a pack (must not exist).",
         ),
     ] = None,
 ) -> None:
@@ -123,16 +123,23 @@ def bench_babyai(
         payload["plots"] = drawn.stdout.split()
         json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     if pack is not None:
-        payload["pack"] = _export_memory_pack(
+        exported = _export_memory_pack(
             directory / f"memory-{budget}-seed{seed}", pack, command, seed
         )
+        payload["pack"] = exported
         json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        console.print(f"wrote pack {pack}", highlight=False)
+        num_bytes = exported["num_bytes"]
+        assert isinstance(num_bytes, int)
+        console.print(
+            f"wrote pack {pack} (latest versions only, {num_bytes / 2**20:.2f} MB)",
+            highlight=False,
+        )
     console.print(f"wrote {json_out}", highlight=False)
 
 
 def _export_memory_pack(memory_dir: Path, pack: Path, command: str, seed: int) -> dict[str, object]:
-    """Export every record of the trained memory (skills and agent components) to ``pack``."""
+    """Export the latest version of every record of the trained memory (skills and agent
+    components) to ``pack``: what the agent needs to act, without earlier versions."""
     import platform
 
     import torch
@@ -146,8 +153,14 @@ def _export_memory_pack(memory_dir: Path, pack: Path, command: str, seed: int) -
     )
     recorded = f"{command}  # seed={seed} {versions}"
     with SkillMemory(memory_dir, create=False) as store:
-        report = export_pack(store, pack, command=recorded)
-    return {"path": str(pack), "command": recorded, "num_skills": len(report.skill_ids)}
+        report = export_pack(store, pack, command=recorded, latest_only=True)
+    return {
+        "path": str(pack),
+        "command": recorded,
+        "num_skills": len(report.skill_ids),
+        "latest_only": True,
+        "num_bytes": report.num_bytes,
+    }
 
 
 def register(app: typer.Typer) -> None:

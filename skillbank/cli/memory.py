@@ -28,7 +28,7 @@ from skillbank.cli.common import (
     emit_json,
     handle_errors,
 )
-from skillbank.cli.pack_memory import open_memory_or_pack
+from skillbank.cli.pack_memory import open_memory_or_pack, refuse_pack
 from skillbank.errors import SkillMemoryError, SkillNotFoundError
 from skillbank.memory.pack_archive import PackLimits
 from skillbank.memory.pack_verify import read_pack
@@ -51,7 +51,9 @@ skills_app = typer.Typer(help="List, inspect, delete, export and import stored s
 
 
 @contextmanager
-def _open(path: Path, *, create: bool = False) -> Iterator[SkillMemory]:
+def _open(path: Path, *, create: bool = False, action: str = "write to") -> Iterator[SkillMemory]:
+    """Open the memory at ``path`` for writing; a pack is refused (import it first)."""
+    refuse_pack(path, action)
     if not create and not path.exists():
         raise SkillMemoryError(
             f"no skill memory at {path}",
@@ -149,6 +151,7 @@ def _export_json(report: PackReport) -> dict[str, Any]:
         "num_files": report.num_files,
         "num_bytes": report.num_bytes,
         "manifest_sha256": report.manifest_sha256,
+        "latest_only": report.latest_only,
     }
 
 
@@ -192,8 +195,8 @@ def show_command(
     memory: MemoryOption = DEFAULT_MEMORY,
     json_out: JsonOption = False,
 ) -> None:
-    """Show one skill (its latest version unless --version)."""
-    with _open(memory) as mem:
+    """Show one skill (its latest version unless --version); MEMORY may be a pack."""
+    with open_memory_or_pack(memory) as mem:
         record = mem.get(skill_id, version)
     payload = _record_json(record, with_key=True)
     if json_out:
@@ -213,8 +216,8 @@ def versions_command(
     memory: MemoryOption = DEFAULT_MEMORY,
     json_out: JsonOption = False,
 ) -> None:
-    """List every version of a skill, oldest first (its lineage)."""
-    with _open(memory) as mem:
+    """List every version of a skill, oldest first (its lineage); MEMORY may be a pack."""
+    with open_memory_or_pack(memory) as mem:
         records = mem.versions(skill_id)
     if not records:
         raise SkillNotFoundError(f"no skill with id {skill_id!r}")
@@ -244,7 +247,7 @@ def rm_command(
     json_out: JsonOption = False,
 ) -> None:
     """Delete a skill and all its versions (blobs stay until `skillbank gc`)."""
-    with _open(memory) as mem:
+    with _open(memory, action="delete skills from") as mem:
         num_versions = len(mem.versions(skill_id))
         if not num_versions:
             raise SkillNotFoundError(f"no skill with id {skill_id!r}")
@@ -264,11 +267,18 @@ def export_command(
     skill_ids: Annotated[list[str] | None, typer.Argument(help="Skill ids (default: all).")] = None,
     memory: MemoryOption = DEFAULT_MEMORY,
     json_out: JsonOption = False,
+    latest_only: Annotated[
+        bool,
+        typer.Option(
+            "--latest-only",
+            help="Only each skill's latest version, as a root (smaller; enough to act).",
+        ),
+    ] = False,
 ) -> None:
-    """Export skills, with every version, as a pack (a directory or .tar.gz)."""
+    """Export skills, with every version (or --latest-only), as a pack (a directory or .tar.gz)."""
     command = shlex.join(["skillbank", *sys.argv[1:]])
-    with _open(memory) as mem:
-        report = export_pack(mem, out, skill_ids or None, command=command)
+    with open_memory_or_pack(memory) as mem:
+        report = export_pack(mem, out, skill_ids or None, command=command, latest_only=latest_only)
     if json_out:
         emit_json(_export_json(report))
     else:
@@ -290,8 +300,9 @@ def import_command(
 ) -> None:
     """Import a pack: verify everything, then write every skill in one transaction."""
     limits = PackLimits(max_file_bytes=max_file_mb * 2**20, max_total_bytes=max_pack_mb * 2**20)
+    refuse_pack(memory, "import into")
     verified = read_pack(pack, limits=limits)  # before the memory is opened: refusal creates none
-    with _open(memory, create=True) as mem:
+    with _open(memory, create=True, action="import into") as mem:
         report = import_verified_pack(mem, verified)
     if json_out:
         emit_json(_import_json(report))
@@ -304,8 +315,11 @@ def import_command(
 
 @handle_errors
 def verify_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = False) -> None:
-    """Check every blob hash and invariant; change nothing. Exit 1 if any problem."""
-    with _open(memory) as mem:
+    """Check every blob hash and invariant; change nothing. Exit 1 if any problem.
+
+    MEMORY may be a pack: it is verified as on import, then the memory it makes is checked.
+    """
+    with open_memory_or_pack(memory) as mem:
         problems = mem.verify()
         num_skills = len(mem)
     rows = [{"kind": p.kind, "skill_id": p.skill_id, "detail": p.detail} for p in problems]
@@ -327,7 +341,7 @@ def verify_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption =
 @handle_errors
 def gc_command(memory: MemoryOption = DEFAULT_MEMORY, json_out: JsonOption = False) -> None:
     """Remove blobs that no version references."""
-    with _open(memory) as mem:
+    with _open(memory, action="garbage-collect") as mem:
         report = mem.gc()
     payload = {
         "num_blobs_removed": report.num_blobs_removed,

@@ -7,6 +7,7 @@
       "created_at": 1764100000.0,               # Unix time of the export
       "skillbank_version": "0.1.0",
       "command": "skillbank skills export ...", # or null
+      "latest_only": true,                      # optional: only each skill's latest version
       "skills": [
         {"id": "3f2a...", "versions": [
           {"version": 1, "version_id": "...", "name": "open-door",
@@ -19,7 +20,10 @@
 
 Each version ``v`` of skill ``id`` has ``skills/<id>/<v>/config.json`` (``{"arch_id",
 "arch_config"}``, equal to the manifest's) and ``skills/<id>/<v>/weights.safetensors``.
-``files`` lists every file of the pack except ``manifest.json`` itself. Parsing is strict:
+``files`` lists every file of the pack except ``manifest.json`` itself. A ``latest_only`` pack
+carries one version per skill (the latest when exported) as a root: ``version`` 1, ``parent``
+null, its original ``version_id`` kept; ``latest_only`` is written only when true, so full packs
+read the same as before it existed. Parsing is strict:
 unknown or missing fields, wrong types, non-finite numbers, unsafe ids and broken lineage are
 refused with a :class:`PackError`.
 """
@@ -167,6 +171,7 @@ class PackManifest:
         command: The command line that wrote it, if given.
         skills: The skills, each with all its versions.
         files: Relative path -> checksum and size, for every file but the manifest.
+        latest_only: Only the latest version of each skill was exported (each one a root).
     """
 
     format_version: int
@@ -175,6 +180,7 @@ class PackManifest:
     command: str | None
     skills: tuple[PackSkill, ...]
     files: Mapping[str, PackFile]
+    latest_only: bool = False
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -182,6 +188,8 @@ class PackManifest:
         ids = [s.skill_id for s in self.skills]
         if len(set(ids)) != len(ids):
             raise ValueError("PackManifest.skills has a repeated skill id")
+        if self.latest_only and any(len(s.versions) != 1 for s in self.skills):
+            raise ValueError("PackManifest.latest_only packs hold exactly one version per skill")
 
     @property
     def num_versions(self) -> int:
@@ -203,7 +211,7 @@ def _provenance_json(provenance: Provenance) -> dict[str, Any]:
 
 def manifest_to_json(manifest: PackManifest) -> bytes:
     """Serialize ``manifest`` (UTF-8 JSON, sorted keys, keys as exact float lists)."""
-    payload = {
+    payload: dict[str, Any] = {
         "format_version": manifest.format_version,
         "created_at": manifest.created_at,
         "skillbank_version": manifest.skillbank_version,
@@ -234,6 +242,8 @@ def manifest_to_json(manifest: PackManifest) -> bytes:
             path: {"sha256": f.sha256, "size": f.size} for path, f in sorted(manifest.files.items())
         },
     }
+    if manifest.latest_only:  # only when true: full packs keep their exact bytes
+        payload["latest_only"] = True
     return (json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -443,8 +453,11 @@ def parse_manifest(data: bytes, *, name: str = MANIFEST_NAME) -> PackManifest:
             raw,
             "manifest",
             {"format_version", "created_at", "skillbank_version", "skills", "files"},
-            frozenset({"command"}),
+            frozenset({"command", "latest_only"}),
         )
+        latest_only = raw.get("latest_only", False)
+        if not isinstance(latest_only, bool):
+            raise _InvalidError("latest_only must be true or false")
         command = raw.get("command")
         if command is not None:
             command = _text(command, "command")
@@ -463,6 +476,7 @@ def parse_manifest(data: bytes, *, name: str = MANIFEST_NAME) -> PackManifest:
             command=command,
             skills=skills,
             files=_files(raw["files"]),
+            latest_only=latest_only,
         )
     except (_InvalidError, ValueError) as exc:
         raise PackError(f"{name}: {exc}") from None

@@ -2,7 +2,10 @@
 
 A pack holds ``manifest.json`` (see :mod:`skillbank.memory.pack_manifest`), per version
 ``skills/<id>/<version>/config.json`` and ``weights.safetensors``, and a ``README.md`` card.
-Exporting selected ids takes every version of each (the whole lineage).
+Exporting selected ids takes every version of each (the whole lineage); ``latest_only=True``
+takes only each skill's latest version, written as a root (version 1, no parent, its original
+``version_id`` kept, ``provenance.extra["exported_version"]`` naming the version it was), which
+is what a memory needs to act: the agent loads the latest version of every skill and component.
 
 Import verifies everything before it writes anything, and writes every skill in one transaction:
 after a refusal the memory is exactly as it was. It never runs code (no pickle, no ``torch.load``;
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from skillbank import __version__
 from skillbank.errors import PackError, SkillNotFoundError
 from skillbank.memory.pack_archive import PackLimits, pack_name, write_pack_files
+from skillbank.memory.pack_card import render_card
 from skillbank.memory.pack_manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -87,7 +91,8 @@ class PackReport:
     Attributes:
         path: The pack (directory or ``.tar.gz``).
         skill_ids: Exported skill ids.
-        num_versions: Exported versions (all versions of every skill).
+        num_versions: Exported versions (all versions of every skill, or one each when
+            ``latest_only``).
         num_files: Files in the pack, manifest included.
         num_bytes: Their total size.
         manifest_sha256: SHA-256 of ``manifest.json`` (the pack's identity).
@@ -99,10 +104,13 @@ class PackReport:
     num_files: int
     num_bytes: int
     manifest_sha256: str
+    latest_only: bool = False
 
     def __post_init__(self) -> None:
         if self.num_versions < len(self.skill_ids):
             raise ValueError("PackReport.num_versions must count every skill's versions")
+        if self.latest_only and self.num_versions != len(self.skill_ids):
+            raise ValueError("PackReport.num_versions must be one per skill when latest_only")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,57 +170,24 @@ def _config_json(arch_id: str, arch_config: Mapping[str, Any]) -> bytes:
     return (json.dumps(payload, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def _pack_version(record: SkillRecord) -> PackVersion:
+def _pack_version(record: SkillRecord, *, as_root: bool = False) -> PackVersion:
+    """``record`` as a pack version; ``as_root``: as version 1 without a parent (latest-only)."""
+    provenance = record.provenance
+    if as_root and record.version > 1:
+        extra = {**provenance.extra, "exported_version": str(record.version)}
+        provenance = replace(provenance, extra=extra)
     return PackVersion(
-        version=record.version,
+        version=1 if as_root else record.version,
         version_id=record.version_id,
         name=record.name,
         key=record.key,
         arch_id=record.arch_id,
         arch_config=record.arch_config,
         tags=tuple(record.tags),
-        provenance=record.provenance,
+        provenance=provenance,
         created_at=record.created_at,
-        parent=record.parent_version_id,
+        parent=None if as_root else record.parent_version_id,
     )
-
-
-def _cell(text: str) -> str:
-    """``text`` safe inside one Markdown table cell."""
-    return " ".join(text.split()).replace("|", "\\|")[:200]
-
-
-def _readme(manifest: PackManifest, name: str) -> bytes:
-    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(manifest.created_at))
-    lines = [
-        f"# Skill pack `{name}`",
-        "",
-        f"{len(manifest.skills)} skill(s), {manifest.num_versions} version(s), exported {created} "
-        f"by skillbank {manifest.skillbank_version}.",
-        "",
-    ]
-    if manifest.command:
-        lines += [f"Made by: `{manifest.command}`", ""]
-    lines += [
-        "| id | name (latest) | versions | architecture | tags |",
-        "|---|---|---|---|---|",
-    ]
-    for skill in manifest.skills:
-        latest = skill.versions[-1]
-        tags = _cell(", ".join(latest.tags) or "-")
-        lines.append(
-            f"| `{skill.skill_id}` | {_cell(latest.name)} | {len(skill.versions)} "
-            f"| {latest.arch_id} | {tags} |"
-        )
-    lines += [
-        "",
-        "Import it with `skillbank skills import PACK [--memory DIR]`. Import checks every file's",
-        "SHA-256 (listed in `manifest.json`), every safetensors header and weight against the",
-        "architecture registry, and writes nothing unless all checks pass. Packs never hold code:",
-        "weights are safetensors, configs are JSON.",
-        "",
-    ]
-    return "\n".join(lines).encode()
 
 
 def export_pack(
@@ -222,8 +197,9 @@ def export_pack(
     *,
     command: str | None = None,
     created_at: float | None = None,
+    latest_only: bool = False,
 ) -> PackReport:
-    """Write skills (every version of each) from ``memory`` as a pack at ``out``.
+    """Write skills (every version of each, or the latest only) from ``memory`` as a pack.
 
     Args:
         memory: The memory to read.
@@ -232,6 +208,8 @@ def export_pack(
         skill_ids: Skills to export, in this order; ``None`` exports every skill (sorted by id).
         command: The command line to record in the manifest.
         created_at: Export time to record (defaults to now).
+        latest_only: Export only each skill's latest version, as a root (see the module
+            docstring); the manifest records it. A memory imported from it still acts the same.
 
     Returns:
         What was written.
@@ -252,21 +230,31 @@ def export_pack(
         records = memory.versions(skill_id)
         if not records:
             raise SkillNotFoundError(f"no skill with id {skill_id!r}")
-        versions = tuple(_pack_version(record) for record in records)
+        if latest_only:
+            records = records[-1:]
+        versions = tuple(_pack_version(record, as_root=latest_only) for record in records)
         try:
             skill = PackSkill(skill_id=skill_id, versions=versions)
         except ValueError as exc:
             raise PackError(f"skill {skill_id!r} cannot be exported: {exc}") from None
-        for record in records:
-            files[config_path(skill_id, record.version)] = _config_json(
+        for record, version in zip(records, versions, strict=True):
+            files[config_path(skill_id, version.version)] = _config_json(
                 record.arch_id, record.arch_config
             )
             # the stored blob as is (hash-checked): the pack file keeps the memory's SHA-256
-            files[weights_path(skill_id, record.version)] = memory.read_blob(record.weights_sha256)
+            files[weights_path(skill_id, version.version)] = memory.read_blob(record.weights_sha256)
         skills.append(skill)
 
-    draft = PackManifest(FORMAT_VERSION, created_at, __version__, command, tuple(skills), {})
-    files[README_NAME] = _readme(draft, pack_name(out))
+    draft = PackManifest(
+        FORMAT_VERSION,
+        created_at,
+        __version__,
+        command,
+        tuple(skills),
+        {},
+        latest_only=latest_only,
+    )
+    files[README_NAME] = render_card(draft, pack_name(out))
     manifest = replace(
         draft,
         files={
@@ -289,6 +277,7 @@ def export_pack(
         num_files=len(files),
         num_bytes=sum(len(data) for data in files.values()),
         manifest_sha256=sha256_hex(manifest_bytes),
+        latest_only=latest_only,
     )
 
 
