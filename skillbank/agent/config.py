@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skillbank.learning.cluster import ClusterConfig
+from skillbank.learning.composite_mining import CompositeMiningConfig
+from skillbank.learning.composite_training import CompositeTrainConfig
 from skillbank.learning.controller_training import ControllerTrainConfig
 from skillbank.learning.segment import SegmenterConfig
 from skillbank.learning.skill_training import SkillTrainConfig
@@ -47,6 +49,12 @@ class AgentConfig:
         replay_steps: Steps of earlier learn calls' segments kept (a seeded subset, stored in the
             memory as float16 features: ~4 KB a step for BabyAI's 2016 features, so 2048 steps
             ~10 MB) and replayed with new data to the controller, so it does not forget.
+        composites: Learn composite skills (recurring sequences of skills, see
+            :mod:`skillbank.learning.composite_mining`) and let the controller choose them; off:
+            flat skills only, and composites already in the memory are not used.
+        composite_mining: The rule for when a recurring sequence becomes a composite.
+        composite_training: Training of the composites' sub-controllers and the relabelled
+            controller.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
     """
 
@@ -65,6 +73,9 @@ class AgentConfig:
     max_skill_steps: int = 64
     num_envs: int = 64
     replay_steps: int = 2048
+    composites: bool = False
+    composite_mining: CompositeMiningConfig = field(default_factory=CompositeMiningConfig)
+    composite_training: CompositeTrainConfig = field(default_factory=CompositeTrainConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +96,7 @@ class AgentConfig:
             cluster=dataclasses.replace(self.cluster, seed=s),
             skill=dataclasses.replace(self.skill, seed=s),
             controller=dataclasses.replace(self.controller, seed=s),
+            composite_training=dataclasses.replace(self.composite_training, seed=s),
         )
 
 
@@ -102,6 +114,9 @@ class LearnReport:
         cluster_purity: Purity of the segment -> skill assignment against annotations.
         silhouettes: k -> silhouette of the clusterings tried for the new skills.
         train_s: Wall-clock seconds of the whole call.
+        composite_ids: Every composite skill the controller now chooses from, in key order
+            (after the primitives).
+        new_composite_ids: Composite skills added by this call.
     """
 
     num_episodes: int
@@ -113,6 +128,8 @@ class LearnReport:
     cluster_purity: float | None
     silhouettes: Mapping[int, float]
     train_s: float
+    composite_ids: tuple[str, ...] = ()
+    new_composite_ids: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -126,6 +143,8 @@ class LearnReport:
             "cluster_purity": self.cluster_purity,
             "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
             "train_s": self.train_s,
+            "composite_ids": list(self.composite_ids),
+            "new_composite_ids": list(self.new_composite_ids),
         }
 
 

@@ -18,9 +18,14 @@ self-contained; they carry the ``component`` tag, skills the ``skill`` tag, and
 ``act`` / ``evaluate`` run the hierarchy through :class:`~skillbank.agent.executor.SkillExecutor`
 and write usage (retrieved, executed, succeeded) to the memory once per evaluation.
 
-Hierarchy: a skill's module is any allow-listed architecture; a skill whose module is itself a
-controller over other skills' keys (a learned sequence of skills) fits the same records. This
-version learns flat skills only.
+Hierarchy (``AgentConfig.composites``, off by default): a skill may itself be a learned sequence
+of skills. After assignment, recurring sequences of skills in the demonstrations (the rule:
+:mod:`skillbank.learning.composite_mining`) become composite skills (``skill-sequence-v1``: a
+sub-controller that picks the next child, its argument, and "done"), trained on the spans they
+cover with their children frozen and stored beside the primitives (tags ``skill`` and
+``composite``, key in the same space); the controller is then relabelled so that a composite's
+whole span is one decision (see :mod:`skillbank.agent.composites`). The controller record lists
+the composites it was trained to choose; only those are run.
 
 Example:
     >>> agent = ProceduralMemoryAgent(SkillMemory("mem"), AgentConfig(seed=0))  # doctest: +SKIP
@@ -43,6 +48,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from skillbank.agent.composites import learn_composites, load_composite
 from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
 from skillbank.agent.executor import SkillExecutor
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
@@ -52,6 +58,8 @@ from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
+from skillbank.learning.composite_skill import COMPOSITE_ARCH, CompositeSkill
+from skillbank.learning.composite_training import relabel_controller
 from skillbank.learning.controller_training import train_controller
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
@@ -129,6 +137,7 @@ class ProceduralMemoryAgent:
         self.controller: Controller | None = None
         self.allowed_actions: tuple[int, ...] | None = None  # discrete ids any demo used
         self._executor: SkillExecutor | None = None
+        self._composite_ids: tuple[str, ...] = ()  # the composites the controller chooses from
         self._replay = SegmentReplay.empty()
         self._load_components()
 
@@ -153,6 +162,8 @@ class ProceduralMemoryAgent:
             _load_into(self.controller, self.memory.load_weights(controller_record))
             allowed = controller_record.arch_config.get("allowed_actions")
             self.allowed_actions = tuple(int(a) for a in allowed) if allowed else None
+            composites = controller_record.arch_config.get("composites", [])
+            self._composite_ids = tuple(str(c) for c in composites)
         replay_record = self._component("replay")
         if replay_record is not None:
             self._replay = SegmentReplay.from_record(
@@ -188,17 +199,29 @@ class ProceduralMemoryAgent:
         return self.memory.retrieve(query, k, filters=filters)
 
     def skills(self) -> tuple[list[str], npt.NDArray[np.float32], list[SkillPolicy]]:
-        """The stored skills this agent can run: ids (N,), keys (N, Z), modules (N,)."""
+        """The stored primitive skills this agent can run: ids (N,), keys (N, Z), modules (N,)."""
         if self.featurizer is None:
             return [], np.zeros((0, self.config.vae.latent_dim), np.float32), []
-        ids, keys = self.memory.keys(self._skill_filter())
+        all_ids, all_keys = self.memory.keys(self._skill_filter())
+        records = [self.memory.get(skill_id) for skill_id in all_ids]
+        primitive = [i for i, r in enumerate(records) if r.arch_id != COMPOSITE_ARCH]
+        ids, keys = [all_ids[i] for i in primitive], all_keys[primitive]
         policies = []
-        for skill_id in ids:
-            record = self.memory.get(skill_id)
+        for record in (records[i] for i in primitive):
             policy = SkillPolicy(SkillPolicyConfig.from_json(record.arch_config))
             _load_into(policy, self.memory.load_weights(record))
             policies.append(policy)
         return ids, keys, policies
+
+    def composites(
+        self,
+    ) -> tuple[list[str], npt.NDArray[np.float32], list[CompositeSkill]]:
+        """The composite skills the controller chooses from: ids (N_c,), keys (N_c, Z), modules."""
+        ids = [c for c in self._composite_ids if c in self.memory]
+        records = [self.memory.get(c) for c in ids]
+        keys = np.stack([np.asarray(r.key, np.float32) for r in records]) if records else None
+        modules = [load_composite(r, self.memory.load_weights(r)) for r in records]
+        return ids, keys if keys is not None else np.zeros((0, 1), np.float32), modules
 
     def _store_component(
         self,
@@ -336,6 +359,38 @@ class ProceduralMemoryAgent:
             members = int((assignment == len(old_ids) + j).sum())
             observe(Event("learn.skill", {"segments": members}, {"id": record.skill_id}))
         skill_ids = [*old_ids, *new_ids]
+        # --- composites: recurring sequences of skills; the controller relabelled to choose them -
+        composite_ids: tuple[str, ...] = ()
+        new_composite_ids: tuple[str, ...] = ()
+        if cfg.composites:
+            outcome = learn_composites(
+                self.memory,
+                segments,
+                assignment.tolist(),
+                codes,
+                skill_ids,
+                keys,
+                [*old_policies, *new_policies],
+                self.controller.config,
+                self.action,
+                cfg,
+                provenance,
+                (_SKILL_TAG, self._features_tag()),
+                observe,
+            )
+            if outcome.ids:
+                calls, labels = self._replay.merged_with(
+                    outcome.calls, outcome.labels.tolist(), [*skill_ids, *outcome.ids]
+                )
+                self.controller = relabel_controller(
+                    self.controller,
+                    calls,
+                    labels.tolist(),
+                    np.concatenate([keys, outcome.keys]),
+                    cfg.composite_training,
+                )
+            composite_ids, new_composite_ids = outcome.ids, outcome.new_ids
+        self._composite_ids = composite_ids
         self._remember(segments, assignment, skill_ids, provenance)
         self._store_component(
             "skill-encoder", VAE_ARCH, self.vae, self.vae.config.to_json(), provenance
@@ -347,6 +402,7 @@ class ProceduralMemoryAgent:
             {
                 **self.controller.config.to_json(),
                 "allowed_actions": list(self.allowed_actions or ()),
+                "composites": list(composite_ids),
             },
             provenance,
         )
@@ -363,6 +419,8 @@ class ProceduralMemoryAgent:
             cluster_purity=purity,
             silhouettes=dict(clustering.silhouettes) if clustering is not None else {},
             train_s=time.perf_counter() - start,
+            composite_ids=composite_ids,
+            new_composite_ids=new_composite_ids,
         )
         observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
         return report
@@ -453,6 +511,7 @@ class ProceduralMemoryAgent:
                     hint="run `skillbank learn DATASET --memory DIR` first",
                 )
             assert self.action is not None
+            composite_ids, composite_keys, composites = self.composites()
             self._executor = SkillExecutor(
                 self.featurizer,
                 self.controller,
@@ -467,6 +526,9 @@ class ProceduralMemoryAgent:
                 seed=self.config.seed,
                 interrupt_margin=self.config.interrupt_margin,
                 allowed_actions=self.allowed_actions,
+                composite_ids=composite_ids,
+                composite_keys=composite_keys,
+                composites=composites,
             )
             self._executor.reset(1)
         return self._executor

@@ -8,6 +8,14 @@ termination head fires after at least one action, or it ran ``max_skill_steps``)
 ask the controller: query (B', Z) and argument (B', D) -> attention over the keys (N, Z) -> top-k
 skills and weights; then each environment acts with its skill mixture, run with the new arguments.
 
+Composite skills (learned sequences of skills, :mod:`skillbank.learning.composite_skill`) have
+keys beside the primitives' (N = N_p primitives + N_c composites). Each environment keeps a call
+stack of depth two: when the controller picks a composite, its sub-controller picks the child
+(and its argument) at once and again whenever that child stops, until it picks "done" (or has
+made ``2 L`` calls), and the controller decides again. Children are primitives and run in the same
+batched pass as every other skill. Usage counts a composite when the controller picks it and a
+child each time a composite calls it.
+
 Example:
     >>> executor = SkillExecutor(  # doctest: +SKIP
     ...     featurizer, controller, ids, keys, policies, action)
@@ -24,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from skillbank.learning.composite_skill import CompositeSkill
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.nn.controller import Controller, attention_logits, top_k_attention
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, StackedSkillPolicies
@@ -53,6 +62,9 @@ class SkillExecutor:
             forever (pick up, drop, pick up, ... in a deterministic world).
         interrupt_margin: A running skill is interrupted when the controller's attention on its
             favourite skill exceeds that on the running one by more than this (1.0: never).
+        composite_ids: (N_c,) ids of composite skills, after the primitives in key order.
+        composite_keys: (N_c, Z) their keys.
+        composites: (N_c,) their sub-controllers (children named by primitive id).
     """
 
     def __init__(
@@ -71,13 +83,33 @@ class SkillExecutor:
         seed: int = 0,
         interrupt_margin: float = 1.0,
         allowed_actions: Sequence[int] | None = None,
+        composite_ids: Sequence[str] = (),
+        composite_keys: npt.NDArray[np.float32] | None = None,
+        composites: Sequence[CompositeSkill] = (),
     ) -> None:
         if not skill_ids or len(skill_ids) != len(keys) or len(keys) != len(policies):
             raise ValueError("SkillExecutor needs one key and one policy per skill (at least one)")
+        num_c = len(composite_ids)
+        if len(composites) != num_c or (
+            num_c and (composite_keys is None or len(composite_keys) != num_c)
+        ):
+            raise ValueError("SkillExecutor needs one key and one module per composite skill")
+        position = {s: i for i, s in enumerate(skill_ids)}
+        self._children: list[torch.Tensor] = []  # per composite: (C,) primitive indices
+        for cid, composite in zip(composite_ids, composites, strict=True):
+            missing = [c for c in composite.config.children if c not in position]
+            if missing:
+                raise ValueError(f"SkillExecutor: composite {cid!r} calls unknown skills {missing}")
+            self._children.append(torch.tensor([position[c] for c in composite.config.children]))
         self.featurizer = featurizer
         self.controller = controller
-        self.skill_ids = tuple(skill_ids)
-        self.keys = torch.from_numpy(np.asarray(keys, np.float32))
+        self.num_primitives = len(skill_ids)
+        self.skill_ids = (*skill_ids, *composite_ids)
+        all_keys = [np.asarray(keys, np.float32)]
+        if num_c and composite_keys is not None:
+            all_keys.append(np.asarray(composite_keys, np.float32))
+        self.keys = torch.from_numpy(np.concatenate(all_keys))  # (N_p + N_c, Z)
+        self.composites = tuple(composites)
         self.action = action
         self.top_k = max(1, min(top_k, len(skill_ids)))
         self.max_skill_steps = max_skill_steps
@@ -114,6 +146,8 @@ class SkillExecutor:
         self._episode_of = np.arange(num_envs, dtype=np.int64)
         self._next_episode = num_envs
         self._episode_skills: dict[int, set[int]] = {}
+        self._composite = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) running composite
+        self._calls = torch.zeros(num_envs, dtype=torch.long)  # (B,) its children called so far
         self.retrieved: Counter[int] = Counter()
         self.executed: Counter[int] = Counter()
 
@@ -124,7 +158,7 @@ class SkillExecutor:
         rows = torch.arange(x.shape[0])
         # --- who decides: no skill yet, or its termination head fired after >= 1 action ---------
         need = self._active[:, 0] < 0
-        params, stop_logits = self._run_skills(x, self._argument)  # (N, B, A), (N, B)
+        params, stop_logits = self._run_skills(x, self._argument)  # (N_p, B, A), (N_p, B)
         if (~need).any():
             active = self._active.clamp(min=0)  # (B, K)
             stop_p = (torch.sigmoid(stop_logits[active.T, rows]).T * self._weights).sum(1)  # (B,)
@@ -136,26 +170,22 @@ class SkillExecutor:
                 attention = torch.softmax(
                     attention_logits(self.controller(x), self.keys), dim=-1
                 )  # (B, N)
-                best, current = attention.max(1).values, attention[rows, active[:, 0]]
-                need |= (self._steps_in_skill >= 1) & (best - current > self.interrupt_margin)
+                running = torch.where(
+                    self._composite >= 0, self._composite + self.num_primitives, active[:, 0]
+                )  # (B,)
+                best, current = attention.max(1).values, attention[rows, running]
+                left = (self._steps_in_skill >= 1) & (best - current > self.interrupt_margin)
+                self._composite[left] = -1
+                need |= left
         if need.any():
+            # a running composite picks its next child (or ends), then the controller decides
+            self._ask_composites(x, need & (self._composite >= 0))
+            top = need & (self._composite < 0)
+            if top.any():
+                self._ask_controller(x, torch.nonzero(top).squeeze(1))
+                self._ask_composites(x, top & (self._composite >= 0))
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
-            query, argument = self.controller.query_and_argument(x[chosen])  # (B', Z), (B', D)
-            logits = attention_logits(query, self.keys)  # (B', N)
-            if self.sample_skills and self.top_k == 1:
-                probs = torch.softmax(logits, dim=-1)
-                indices = torch.multinomial(probs, 1, generator=self._generator)  # (B', 1)
-                weights = torch.ones_like(indices, dtype=torch.float32)
-            else:
-                indices, weights = top_k_attention(logits, self.top_k)  # (B', K)
-            self._argument[chosen] = argument
-            self._active[chosen] = indices
-            self._weights[chosen] = weights
             self._steps_in_skill[chosen] = 0
-            for b, row in zip(chosen.tolist(), indices.tolist(), strict=True):
-                self.retrieved.update(row)
-                self.executed[row[0]] += 1
-                self._episode_skills.setdefault(int(self._episode_of[b]), set()).add(row[0])
             # the skills just chosen act on the arguments just given
             params[:, chosen] = self._run_skills(x[chosen], self._argument[chosen])[0]
         self._steps_in_skill += 1
@@ -169,6 +199,62 @@ class SkillExecutor:
             return probs.argmax(-1).numpy()
         return (chosen_params * w).sum(0).numpy()  # (B, A)
 
+    def _ask_controller(self, x: torch.Tensor, chosen: torch.Tensor) -> None:
+        """The top controller decides for environments ``chosen`` (B',) on features x (B, O):
+        primitives start at once; a composite is pushed (its sub-controller then picks)."""
+        query, argument = self.controller.query_and_argument(x[chosen])  # (B', Z), (B', D)
+        logits = attention_logits(query, self.keys)  # (B', N)
+        if self.sample_skills and self.top_k == 1:
+            probs = torch.softmax(logits, dim=-1)
+            indices = torch.multinomial(probs, 1, generator=self._generator)  # (B', 1)
+            weights = torch.ones_like(indices, dtype=torch.float32)
+        else:
+            # a composite runs alone; mixtures (k > 1) are of primitives only
+            indices, weights = top_k_attention(logits[:, : self.num_primitives], self.top_k)
+            best = logits.argmax(1)
+            pushed = best >= self.num_primitives
+            indices[pushed] = best[pushed, None]
+            weights[pushed] = torch.eye(self.top_k)[0]
+        is_composite = indices[:, 0] >= self.num_primitives
+        self._argument[chosen] = argument
+        self._active[chosen] = indices.clamp(max=self.num_primitives - 1)
+        self._weights[chosen] = weights
+        self._composite[chosen] = torch.where(is_composite, indices[:, 0] - self.num_primitives, -1)
+        self._calls[chosen] = 0
+        for b, row in zip(chosen.tolist(), indices.tolist(), strict=True):
+            self._note(b, row[0], row)
+
+    def _ask_composites(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """Environments in ``mask`` (B,) run a composite: its sub-controller picks the next child
+        and its argument, or ends the composite (never before its first call; always after 2 L)."""
+        for c in torch.unique(self._composite[mask]).tolist():
+            envs = torch.nonzero(mask & (self._composite == c)).squeeze(1)  # (B',)
+            composite = self.composites[c]
+            logits, argument = composite(x[envs], self._calls[envs])  # (B', C+1), (B', D)
+            done = logits.shape[1] - 1
+            logits[self._calls[envs] == 0, done] = float("-inf")
+            logits[self._calls[envs] >= 2 * composite.config.length, :done] = float("-inf")
+            if self.sample_skills:
+                pick = torch.multinomial(torch.softmax(logits, -1), 1, generator=self._generator)
+                pick = pick.squeeze(1)  # (B',)
+            else:
+                pick = logits.argmax(1)
+            ended = pick == done
+            self._composite[envs[ended]] = -1
+            go = envs[~ended]
+            child = self._children[c][pick[~ended]]  # (B'',)
+            self._active[go] = child[:, None]
+            self._weights[go] = torch.eye(self.top_k)[0]
+            self._argument[go] = argument[~ended]
+            self._calls[go] += 1
+            for b, k in zip(go.tolist(), child.tolist(), strict=True):
+                self._note(b, k, [k])
+
+    def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
+        self.retrieved.update(retrieved)
+        self.executed[executed] += 1
+        self._episode_skills.setdefault(int(self._episode_of[env]), set()).add(executed)
+
     def on_done(self, env_indices: npt.NDArray[np.int64]) -> None:
         """The episodes in these slots ended: clear their skills, follow the next episode.
 
@@ -180,6 +266,8 @@ class SkillExecutor:
             self._weights[i] = 0.0
             self._steps_in_skill[i] = 0
             self._argument[i] = 0.0
+            self._composite[i] = -1
+            self._calls[i] = 0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 
@@ -199,8 +287,8 @@ class SkillExecutor:
     def _run_skills(
         self, x: torch.Tensor, argument: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every skill on features (B, O) with arguments (B, D): params (N, B, A), stops (N, B)."""
-        n = len(self.skill_ids)
+        """Every primitive on features (B, O), arguments (B, D): (N_p, B, A), stops (N_p, B)."""
+        n = self.num_primitives
         params = torch.empty(n, x.shape[0], self.action.size)
         stops = torch.empty(n, x.shape[0])
         for stacked, members in self._groups:
