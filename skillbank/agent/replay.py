@@ -116,6 +116,7 @@ class SegmentReplay:
             segments.features + tuple(self.features[i] for i in keep),
             segments.actions + tuple(self.actions[i] for i in keep),
             segments.spans + tuple(spans),
+            segments.grids,
         )
         labels = np.concatenate(
             [np.asarray(assignment, np.int64), [index[self.skill_ids[i]] for i in keep]]

@@ -24,6 +24,7 @@ from torch import nn
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.nn.controller import Controller, ControllerConfig, attention_logits
+from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 
 __all__ = ["ControllerTrainConfig", "train_controller"]
 
@@ -40,6 +41,10 @@ class ControllerTrainConfig:
         decision_weight: Loss weight of a segment's first step against its other steps.
         balance_skills: Weigh every skill's steps alike in total (joint training only), so a
             rare skill (one short segment per episode) is still chosen when it should be.
+        grid_trunk: Give the controller a CNN over the grid slices of the features
+            (``skill-controller-v3``) where there are any; vector worlds keep the MLP.
+        conv_channels: Channels of the grid trunk's convolutions.
+        kernel_size: Side of the grid trunk's kernels.
         seed: Seed of initialisation and batching.
     """
 
@@ -49,6 +54,9 @@ class ControllerTrainConfig:
     learning_rate: float = 1e-3
     decision_weight: float = 4.0
     balance_skills: bool = False
+    grid_trunk: bool = False
+    conv_channels: tuple[int, ...] = (16, 16)
+    kernel_size: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +64,16 @@ class ControllerTrainConfig:
             raise ValueError("ControllerTrainConfig.hidden_dims must be positive widths")
         if min(self.num_epochs, self.batch_size) < 1 or self.learning_rate <= 0:
             raise ValueError("ControllerTrainConfig: counts >= 1 and learning_rate > 0")
+        if not self.conv_channels or min(self.conv_channels) < 1 or self.kernel_size < 1:
+            raise ValueError(
+                "ControllerTrainConfig.conv_channels and .kernel_size must be positive"
+            )
+
+    def grid_spec(self, grids: tuple[GridSlice, ...]) -> GridTrunkSpec | None:
+        """The controller's grid trunk over ``grids`` (``None``: off, or no grids: an MLP)."""
+        if not self.grid_trunk or not grids:
+            return None
+        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size)
 
 
 def train_controller(
@@ -92,6 +110,7 @@ def train_controller(
                 obs_dim=segments.obs_dim,
                 latent_dim=key_tensor.shape[1],
                 hidden_dims=config.hidden_dims,
+                grid=config.grid_spec(segments.grids),
             )
         )
         optimizer = torch.optim.Adam(controller.parameters(), lr=config.learning_rate)

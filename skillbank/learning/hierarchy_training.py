@@ -114,6 +114,7 @@ def train_hierarchy(
                 latent_dim=key_tensor.shape[1],
                 hidden_dims=controller_config.hidden_dims,
                 arg_dim=skill_config.arg_dim,
+                grid=controller_config.grid_spec(segments.grids),
             )
         )
         new = [
@@ -123,6 +124,7 @@ def train_hierarchy(
                     action=action,
                     hidden_dims=skill_config.hidden_dims,
                     arg_dim=skill_config.arg_dim,
+                    grid=skill_config.grid_spec(segments.grids),
                 )
             )
             for _ in range(num_new)

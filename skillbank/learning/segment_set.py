@@ -16,9 +16,25 @@ import numpy.typing as npt
 from skillbank.errors import TrainingError
 from skillbank.interfaces import iter_segments
 from skillbank.learning.features import ObservationFeaturizer
+from skillbank.nn.grid_trunk import GridSlice
 from skillbank.types import Episode
 
-__all__ = ["SegmentSet"]
+__all__ = ["SegmentSet", "grid_slices"]
+
+
+def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
+    """Where the grids lie in ``featurizer``'s features: every one-hot entry of per-step shape
+    (..., H, W, C) with at least 3 dims is a grid of (prod(...) * H) x W cells, each with
+    ``sum(cardinalities)`` features (the layout :meth:`ObservationFeaturizer.transform` writes).
+    """
+    grids: list[GridSlice] = []
+    offset = 0
+    for spec in featurizer.specs:
+        if spec.kind == "onehot" and len(spec.shape) >= 3:
+            height = int(np.prod(spec.shape[:-2]))
+            grids.append(GridSlice(offset, height, spec.shape[-2], sum(spec.cardinalities)))
+        offset += spec.dim
+    return tuple(grids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +45,14 @@ class SegmentSet:
         features: Per episode, (T+1, O) float32 observation features.
         actions: Per episode, (T,) int64 action ids or (T, A) float32 action values.
         spans: Per segment, (episode index, start step, stop step), stop exclusive.
+        grids: Where grid-shaped entries lie in the features (see :func:`grid_slices`); empty
+            for vector worlds. Modules with a grid trunk read it.
     """
 
     features: tuple[npt.NDArray[np.float32], ...]
     actions: tuple[npt.NDArray[np.generic], ...]
     spans: tuple[tuple[int, int, int], ...]
+    grids: tuple[GridSlice, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.actions):
@@ -41,6 +60,10 @@ class SegmentSet:
         for e, start, stop in self.spans:
             if not (0 <= e < len(self.actions) and 0 <= start < stop <= len(self.actions[e])):
                 raise ValueError(f"SegmentSet.spans entry {(e, start, stop)} is out of range")
+        if self.grids and self.features:
+            end, width = max(g.offset + g.size for g in self.grids), self.features[0].shape[1]
+            if end > width:
+                raise ValueError(f"SegmentSet.grids reach feature {end}, features have {width}")
 
     @classmethod
     def build(
@@ -72,7 +95,7 @@ class SegmentSet:
                 "no demonstration with actions to learn skills from",
                 hint="pass datasets whose episodes record actions",
             )
-        return cls(tuple(features), tuple(actions), tuple(spans))
+        return cls(tuple(features), tuple(actions), tuple(spans), grid_slices(featurizer))
 
     @property
     def num_segments(self) -> int:
@@ -86,7 +109,9 @@ class SegmentSet:
 
     def subset(self, indices: Sequence[int]) -> SegmentSet:
         """The segments at ``indices`` (episodes are shared, not copied)."""
-        return SegmentSet(self.features, self.actions, tuple(self.spans[i] for i in indices))
+        return SegmentSet(
+            self.features, self.actions, tuple(self.spans[i] for i in indices), self.grids
+        )
 
     def padded(
         self, indices: Sequence[int], max_length: int

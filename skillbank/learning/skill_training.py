@@ -20,6 +20,7 @@ from torch import nn
 
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
+from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
 __all__ = ["SkillTrainConfig", "segment_log_likelihood", "train_skill_policy"]
@@ -44,6 +45,13 @@ class SkillTrainConfig:
             training, a regulariser for small demonstration sets.
         validation_fraction: Joint training holds out this fraction of the episodes and keeps
             the weights of the epoch with the best held-out loss (early stopping).
+        grid_trunk: Give skills a CNN over the grid slices of the features
+            (``skill-policy-v3``, :mod:`skillbank.nn.grid_trunk`) where there are any; vector
+            worlds keep the MLP either way.
+        conv_channels: Channels of the grid trunk's convolutions.
+        kernel_size: Side of the grid trunk's kernels.
+        arg_film: Where the argument modulates a grid-trunk skill: ``"mlp"`` (first MLP layer)
+            or ``"grid"`` (the last convolution's channels).
         seed: Seed of initialisation and batching.
     """
 
@@ -57,17 +65,31 @@ class SkillTrainConfig:
     weight_decay: float = 0.0
     input_noise: float = 0.0
     validation_fraction: float = 0.0
+    grid_trunk: bool = False
+    conv_channels: tuple[int, ...] = (16, 16)
+    kernel_size: int = 3
+    arg_film: str = "mlp"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError("SkillTrainConfig.hidden_dims must be positive widths")
+        if not self.conv_channels or min(self.conv_channels) < 1 or self.kernel_size < 1:
+            raise ValueError("SkillTrainConfig.conv_channels and .kernel_size must be positive")
+        if self.arg_film not in ("mlp", "grid"):
+            raise ValueError(f"SkillTrainConfig.arg_film must be mlp|grid, got {self.arg_film!r}")
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
         if self.arg_dim < 0:
             raise ValueError("SkillTrainConfig.arg_dim must be >= 0")
         if self.learning_rate <= 0 or self.termination_weight < 0:
             raise ValueError("SkillTrainConfig: learning_rate > 0 and termination_weight >= 0")
+
+    def grid_spec(self, grids: tuple[GridSlice, ...]) -> GridTrunkSpec | None:
+        """The skills' grid trunk over ``grids`` (``None``: off, or no grids: an MLP)."""
+        if not self.grid_trunk or not grids:
+            return None
+        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, self.arg_film)
 
 
 def train_skill_policy(
@@ -95,7 +117,10 @@ def train_skill_policy(
         generator = torch.Generator().manual_seed(config.seed)
         policy = SkillPolicy(
             SkillPolicyConfig(
-                obs_dim=segments.obs_dim, action=action, hidden_dims=config.hidden_dims
+                obs_dim=segments.obs_dim,
+                action=action,
+                hidden_dims=config.hidden_dims,
+                grid=config.grid_spec(segments.grids),
             )
         )
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from skillbank.nn.grid_trunk import GridTrunk, GridTrunkSpec, StackedGridTrunks
+
 __all__ = [
     "ActionSpec",
     "SkillPolicy",
@@ -103,7 +105,8 @@ def make_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
 
 @dataclass(frozen=True, slots=True)
 class SkillPolicyConfig:
-    """Shape of a skill module (:attr:`arch_id`: ``skill-policy-v1``, or ``-v2`` with an argument).
+    """Shape of a skill module (:attr:`arch_id`: ``skill-policy-v1``, ``-v2`` with an argument,
+    ``-v3`` with a grid trunk).
 
     Attributes:
         obs_dim: O, observation features in.
@@ -111,12 +114,15 @@ class SkillPolicyConfig:
         hidden_dims: Widths of the shared trunk.
         arg_dim: D, width of the skill's argument (which object, where), given by the controller
             at the decision point and read beside the features; 0: no argument (v1).
+        grid: The CNN over the grid slices of the features (v3), ``None``: an MLP over the flat
+            features (v1/v2).
     """
 
     obs_dim: int
     action: ActionSpec
     hidden_dims: tuple[int, ...] = (128, 128)
     arg_dim: int = 0
+    grid: GridTrunkSpec | None = None
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
@@ -125,11 +131,31 @@ class SkillPolicyConfig:
             raise ValueError("SkillPolicyConfig.hidden_dims must be positive widths (at least one)")
         if self.arg_dim < 0:
             raise ValueError(f"SkillPolicyConfig.arg_dim must be >= 0, got {self.arg_dim}")
+        if self.grid is not None and self.grid.end > self.obs_dim:
+            raise ValueError(
+                f"SkillPolicyConfig.grid reaches feature {self.grid.end}, obs_dim is {self.obs_dim}"
+            )
 
     @property
     def arch_id(self) -> str:
-        """``skill-policy-v2`` for a parameterised skill, else ``skill-policy-v1``."""
+        """``skill-policy-v3`` with a grid trunk, ``-v2`` with an argument, else ``-v1``."""
+        if self.grid is not None:
+            return "skill-policy-v3"
         return "skill-policy-v2" if self.arg_dim else "skill-policy-v1"
+
+    @property
+    def film_on_grid(self) -> bool:
+        """The argument modulates the grid trunk's last convolution (not the first MLP layer)."""
+        return bool(self.arg_dim) and self.grid is not None and self.grid.arg_film == "grid"
+
+    @property
+    def film_dim(self) -> int:
+        """Width of the argument FiLM's output (0 without an argument)."""
+        if not self.arg_dim:
+            return 0
+        if self.grid is not None and self.film_on_grid:
+            return self.grid.film_dim()
+        return 2 * self.hidden_dims[0]
 
     def to_json(self) -> dict[str, Any]:
         """The config as stored in the skill memory."""
@@ -141,16 +167,20 @@ class SkillPolicyConfig:
         }
         if self.arg_dim:
             data["arg_dim"] = self.arg_dim
+        if self.grid is not None:
+            data["grid_trunk"] = self.grid.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SkillPolicyConfig:
         """Rebuild from :meth:`to_json` output (extra keys are ignored)."""
+        grid = data.get("grid_trunk")
         return cls(
             obs_dim=int(data["obs_dim"]),
             action=ActionSpec(str(data["action_kind"]), int(data["action_size"])),
             hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
             arg_dim=int(data.get("arg_dim", 0)),
+            grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
         )
 
 
@@ -170,20 +200,30 @@ def with_argument(
 
 
 class SkillPolicy(nn.Module):
-    """Policy plus termination head over observation features (and the skill's argument)."""
+    """Policy plus termination head over observation features (and the skill's argument).
+
+    With ``config.grid`` (v3) the features pass a :class:`GridTrunk` (CNN over the grid slices)
+    before the MLP; without it the MLP reads the flat features (v1/v2).
+    """
 
     def __init__(self, config: SkillPolicyConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = make_mlp(config.obs_dim + config.arg_dim, config.hidden_dims)
+        self.grid: GridTrunk | None = None
+        in_dim = config.obs_dim
+        if config.grid is not None:
+            self.grid = GridTrunk(config.obs_dim, config.grid)
+            in_dim = self.grid.out_dim
+        self.trunk = make_mlp(in_dim + config.arg_dim, config.hidden_dims)
         width = config.hidden_dims[-1]
         self.action_head = nn.Linear(width, config.action.size)
         self.termination_head = nn.Linear(width, 1)
         # v2: the argument also scales and shifts the first layer (FiLM), so a unit can read
         # "where is the object the argument names" -- a product of argument and observation.
+        # v3 with arg_film "grid": it scales the last convolution's channels instead.
         self.film: nn.Linear | None = None
         if config.arg_dim:
-            self.film = nn.Linear(config.arg_dim, 2 * config.hidden_dims[0])
+            self.film = nn.Linear(config.arg_dim, config.film_dim)
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
         self.log_std: nn.Parameter | None = None
@@ -194,11 +234,19 @@ class SkillPolicy(nn.Module):
         self, features: torch.Tensor, argument: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, O) and argument (B, D) -> action params (B, A), termination logits (B,)."""
-        inputs = with_argument(features, argument, self.config.arg_dim)  # (B, O + D)
-        if self.film is None:
+        arg_dim = self.config.arg_dim
+        if arg_dim and argument is None:
+            argument = features.new_zeros(features.shape[0], arg_dim)
+        film = self.film(argument) if self.film is not None and argument is not None else None
+        grid_film = film is not None and self.config.film_on_grid
+        if self.grid is not None:
+            # (B, F): grid CNN features, then the other features
+            features = self.grid(features, film if grid_film else None)
+        inputs = with_argument(features, argument, arg_dim)  # (B, F + D)
+        if film is None or grid_film:
             hidden = self.trunk(inputs)  # (B, H)
         else:
-            gamma, beta = self.film(inputs[:, self.config.obs_dim :]).chunk(2, dim=-1)
+            gamma, beta = film.chunk(2, dim=-1)  # (B, H0) each
             hidden = torch.relu(self.trunk[0](inputs) * (1 + gamma) + beta)  # (B, H0)
             hidden = self.trunk[2:](hidden)  # (B, H)
         return self.action_head(hidden), self.termination_head(hidden).squeeze(-1)
@@ -249,20 +297,31 @@ class StackedSkillPolicies(nn.Module):
             films = [p.film for p in policies]
             self.film_weight = torch.stack([f.weight.detach() for f in films if f is not None])
             self.film_bias = torch.stack([f.bias.detach() for f in films if f is not None])
+        self.grid: StackedGridTrunks | None = None
+        if config.grid is not None:
+            self.grid = StackedGridTrunks([p.grid for p in policies if p.grid is not None])
 
     @torch.no_grad()
     def forward(
         self, features: torch.Tensor, argument: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, O), argument (B, D) -> params (N, B, A), termination logits (N, B)."""
-        features = with_argument(features, argument, self.config.arg_dim)
-        pre = (
-            torch.einsum("bi,ndi->nbd", features, self.trunk_weights[0])
-            + self.trunk_biases[0][:, None]
-        )  # (N, B, D)
-        if self.film_weight is not None and self.film_bias is not None:
-            arg = features[:, self.config.obs_dim :]  # (B, D_arg)
-            film = torch.einsum("bi,ndi->nbd", arg, self.film_weight) + self.film_bias[:, None]
+        config = self.config
+        if config.arg_dim and argument is None:
+            argument = features.new_zeros(features.shape[0], config.arg_dim)
+        film: torch.Tensor | None = None
+        if self.film_weight is not None and self.film_bias is not None and argument is not None:
+            film = torch.einsum("bi,ndi->nbd", argument, self.film_weight) + self.film_bias[:, None]
+        if self.grid is not None:
+            encoded = self.grid(features, film if config.film_on_grid else None)  # (N, B, F)
+            if argument is not None and config.arg_dim:
+                encoded = torch.cat([encoded, argument.expand(self.num_skills, -1, -1)], dim=-1)
+            pre = torch.einsum("nbi,ndi->nbd", encoded, self.trunk_weights[0])
+        else:
+            inputs = with_argument(features, argument, config.arg_dim)  # (B, O + D)
+            pre = torch.einsum("bi,ndi->nbd", inputs, self.trunk_weights[0])
+        pre = pre + self.trunk_biases[0][:, None]  # (N, B, D)
+        if film is not None and not config.film_on_grid:
             gamma, beta = film.chunk(2, dim=-1)  # (N, B, D) each
             pre = pre * (1 + gamma) + beta
         hidden = torch.relu(pre)  # (N, B, D)

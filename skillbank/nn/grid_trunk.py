@@ -1,0 +1,313 @@
+"""A small CNN over the grid-shaped slices of a flat feature vector (the "grid trunk").
+
+Observation features reach every module as one flat vector (B, O) (see
+:class:`skillbank.learning.features.ObservationFeaturizer`). Some of its slices are grids: an
+integer (H, W, C) entry one-hot encoded per cell is ``H * W * sum(cards)`` features laid out
+cell by cell. A :class:`GridSlice` says where such a slice lies; :class:`GridTrunk` reshapes each
+one to (B, C, H, W), runs a few convolutions (ReLU), flattens the result (keeping where things
+are, as BabyAI 1.1's "flat" variant; Hui et al., 2020) and concatenates it with the remaining
+features. An MLP follows in the module that owns the trunk (skill or controller).
+
+The layout is part of the owner's JSON config, so a module stored in the skill memory is rebuilt
+with the same trunk in a fresh process.
+
+Example:
+    >>> spec = GridTrunkSpec(grids=(GridSlice(offset=0, height=3, width=3, channels=2),))
+    >>> trunk = GridTrunk(obs_dim=20, spec=spec)
+    >>> tuple(trunk(torch.zeros(4, 20)).shape) == (4, trunk.out_dim)
+    True
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "GridSlice",
+    "GridTrunk",
+    "GridTrunkSpec",
+    "StackedGridTrunks",
+    "conv_output_size",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GridSlice:
+    """Where one grid lies in the flat features: ``features[offset : offset + size]``.
+
+    The slice holds H * W cells, row-major, each with C features (its one-hot channels).
+
+    Attributes:
+        offset: First feature of the slice.
+        height: H, rows.
+        width: W, columns.
+        channels: C, features per cell.
+    """
+
+    offset: int
+    height: int
+    width: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0:
+            raise ValueError(f"GridSlice.offset must be >= 0, got {self.offset}")
+        if min(self.height, self.width, self.channels) < 1:
+            raise ValueError("GridSlice.height, .width and .channels must be >= 1")
+
+    @property
+    def size(self) -> int:
+        """Features in the slice: H * W * C."""
+        return self.height * self.width * self.channels
+
+    def to_json(self) -> dict[str, int]:
+        """The slice as stored in a module config."""
+        return {
+            "offset": self.offset,
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GridSlice:
+        """Rebuild from :meth:`to_json` output."""
+        return cls(
+            int(data["offset"]), int(data["height"]), int(data["width"]), int(data["channels"])
+        )
+
+
+def conv_output_size(size: int, kernel_size: int, num_layers: int) -> int:
+    """Side of a grid after ``num_layers`` convolutions padded by ``(kernel_size - 1) // 2``.
+
+    Odd kernels keep the size; a 2x2 kernel shrinks it by one per layer.
+    """
+    padding = (kernel_size - 1) // 2
+    for _ in range(num_layers):
+        size = size + 2 * padding - kernel_size + 1
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class GridTrunkSpec:
+    """The grid trunk of a module: which slices are grids and the CNN run on each.
+
+    Attributes:
+        grids: The grid slices, in the order their features are concatenated (non-overlapping).
+        conv_channels: Output channels of each convolution (ReLU after each).
+        kernel_size: Side of the square kernels (odd: size-preserving padding).
+        arg_film: Where the module's argument, if any, modulates: ``"mlp"`` (the first MLP layer,
+            as ``skill-policy-v2``) or ``"grid"`` (the last convolution's channels, the same
+            modulation at every cell, so "is the object the argument names here" is one
+            feature map).
+    """
+
+    grids: tuple[GridSlice, ...]
+    conv_channels: tuple[int, ...] = (16, 16)
+    kernel_size: int = 3
+    arg_film: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if not self.grids:
+            raise ValueError("GridTrunkSpec.grids must hold at least one GridSlice")
+        spans = sorted((g.offset, g.offset + g.size) for g in self.grids)
+        if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
+            raise ValueError("GridTrunkSpec.grids must not overlap")
+        if not self.conv_channels or min(self.conv_channels) < 1:
+            raise ValueError("GridTrunkSpec.conv_channels must be positive (at least one)")
+        if self.kernel_size < 1:
+            raise ValueError(f"GridTrunkSpec.kernel_size must be >= 1, got {self.kernel_size}")
+        for g in self.grids:
+            out = conv_output_size(
+                min(g.height, g.width), self.kernel_size, len(self.conv_channels)
+            )
+            if out < 1:
+                raise ValueError(
+                    f"GridTrunkSpec: a {g.height}x{g.width} grid vanishes under "
+                    f"{len(self.conv_channels)} convolutions of kernel {self.kernel_size}"
+                )
+        if self.arg_film not in ("mlp", "grid"):
+            raise ValueError(
+                f"GridTrunkSpec.arg_film must be 'mlp' or 'grid', got {self.arg_film!r}"
+            )
+
+    @property
+    def end(self) -> int:
+        """One past the last feature any grid uses (the owner's obs_dim must reach it)."""
+        return max(g.offset + g.size for g in self.grids)
+
+    def grid_out_dim(self, grid: GridSlice) -> int:
+        """Features one grid contributes after the CNN: C_last * H' * W'."""
+        layers = len(self.conv_channels)
+        return (
+            self.conv_channels[-1]
+            * conv_output_size(grid.height, self.kernel_size, layers)
+            * conv_output_size(grid.width, self.kernel_size, layers)
+        )
+
+    def out_dim(self, obs_dim: int) -> int:
+        """Width of the trunk's output for ``obs_dim`` input features."""
+        rest = obs_dim - sum(g.size for g in self.grids)
+        return sum(self.grid_out_dim(g) for g in self.grids) + rest
+
+    def film_dim(self) -> int:
+        """Width of a grid FiLM's output: (gamma, beta) per last-layer channel per grid."""
+        return 2 * self.conv_channels[-1] * len(self.grids)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as stored in a module config."""
+        return {
+            "grids": [g.to_json() for g in self.grids],
+            "conv_channels": list(self.conv_channels),
+            "kernel_size": self.kernel_size,
+            "arg_film": self.arg_film,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GridTrunkSpec:
+        """Rebuild from :meth:`to_json` output."""
+        return cls(
+            grids=tuple(GridSlice.from_json(g) for g in data["grids"]),
+            conv_channels=tuple(int(c) for c in data["conv_channels"]),
+            kernel_size=int(data["kernel_size"]),
+            arg_film=str(data.get("arg_film", "mlp")),
+        )
+
+
+def _rest_ranges(obs_dim: int, grids: tuple[GridSlice, ...]) -> list[tuple[int, int]]:
+    """The [start, stop) feature ranges no grid covers, in order."""
+    ranges, position = [], 0
+    for start, stop in sorted((g.offset, g.offset + g.size) for g in grids):
+        if start > position:
+            ranges.append((position, start))
+        position = stop
+    if position < obs_dim:
+        ranges.append((position, obs_dim))
+    return ranges
+
+
+class GridTrunk(nn.Module):
+    """Flat features (B, O) -> grid CNN features and the other features (B, F).
+
+    Output order: each grid's flattened (C_last, H', W') features in ``spec.grids`` order, then
+    the features outside every grid in their original order.
+
+    Args:
+        obs_dim: O, input features.
+        spec: The grid slices and the CNN.
+    """
+
+    def __init__(self, obs_dim: int, spec: GridTrunkSpec) -> None:
+        super().__init__()
+        if spec.end > obs_dim:
+            raise ValueError(f"GridTrunk: a grid reaches feature {spec.end}, obs_dim is {obs_dim}")
+        self.obs_dim = obs_dim
+        self.spec = spec
+        self.out_dim = spec.out_dim(obs_dim)
+        self.rest = _rest_ranges(obs_dim, spec.grids)
+        padding = (spec.kernel_size - 1) // 2
+        convs = []
+        for grid in spec.grids:
+            layers: list[nn.Module] = []
+            prev = grid.channels
+            for width in spec.conv_channels:
+                layers += [nn.Conv2d(prev, width, spec.kernel_size, padding=padding), nn.ReLU()]
+                prev = width
+            convs.append(nn.Sequential(*layers))
+        self.convs = nn.ModuleList(convs)
+
+    def grid_input(self, features: torch.Tensor, index: int) -> torch.Tensor:
+        """Grid ``index`` of features (B, O) as an image (B, C, H, W)."""
+        g = self.spec.grids[index]
+        cells = features[:, g.offset : g.offset + g.size]  # (B, H * W * C)
+        return cells.reshape(-1, g.height, g.width, g.channels).permute(0, 3, 1, 2)
+
+    def rest_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The features (B, R) outside every grid."""
+        parts = [features[:, a:b] for a, b in self.rest]
+        return torch.cat(parts, dim=1) if parts else features[:, :0]
+
+    def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """Features (B, O) -> (B, F); ``film`` (B, 2 * C_last * G) modulates the last convs."""
+        outs = []
+        last = len(self.spec.conv_channels) - 1
+        for index, conv in enumerate(self.convs):
+            hidden = self.grid_input(features, index)  # (B, C, H, W)
+            for layer in range(last + 1):
+                hidden = conv[2 * layer](hidden)  # (B, C_l, H_l, W_l)
+                if film is not None and layer == last:
+                    width = self.spec.conv_channels[-1]
+                    part = film[:, 2 * width * index : 2 * width * (index + 1)]
+                    gamma, beta = part.chunk(2, dim=-1)  # (B, C_last) each
+                    hidden = hidden * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+                hidden = torch.relu(hidden)
+            outs.append(hidden.flatten(1))  # (B, C_last * H' * W')
+        outs.append(self.rest_features(features))
+        return torch.cat(outs, dim=1)
+
+
+class StackedGridTrunks(nn.Module):
+    """N grid trunks of one spec run together: one convolution per layer for all N.
+
+    The first convolution of every trunk reads the same image, so their kernels are concatenated
+    along the output channels; later layers are grouped convolutions (``groups=N``), each group
+    one trunk's channels.
+
+    Args:
+        trunks: The trunks, all with the same ``obs_dim`` and spec.
+    """
+
+    def __init__(self, trunks: Sequence[GridTrunk]) -> None:
+        super().__init__()
+        if not trunks:
+            raise ValueError("StackedGridTrunks needs at least one GridTrunk")
+        first = trunks[0]
+        if any(t.spec != first.spec or t.obs_dim != first.obs_dim for t in trunks):
+            raise ValueError("StackedGridTrunks: every trunk must share one obs_dim and spec")
+        self.spec = first.spec
+        self.rest = first.rest
+        self.num_trunks = len(trunks)
+        self.padding = (first.spec.kernel_size - 1) // 2
+        self.weights: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out, C_in, k, k)
+        self.biases: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out,)
+        for index in range(len(self.spec.grids)):
+            convs: list[nn.Sequential] = [t.convs[index] for t in trunks]  # type: ignore[misc]
+            layers = range(0, 2 * len(self.spec.conv_channels), 2)
+            self.weights.append([torch.cat([c[i].weight.detach() for c in convs]) for i in layers])
+            self.biases.append([torch.cat([c[i].bias.detach() for c in convs]) for i in layers])
+
+    @torch.no_grad()
+    def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        """Features (B, O) -> (N, B, F); film (N, B, 2 * C_last * G) modulates the last convs."""
+        n, batch = self.num_trunks, features.shape[0]
+        width = self.spec.conv_channels[-1]
+        outs = []
+        for index, g in enumerate(self.spec.grids):
+            cells = features[:, g.offset : g.offset + g.size]  # (B, H * W * C)
+            hidden = cells.reshape(batch, g.height, g.width, g.channels).permute(0, 3, 1, 2)
+            last = len(self.weights[index]) - 1
+            for layer, (weight, bias) in enumerate(
+                zip(self.weights[index], self.biases[index], strict=True)
+            ):
+                groups = 1 if layer == 0 else n
+                hidden = nn.functional.conv2d(
+                    hidden, weight, bias, padding=self.padding, groups=groups
+                )  # (B, N * C_l, H_l, W_l)
+                if film is not None and layer == last:
+                    part = film[:, :, 2 * width * index : 2 * width * (index + 1)]
+                    gamma, beta = part.permute(1, 0, 2).chunk(2, dim=-1)  # (B, N, C_last) each
+                    shaped = hidden.reshape(batch, n, width, *hidden.shape[2:])  # (B, N, C, H, W)
+                    shaped = shaped * (1 + gamma[..., None, None]) + beta[..., None, None]
+                    hidden = shaped.reshape(hidden.shape)
+                hidden = torch.relu(hidden)
+            outs.append(hidden.reshape(batch, n, -1).transpose(0, 1))  # (N, B, C * H' * W')
+        rest = [features[:, a:b] for a, b in self.rest]
+        if rest:
+            outs.append(torch.cat(rest, dim=1).expand(n, -1, -1))  # (N, B, R)
+        return torch.cat(outs, dim=-1)
