@@ -171,7 +171,9 @@ def _throwaway_copy(memory_dir: Path) -> Iterator[SkillMemory]:
     with tempfile.TemporaryDirectory(prefix=".open-", dir=memory_dir.parent.parent) as tmp:
         copy = Path(tmp) / "memory"
         copy.mkdir()
-        shutil.copyfile(memory_dir / _DATABASE, copy / _DATABASE)  # mode not copied: writable
+        for name in (_DATABASE, f"{_DATABASE}-wal"):  # a WAL is normally merged on close
+            if (memory_dir / name).is_file():
+                shutil.copyfile(memory_dir / name, copy / name)  # mode not copied: writable
         blobs = memory_dir / "blobs"
         if blobs.is_dir():
             shutil.copytree(blobs, copy / "blobs", copy_function=_link_or_copy)

@@ -205,7 +205,10 @@ def export_pack(
         memory: The memory to read.
         out: Destination; ``*.tar.gz`` / ``*.tgz`` writes an archive, anything else a directory.
             Must not exist yet.
-        skill_ids: Skills to export, in this order; ``None`` exports every skill (sorted by id).
+        skill_ids: Skills to export, in this order; ``None`` exports every skill in the memory's
+            own order (that of ``memory.list()`` and ``memory.keys()``), so the memory a pack is
+            imported into orders its skills the same way (an agent's controller and skill
+            sampling see the skills in that order).
         command: The command line to record in the manifest.
         created_at: Export time to record (defaults to now).
         latest_only: Export only each skill's latest version, as a root (see the module
@@ -219,7 +222,7 @@ def export_pack(
         PackError: ``out`` exists, or a skill id is not safe as a path.
     """
     if skill_ids is None:
-        ids = sorted(record.skill_id for record in memory.list())
+        ids = [record.skill_id for record in memory.list()]
     else:
         ids = list(dict.fromkeys(skill_ids))
     created_at = time.time() if created_at is None else created_at
