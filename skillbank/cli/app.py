@@ -38,6 +38,7 @@ def _wire() -> None:
         agent,
         bench_babyai,
         bench_demos,
+        bench_flat_bc,
         bench_memory,
         demo,
         demos,
@@ -57,7 +58,7 @@ def _wire() -> None:
     app.add_typer(demos_app, name="demos")
 
     bench_app = typer.Typer(help="Benchmarks that write JSON result files.", no_args_is_help=True)
-    for module in (bench_memory, bench_demos, bench_babyai):
+    for module in (bench_memory, bench_demos, bench_babyai, bench_flat_bc):
         module.register(bench_app)
     app.add_typer(bench_app, name="bench")
 

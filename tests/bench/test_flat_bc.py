@@ -12,8 +12,12 @@ import torch
 
 from skillbank.bench.baselines.flat_bc import (
     FlatBCConfig,
+    FlatBCNet,
     FlatBCPolicy,
     count_parameters,
+    flat_bc_parameter_count,
+    match_parameter_count,
+    scale_width,
     train_flat_bc,
 )
 from skillbank.envs.rollout import evaluate_policy
@@ -126,3 +130,45 @@ def test_babyai_bc_beats_random_on_gotoredball() -> None:
     bc = evaluate_policy(make_env, FlatBCPolicy(result.model), episodes=64, seed=10**9)
     rand = evaluate_policy(make_env, RandomPolicy(0), episodes=64, seed=10**9)
     assert bc.success_rate > rand.success_rate + 0.15, (bc.success_rate, rand.success_rate)
+
+
+def test_wall_time_budget_stops_training_early() -> None:
+    episodes = [_vector_episode(s) for s in range(40)]
+    config = FlatBCConfig(
+        encoder=VectorEncoderConfig(obs_dim=3, hidden_dims=(32,), out_dim=32),
+        memory_dim=16,
+        epochs=100_000,
+        episodes_per_batch=8,
+        max_seconds=0.5,
+    )
+    result = train_flat_bc(episodes, config)
+    assert result.num_updates < 100_000 * 5 and len(result.losses) == len(set(result.losses))
+    assert result.train_seconds < 5.0
+    with pytest.raises(ValueError, match="max_seconds"):
+        FlatBCConfig(max_seconds=0.0)
+
+
+@pytest.mark.parametrize("target", [50_000, 739_207, 1_950_000, 6_000_000])
+def test_width_search_matches_a_parameter_count(target: int) -> None:
+    config, count = match_parameter_count(FlatBCConfig(num_actions=7), target, 7)
+    assert abs(count / target - 1) <= 0.2, (count, target)
+    assert count == flat_bc_parameter_count(config, 7)
+    assert config.encoder is not None
+    # The count is the real network's: build it and count again.
+    assert count == count_parameters(FlatBCNet(config.encoder, config.memory_dim, 7, True))
+    # Other settings are kept; only widths change.
+    assert config.num_actions == 7 and config.encoder.num_film == 2
+
+
+def test_width_scaling_is_monotone_and_keeps_vector_inputs() -> None:
+    base = FlatBCConfig(encoder=VectorEncoderConfig(obs_dim=39, hidden_dims=(64, 64)))
+    counts = [flat_bc_parameter_count(scale_width(base, w), 4, False) for w in (0.5, 1, 2)]
+    assert counts[0] < counts[1] < counts[2]
+    wide = scale_width(base, 2)
+    assert isinstance(wide.encoder, VectorEncoderConfig)
+    assert wide.encoder.obs_dim == 39 and wide.encoder.hidden_dims == (128, 128)
+    assert wide.memory_dim == 256
+    with pytest.raises(ValueError, match="width"):
+        scale_width(base, 0)
+    with pytest.raises(ValueError, match="encoder"):
+        flat_bc_parameter_count(FlatBCConfig(), 7)

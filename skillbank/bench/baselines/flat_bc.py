@@ -47,6 +47,9 @@ __all__ = [
     "FlatBCPolicy",
     "FlatBCResult",
     "count_parameters",
+    "flat_bc_parameter_count",
+    "match_parameter_count",
+    "scale_width",
     "train_flat_bc",
 ]
 
@@ -73,6 +76,11 @@ class FlatBCConfig:
         seed: Seeds weight init and batch order; same seed, same machine, same numbers.
         device: Torch device to train on, e.g. ``"cpu"`` or ``"cuda"``.
         warmup_fraction: Fraction of the updates over which the learning rate warms up.
+        max_seconds: Optional wall-time budget of training (``None``: none). Training stops
+            when it is spent, and the learning-rate schedule runs on whichever of updates or
+            seconds is further along, so a time-bound run still ends at its low rate. Used to
+            give flat BC the same wall time as the agent; the updates it made depend on the
+            machine's speed and load (the result records them).
     """
 
     encoder: EncoderConfig | None = None
@@ -88,6 +96,7 @@ class FlatBCConfig:
     seed: int = 0
     device: str = "cpu"
     warmup_fraction: float = 0.02
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -101,6 +110,7 @@ class FlatBCConfig:
             "num_actions": self.num_actions is None or self.num_actions > 0,
             "max_updates": self.max_updates is None or self.max_updates > 0,
             "warmup_fraction": 0 <= self.warmup_fraction < 1,
+            "max_seconds": self.max_seconds is None or self.max_seconds > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -170,6 +180,85 @@ class FlatBCNet(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def flat_bc_parameter_count(config: FlatBCConfig, num_outputs: int, discrete: bool = True) -> int:
+    """Trainable parameters of the network ``config`` builds (on the meta device: no memory,
+    no training). ``config.encoder`` must be set."""
+    if config.encoder is None:
+        raise ValueError("FlatBCConfig.encoder must be set to count parameters")
+    with torch.device("meta"):
+        model = FlatBCNet(config.encoder, config.memory_dim, num_outputs, discrete)
+    return count_parameters(model)
+
+
+def _round_width(value: float, base: int) -> int:
+    """Widths scale in multiples of 4 (at least 4), zero stays zero."""
+    return 0 if base == 0 else max(4, 4 * round(value / 4))
+
+
+def scale_width(config: FlatBCConfig, width: float) -> FlatBCConfig:
+    """``config`` with every layer width (encoder and memory) multiplied by ``width``.
+
+    BabyAI encoders scale the cell embedding, CNN channels, word embedding, mission GRU and
+    output; vector encoders their hidden layers and output. Depths, the vocabulary and the view
+    stay as they are. ``config.encoder`` must be set.
+    """
+    if width <= 0:
+        raise ValueError(f"scale_width: width must be > 0, got {width}")
+    encoder = config.encoder
+    if encoder is None:
+        raise ValueError("FlatBCConfig.encoder must be set to scale its widths")
+    if isinstance(encoder, BabyAIEncoderConfig):
+        e = encoder
+        encoder = dataclasses.replace(
+            e,
+            out_dim=_round_width(width * e.out_dim, e.out_dim),
+            image_embed_dim=_round_width(width * e.image_embed_dim, e.image_embed_dim),
+            conv_channels=_round_width(width * e.conv_channels, e.conv_channels),
+            word_dim=_round_width(width * e.word_dim, e.word_dim),
+            mission_dim=_round_width(width * e.mission_dim, e.mission_dim),
+        )
+    else:
+        encoder = dataclasses.replace(
+            encoder,
+            out_dim=_round_width(width * encoder.out_dim, encoder.out_dim),
+            hidden_dims=tuple(_round_width(width * d, d) for d in encoder.hidden_dims),
+        )
+    memory_dim = _round_width(width * config.memory_dim, config.memory_dim)
+    return dataclasses.replace(config, encoder=encoder, memory_dim=memory_dim)
+
+
+def match_parameter_count(
+    config: FlatBCConfig, target: int, num_outputs: int, discrete: bool = True
+) -> tuple[FlatBCConfig, int]:
+    """The width-scaled ``config`` whose parameter count is nearest ``target`` (log ratio).
+
+    A search over width multipliers 2**(k/16), 1/8 to 8, counting parameters without training
+    (:func:`flat_bc_parameter_count`); the caller checks the tolerance it needs (the returned
+    count over ``target``). ``config.encoder=None`` starts from :class:`BabyAIEncoderConfig`.
+
+    Returns:
+        The matched config and its parameter count.
+
+    Example:
+        >>> matched, count = match_parameter_count(FlatBCConfig(num_actions=7), 2_000_000, 7)
+        >>> 0.8 < count / 2_000_000 < 1.2
+        True
+    """
+    if target < 1:
+        raise ValueError(f"match_parameter_count: target must be >= 1, got {target}")
+    if config.encoder is None:
+        config = dataclasses.replace(config, encoder=BabyAIEncoderConfig())
+    best: tuple[float, FlatBCConfig, int] | None = None
+    for k in range(-48, 49):
+        candidate = scale_width(config, 2 ** (k / 16))
+        count = flat_bc_parameter_count(candidate, num_outputs, discrete)
+        gap = abs(math.log(count / target))
+        if best is None or gap < best[0]:
+            best = (gap, candidate, count)
+    assert best is not None
+    return best[1], best[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +361,20 @@ def train_flat_bc(
         total_updates = min(total_updates, config.max_updates)
     warmup = max(1, int(config.warmup_fraction * total_updates))
 
-    def lr_at(update: int) -> float:
-        if update < warmup:
-            return config.lr * (update + 1) / warmup
-        progress = (update - warmup) / max(1, total_updates - warmup)
-        return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    def elapsed_fraction() -> float:
+        """Share of the wall-time budget spent (0 without one)."""
+        if config.max_seconds is None:
+            return 0.0
+        return (time.perf_counter() - start) / config.max_seconds
+
+    def lr_at(update: int, spent: float) -> float:
+        warmed = max(
+            (update + 1) / warmup, spent / config.warmup_fraction if config.warmup_fraction else 0.0
+        )
+        if warmed < 1.0:
+            return config.lr * warmed
+        progress = max((update - warmup) / max(1, total_updates - warmup), spent)
+        return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     # --- training loop ---
     losses: list[float] = []
@@ -286,7 +384,8 @@ def train_flat_bc(
         order = rng.permutation(len(demos))
         epoch_loss, epoch_correct, epoch_steps = 0.0, 0, 0
         for b in range(batches_per_epoch):
-            if update >= total_updates:
+            spent = elapsed_fraction()
+            if update >= total_updates or spent >= 1.0:
                 break
             chosen = order[b * config.episodes_per_batch : (b + 1) * config.episodes_per_batch]
             # Step indices of the chosen episodes, with their episode and time coordinates.
@@ -312,7 +411,7 @@ def train_flat_bc(
             else:
                 loss = nn.functional.mse_loss(out, target)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(update)
+                group["lr"] = lr_at(update, spent)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
