@@ -40,6 +40,7 @@ def _wire() -> None:
         bench_demos,
         bench_flat_bc,
         bench_memory,
+        bench_segmentation,
         demo,
         demos,
         demos_collect,
@@ -58,7 +59,7 @@ def _wire() -> None:
     app.add_typer(demos_app, name="demos")
 
     bench_app = typer.Typer(help="Benchmarks that write JSON result files.", no_args_is_help=True)
-    for module in (bench_memory, bench_demos, bench_babyai, bench_flat_bc):
+    for module in (bench_memory, bench_demos, bench_babyai, bench_flat_bc, bench_segmentation):
         module.register(bench_app)
     app.add_typer(bench_app, name="bench")
 
