@@ -41,7 +41,7 @@ from skillbank.learning.segment_set import SegmentSet
 from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
-from skillbank.types import Provenance, SkillRecord
+from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 
 __all__ = [
     "COMPOSITE_TAG",
@@ -166,10 +166,8 @@ def learn_composites(
     index = {s: i for i, s in enumerate(skill_ids)}
     # --- stored composites whose children are all known, then newly mined sequences ----------
     stored: list[tuple[SkillRecord, CompositeSkill]] = []
-    for record in memory.list():
-        if record.arch_id != COMPOSITE_ARCH or not set(skill_tags) | {COMPOSITE_TAG} <= set(
-            record.tags
-        ):
+    for record in memory.list(RetrievalFilter(tags=(*skill_tags, COMPOSITE_TAG))):
+        if record.arch_id != COMPOSITE_ARCH:
             continue
         module = load_composite(record, memory.load_weights(record))
         if all(c in index for c in module.config.children):
