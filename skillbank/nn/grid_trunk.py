@@ -222,6 +222,10 @@ class GridTrunk(nn.Module):
             convs.append(nn.Sequential(*layers))
         self.convs = nn.ModuleList(convs)
 
+    def conv_layers(self, index: int) -> list[nn.Conv2d]:
+        """The convolutions of grid ``index``, first to last."""
+        return [m for m in self.convs[index].children() if isinstance(m, nn.Conv2d)]
+
     def grid_input(self, features: torch.Tensor, index: int) -> torch.Tensor:
         """Grid ``index`` of features (B, O) as an image (B, C, H, W)."""
         g = self.spec.grids[index]
@@ -237,10 +241,10 @@ class GridTrunk(nn.Module):
         """Features (B, O) -> (B, F); ``film`` (B, 2 * C_last * G) modulates the last convs."""
         outs = []
         last = len(self.spec.conv_channels) - 1
-        for index, conv in enumerate(self.convs):
+        for index in range(len(self.convs)):
             hidden = self.grid_input(features, index)  # (B, C, H, W)
-            for layer in range(last + 1):
-                hidden = conv[2 * layer](hidden)  # (B, C_l, H_l, W_l)
+            for layer, conv in enumerate(self.conv_layers(index)):
+                hidden = conv(hidden)  # (B, C_l, H_l, W_l)
                 if film is not None and layer == last:
                     width = self.spec.conv_channels[-1]
                     part = film[:, 2 * width * index : 2 * width * (index + 1)]
@@ -250,6 +254,11 @@ class GridTrunk(nn.Module):
             outs.append(hidden.flatten(1))  # (B, C_last * H' * W')
         outs.append(self.rest_features(features))
         return torch.cat(outs, dim=1)
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    assert conv.bias is not None
+    return conv.bias.detach()
 
 
 class StackedGridTrunks(nn.Module):
@@ -277,10 +286,10 @@ class StackedGridTrunks(nn.Module):
         self.weights: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out, C_in, k, k)
         self.biases: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out,)
         for index in range(len(self.spec.grids)):
-            convs: list[nn.Sequential] = [t.convs[index] for t in trunks]  # type: ignore[misc]
-            layers = range(0, 2 * len(self.spec.conv_channels), 2)
+            convs = [t.conv_layers(index) for t in trunks]  # per trunk, per layer
+            layers = range(len(self.spec.conv_channels))
             self.weights.append([torch.cat([c[i].weight.detach() for c in convs]) for i in layers])
-            self.biases.append([torch.cat([c[i].bias.detach() for c in convs]) for i in layers])
+            self.biases.append([torch.cat([_bias(c[i]) for c in convs]) for i in layers])
 
     @torch.no_grad()
     def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
