@@ -9,7 +9,12 @@ then composite ones (GoTo, Pickup, Unlock, PutNext, Synth, GoToSeq, SynthSeq, Bo
    of earlier levels are reused, new ones added), and reports segmentation F1 and cluster purity
    against the bot's subgoals;
 3. flat BC is trained from scratch on every demonstration seen so far (the same data the agent has
-   had; a cumulative, mission-conditioned baseline is the stronger one);
+   had; a cumulative, mission-conditioned baseline is the stronger one). With the agent in the
+   run, flat BC is fair by construction: its widths are chosen so its parameter count is within
+   ±20% of what the agent acts with (stored skills + controller; the skill VAE, which only
+   encodes segments while learning, is reported separately), counted on the trained agent at
+   run time (:func:`fair_flat_bc_config`), and it gets the same wall time to train as the agent
+   has spent learning so far (its epochs are only a cap);
 4. both are evaluated on the same ``eval_episodes`` seeds starting at :data:`EVAL_SEED` (10**9),
    disjoint from every training seed.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -43,6 +49,7 @@ from skillbank.bench.baselines.flat_bc import (
     FlatBCConfig,
     FlatBCPolicy,
     count_parameters,
+    match_parameter_count,
     train_flat_bc,
 )
 from skillbank.bench.run_info import machine_info, package_versions
@@ -52,19 +59,31 @@ from skillbank.types import Episode
 __all__ = [
     "BUDGETS",
     "EVAL_SEED",
+    "FLAT_BC_BUDGET",
+    "PARAM_TOLERANCE",
     "PRIMITIVE_LEVELS",
     "BabyAIBenchResult",
     "BenchBudget",
     "LevelPlan",
     "LevelResult",
+    "agent_parameter_counts",
     "collect_level_demos",
+    "fair_flat_bc_config",
     "markdown_table",
     "run_babyai_bench",
     "scaled_agent_config",
 ]
 
+_log = logging.getLogger(__name__)
+
 EVAL_SEED = 10**9
 """First evaluation seed; training seeds count up from 0 and never get near it."""
+
+PARAM_TOLERANCE = 0.2
+"""Flat BC's parameter count may differ from the agent's acting parameters by this fraction."""
+
+FLAT_BC_BUDGET = "equal wall time: flat BC trains for the seconds the agent spent learning"
+"""How flat BC's training budget is matched to the agent's (written into result files)."""
 
 PRIMITIVE_LEVELS = ("GoToLocal", "PickupLoc", "Open", "PutNextLocal")
 COMPOSITE_LEVELS = (
@@ -104,7 +123,9 @@ class BenchBudget:
         name: ``"smoke"``, ``"small"`` or ``"full"``.
         levels: The curriculum, in order.
         eval_episodes: Evaluation episodes per level and method (512 except for smoke).
-        flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed).
+        flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed). With the agent
+            in the run its widths are rescaled to the agent's parameter count and its ``epochs``
+            only cap the wall-time budget.
         agent_scale: Multiplies the agent's training epochs (smoke trains briefly).
         note: What this budget leaves out, written into the result file.
     """
@@ -180,8 +201,13 @@ class LevelResult:
         skillbank_train_s: Seconds the agent spent learning this level.
         flat_bc_train_s: Seconds flat BC spent training.
         flat_bc_params: Flat BC's trainable parameters.
-        skillbank_params: Parameters of every module the agent runs (skills, controller, skill
-            encoder), for comparison with ``flat_bc_params``.
+        skillbank_params: Parameters of what the agent acts with (stored skills + controller),
+            which ``flat_bc_params`` is matched to.
+        skillbank_vae_params: Parameters of the agent's skill VAE (used while learning only).
+        flat_bc_budget_s: Wall-time budget flat BC got (the agent's learning time so far);
+            ``None`` without the agent (epochs only).
+        flat_bc_updates: Gradient updates flat BC made.
+        flat_bc_epochs: Epochs flat BC started.
         skillbank_steps_per_s: Environment steps/s of the agent's evaluation.
         flat_bc_steps_per_s: Environment steps/s of flat BC's evaluation.
     """
@@ -203,6 +229,10 @@ class LevelResult:
     skillbank_params: int | None
     skillbank_steps_per_s: float | None
     flat_bc_steps_per_s: float
+    skillbank_vae_params: int | None = None
+    flat_bc_budget_s: float | None = None
+    flat_bc_updates: int = 0
+    flat_bc_epochs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able record."""
@@ -247,6 +277,10 @@ class BabyAIBenchResult:
             "command": command,
             "machine": {**machine_info(), "versions": package_versions("minigrid")},
             "flat_bc_config": _config_json(self.budget.flat_bc),
+            "flat_bc_budget": FLAT_BC_BUDGET
+            if any(r.flat_bc_budget_s is not None for r in self.levels)
+            else f"epochs={self.budget.flat_bc.epochs} (no agent to match)",
+            "param_tolerance": PARAM_TOLERANCE,
             "levels": [level.to_json() for level in self.levels],
             "num_skills": len(self.skill_ids),
             "skill_ids": list(self.skill_ids),
@@ -288,6 +322,38 @@ def collect_level_demos(
     tried = last_seed + 1
     failed = sum(1 for s in info.failures if s <= last_seed)
     return episodes, (0, last_seed), (tried - failed) / tried
+
+
+def agent_parameter_counts(agent: Any) -> tuple[int, int]:
+    """(acting, vae): parameters of what a trained agent acts with (its stored skills and the
+    controller) and of its skill VAE (which encodes segments while learning)."""
+    acting = sum(count_parameters(m) for m in agent.skills()[2])
+    if agent.controller is not None:
+        acting += count_parameters(agent.controller)
+    vae = count_parameters(agent.vae) if agent.vae is not None else 0
+    return acting, vae
+
+
+def fair_flat_bc_config(
+    base: FlatBCConfig, agent_params: int, budget_s: float, num_outputs: int = 7
+) -> tuple[FlatBCConfig, int]:
+    """``base`` resized to ``agent_params`` parameters and given ``budget_s`` seconds to train.
+
+    The widths come from :func:`~skillbank.bench.baselines.flat_bc.match_parameter_count`
+    (counted, not trained); a match outside :data:`PARAM_TOLERANCE` is logged.
+
+    Returns:
+        The config and its parameter count.
+    """
+    config, count = match_parameter_count(base, max(1, agent_params), num_outputs)
+    if agent_params > 0 and abs(count / agent_params - 1) > PARAM_TOLERANCE:
+        _log.warning(
+            "flat BC has %d parameters, the agent %d: outside ±%.0f%%",
+            count,
+            agent_params,
+            100 * PARAM_TOLERANCE,
+        )
+    return dataclasses.replace(config, max_seconds=max(budget_s, 1e-3)), count
 
 
 def scaled_agent_config(seed: int, scale: float) -> Any:
@@ -348,6 +414,7 @@ def run_babyai_bench(
 
     seen: list[Episode] = []
     results: list[LevelResult] = []
+    agent_learn_s = 0.0  # the agent's learning time so far: flat BC's budget
     eval_seeds = (EVAL_SEED, EVAL_SEED + budget.eval_episodes - 1)
     for plan in budget.levels:
         info = {"level": plan.level}
@@ -361,19 +428,25 @@ def run_babyai_bench(
 
         # --- skillbank: learn this level into the growing memory, evaluate ---
         sb_success = f1 = purity = sb_train_s = sb_sps = None
-        num_skills = sb_params = None
+        num_skills = sb_params = vae_params = None
+        bc_config = dataclasses.replace(budget.flat_bc, seed=seed, device=device)
+        budget_s: float | None = None
         if agent is not None:
+            tick = time.perf_counter()
             report = agent.learn([episodes], observer=observe)
+            agent_learn_s += time.perf_counter() - tick
             evaluation = agent.evaluate(make_env, budget.eval_episodes, EVAL_SEED)
             sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
             f1, purity = report.segmentation_f1, report.cluster_purity
             sb_train_s, num_skills = report.train_s, len(report.skill_ids)
-            modules = [*agent.skills()[2], agent.controller, agent.vae]
-            sb_params = sum(count_parameters(m) for m in modules if m is not None)
+            sb_params, vae_params = agent_parameter_counts(agent)
             observe(Event("bench.skillbank", {"success": sb_success}, info))
+            # Same parameters as what the agent acts with, same wall time as it has learned for.
+            budget_s = agent_learn_s
+            bc_config, _ = fair_flat_bc_config(bc_config, sb_params, budget_s)
 
         # --- flat BC: from scratch on every demonstration so far, evaluate ---
-        bc = train_flat_bc(seen, dataclasses.replace(budget.flat_bc, seed=seed, device=device))
+        bc = train_flat_bc(seen, bc_config)
         bc_eval = evaluate_policy(
             make_env, FlatBCPolicy(bc.model), episodes=budget.eval_episodes, seed=EVAL_SEED
         )
@@ -398,6 +471,10 @@ def run_babyai_bench(
                 skillbank_params=sb_params,
                 skillbank_steps_per_s=sb_sps,
                 flat_bc_steps_per_s=bc_eval.steps_per_s,
+                skillbank_vae_params=vae_params,
+                flat_bc_budget_s=budget_s,
+                flat_bc_updates=bc.num_updates,
+                flat_bc_epochs=len(bc.losses),
             )
         )
 
@@ -429,10 +506,13 @@ def markdown_table(levels: Sequence[LevelResult]) -> str:
     def ratio(a: float | None, b: float) -> str:
         return "—" if a is None or b <= 0 else f"{a / b:.2f}×"
 
+    def count(value: int | None) -> str:
+        return "—" if value is None else f"{value:,}"
+
     rows = [
         "| level | demos | demos so far | skillbank % | flat BC % | ratio | seg. F1 | purity "
-        "| skills | skillbank s | flat BC s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| skills | skillbank s | flat BC s | skillbank params | flat BC params |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in levels:
         rows.append(
@@ -440,6 +520,7 @@ def markdown_table(levels: Sequence[LevelResult]) -> str:
             f"| {pct(r.flat_bc_success)} | {ratio(r.skillbank_success, r.flat_bc_success)} "
             f"| {num(r.segmentation_f1)} | {num(r.cluster_purity)} "
             f"| {r.num_skills if r.num_skills is not None else '—'} "
-            f"| {num(r.skillbank_train_s)} | {r.flat_bc_train_s:.2f} |"
+            f"| {num(r.skillbank_train_s)} | {r.flat_bc_train_s:.2f} "
+            f"| {count(r.skillbank_params)} | {count(r.flat_bc_params)} |"
         )
     return "\n".join(rows) + "\n"

@@ -8,7 +8,11 @@ One run, side by side on the same data and seeds:
 2. the procedural-memory agent learns every primitive dataset into the skill memory
    ``memory_dir`` (a memory holding skills from an earlier run explains the demonstrations with
    them first and only adds what they do not explain);
-3. flat BC is trained from scratch on the same demonstrations with the same budget;
+3. flat BC is trained from scratch on the same demonstrations, sized to the agent and given its
+   budget: its widths are chosen (by counting, not training) so its parameters are within ±20% of
+   what the agent acts with (stored skills + controller, counted on the trained agent; the skill
+   VAE is reported separately), and it trains for the wall time the agent spent learning (its
+   epochs are only a cap);
 4. both are evaluated on every primitive level and on composite levels never trained on (e.g.
    GoTo: go to an object anywhere in a 3x3 maze of rooms), on the same ``eval_episodes`` seeds
    starting at :data:`~skillbank.bench.babyai_bench.EVAL_SEED`, disjoint from every training seed.
@@ -35,14 +39,17 @@ from typing import Any
 
 from skillbank.bench.babyai_bench import (
     EVAL_SEED,
+    FLAT_BC_BUDGET,
+    PARAM_TOLERANCE,
     LevelPlan,
+    agent_parameter_counts,
     collect_level_demos,
+    fair_flat_bc_config,
     scaled_agent_config,
 )
 from skillbank.bench.baselines.flat_bc import (
     FlatBCConfig,
     FlatBCPolicy,
-    count_parameters,
     train_flat_bc,
 )
 from skillbank.bench.run_info import machine_info, package_versions
@@ -69,7 +76,8 @@ class DemoPlan:
         train_levels: Primitive levels and how many demonstrations of each to learn from.
         test_levels: Composite levels, never trained on, solved by composing the skills.
         eval_episodes: Evaluation episodes per level and method.
-        flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed).
+        flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed; its widths are
+            rescaled to the agent's parameter count; its ``epochs`` cap the wall-time budget).
         agent_scale: Multiplies the agent's training epochs (the agent's share of the budget).
     """
 
@@ -111,7 +119,8 @@ DEMO_PLANS: dict[str, DemoPlan] = {
         test_levels=("GoTo",),
         eval_episodes=128,
         # Small batches: on 500 demos, 4 episodes per update reached 70% on GoToLocal where 16
-        # reached 6% in the same two minutes (more updates for the same wall time).
+        # reached 6% in the same two minutes (more updates for the same wall time). The agent's
+        # learning time bounds training; 15 epochs is only a cap.
         flat_bc=FlatBCConfig(num_actions=7, epochs=15, episodes_per_batch=4, lr=1e-3),
         agent_scale=1.0,
     ),
@@ -192,8 +201,12 @@ class DemoResult:
         num_reused: Segments explained by skills already in the memory.
         segmentation_f1: Boundary F1 (±1 step) against the bot's subgoals.
         cluster_purity: Purity of the segment -> skill assignment against the bot's subgoals.
-        skillbank_params: Parameters of every module the agent runs.
-        flat_bc_params: Flat BC's trainable parameters.
+        skillbank_params: Parameters of what the agent acts with (stored skills + controller).
+        skillbank_vae_params: Parameters of the agent's skill VAE (used while learning only).
+        flat_bc_params: Flat BC's trainable parameters (matched to ``skillbank_params``).
+        flat_bc_updates: Gradient updates flat BC made in its budget.
+        flat_bc_epochs: Epochs flat BC started in its budget.
+        flat_bc_config: The config flat BC was trained with (matched widths, wall-time budget).
         verify_problems: Problems ``SkillMemory.verify()`` found after the run (0 expected).
         timings: Phase -> seconds (collect, skillbank_learn, flat_bc_train, evaluate, total).
     """
@@ -213,6 +226,10 @@ class DemoResult:
     skillbank_params: int
     flat_bc_params: int
     verify_problems: int
+    skillbank_vae_params: int = 0
+    flat_bc_updates: int = 0
+    flat_bc_epochs: int = 0
+    flat_bc_config: FlatBCConfig | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self, command: str = "") -> dict[str, Any]:
@@ -229,9 +246,7 @@ class DemoResult:
             "eval_episodes": self.plan.eval_episodes,
             "eval_seeds": [EVAL_SEED, EVAL_SEED + self.plan.eval_episodes - 1],
             "agent_scale": self.plan.agent_scale,
-            "flat_bc_config": {
-                k: v for k, v in dataclasses.asdict(self.plan.flat_bc).items() if k != "encoder"
-            },
+            "flat_bc_config": _config_json(self.flat_bc_config or self.plan.flat_bc),
             "memory": str(self.memory_dir),
             "data": str(self.data_dir),
             "levels": [level.to_json() for level in self.levels],
@@ -244,10 +259,27 @@ class DemoResult:
             "segmentation_f1": self.segmentation_f1,
             "cluster_purity": self.cluster_purity,
             "skillbank_params": self.skillbank_params,
+            "skillbank_vae_params": self.skillbank_vae_params,
             "flat_bc_params": self.flat_bc_params,
+            "param_ratio": self.flat_bc_params / max(1, self.skillbank_params),
+            "param_tolerance": PARAM_TOLERANCE,
+            "budget": {
+                "unit": FLAT_BC_BUDGET,
+                "skillbank_learn_s": self.timings.get("skillbank_learn_s"),
+                "flat_bc_train_s": self.timings.get("flat_bc_train_s"),
+                "flat_bc_updates": self.flat_bc_updates,
+                "flat_bc_epochs": self.flat_bc_epochs,
+                "flat_bc_epoch_cap": self.plan.flat_bc.epochs,
+            },
             "verify_problems": self.verify_problems,
             "timings": dict(self.timings),
         }
+
+
+def _config_json(config: FlatBCConfig) -> dict[str, Any]:
+    data = {name: getattr(config, name) for name in config.__dataclass_fields__}
+    data["encoder"] = config.encoder.to_json() if config.encoder is not None else None
+    return data
 
 
 def run_demo_job(
@@ -257,6 +289,7 @@ def run_demo_job(
     memory_dir: Path,
     data_dir: Path,
     device: str = "cpu",
+    composites: bool = False,
     observer: Observer | None = None,
 ) -> DemoResult:
     """Run the demo job; see the module docstring.
@@ -267,6 +300,7 @@ def run_demo_job(
         memory_dir: The skill memory (created if missing; an existing one is learned into).
         data_dir: Demonstrations go to ``data_dir/<level>`` and are reused when present.
         device: Torch device for flat BC.
+        composites: Let the agent learn composite skills (``AgentConfig.composites``).
         observer: Receives ``demo.*`` events (and the collectors' / learners' own).
 
     Raises:
@@ -280,7 +314,7 @@ def run_demo_job(
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    config = scaled_agent_config(seed, plan.agent_scale)
+    config = dataclasses.replace(scaled_agent_config(seed, plan.agent_scale), composites=composites)
     with SkillMemory(memory_dir) as memory:
         if memory.key_dim not in (None, config.vae.latent_dim):
             raise SkillMemoryError(
@@ -310,14 +344,18 @@ def run_demo_job(
         tick = time.perf_counter()
         report = agent.learn(datasets, observer=observe)
         timings["skillbank_learn_s"] = time.perf_counter() - tick
-        modules = [*agent.skills()[2], agent.controller, agent.vae]
-        sb_params = sum(count_parameters(m) for m in modules if m is not None)
+        sb_params, vae_params = agent_parameter_counts(agent)
         observe(Event("demo.learned", {"skills": len(report.skill_ids)}))
 
-        # --- flat BC: the same demonstrations, the same budget ---
+        # --- flat BC: the same demonstrations, parameters and wall time as the agent ---
+        bc_config, _ = fair_flat_bc_config(
+            dataclasses.replace(plan.flat_bc, seed=seed, device=device),
+            sb_params,
+            timings["skillbank_learn_s"],
+        )
         tick = time.perf_counter()
         seen = [e for d in datasets for e in d]
-        bc = train_flat_bc(seen, dataclasses.replace(plan.flat_bc, seed=seed, device=device))
+        bc = train_flat_bc(seen, bc_config)
         timings["flat_bc_train_s"] = time.perf_counter() - tick
         observe(Event("demo.flat_bc_trained", {"train_s": bc.train_seconds}))
 
@@ -371,5 +409,9 @@ def run_demo_job(
         skillbank_params=sb_params,
         flat_bc_params=bc.num_params,
         verify_problems=len(problems),
+        skillbank_vae_params=vae_params,
+        flat_bc_updates=bc.num_updates,
+        flat_bc_epochs=len(bc.losses),
+        flat_bc_config=bc.config,
         timings=timings,
     )

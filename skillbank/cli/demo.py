@@ -54,6 +54,9 @@ def demo_command(
     threads: Annotated[
         int, typer.Option("--threads", help="Torch CPU threads (1 is fastest on a loaded box).")
     ] = 1,
+    composites: Annotated[
+        bool, typer.Option("--composites", help="Also learn composite skills (skills of skills).")
+    ] = False,
 ) -> None:
     """Learn primitive BabyAI skills, compose them on an unseen level, compare with flat BC."""
     import torch
@@ -86,7 +89,14 @@ def demo_command(
         console.print(line, highlight=False, soft_wrap=True)
 
     with console.status("running the demo job..."):
-        result = run_demo_job(plan, seed=seed, memory_dir=memory, data_dir=data_dir, observer=show)
+        result = run_demo_job(
+            plan,
+            seed=seed,
+            memory_dir=memory,
+            data_dir=data_dir,
+            observer=show,
+            composites=composites,
+        )
     payload = result.to_json(command)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -113,9 +123,14 @@ def demo_command(
         f"skills: {len(result.skill_ids)} in {memory} ({len(result.new_skill_ids)} new, "
         f"{result.skills_before} before this run; {result.num_reused}/{result.num_segments} "
         f"segments explained by stored skills); segmentation F1 {f1}, purity {purity}\n"
-        f"parameters: skillbank {result.skillbank_params:,}, flat BC {result.flat_bc_params:,}\n"
-        f"time: collect {t['collect_s']:.0f} s, skillbank learn {t['skillbank_learn_s']:.0f} s, "
-        f"flat BC train {t['flat_bc_train_s']:.0f} s, evaluate {t['evaluate_s']:.0f} s, "
+        f"parameters: skillbank {result.skillbank_params:,} acting (skills + controller; "
+        f"skill VAE {result.skillbank_vae_params:,} more, learning only), "
+        f"flat BC {result.flat_bc_params:,} "
+        f"({result.flat_bc_params / max(1, result.skillbank_params):.2f}×)\n"
+        f"budget: equal wall time — skillbank learn {t['skillbank_learn_s']:.0f} s, "
+        f"flat BC train {t['flat_bc_train_s']:.0f} s ({result.flat_bc_updates} updates, "
+        f"{result.flat_bc_epochs} epochs)\n"
+        f"time: collect {t['collect_s']:.0f} s, evaluate {t['evaluate_s']:.0f} s, "
         f"total {t['total_s']:.0f} s\n"
         f"wrote {json_out}; inspect the skills with `skillbank skills ls --memory {memory}`",
         highlight=False,

@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 from skillbank.bench.babyai_bench import (
     BUDGETS,
     EVAL_SEED,
+    PARAM_TOLERANCE,
     BenchBudget,
     LevelPlan,
+    fair_flat_bc_config,
     markdown_table,
     run_babyai_bench,
 )
@@ -77,9 +79,21 @@ def test_flat_bc_only_run_writes_every_field(tmp_path: Path) -> None:
     assert {"machine", "seed", "command", "budget", "eval_episodes"} <= set(payload)
     assert payload["machine"]["versions"]["torch"]
     assert "| GoToRedBall | 12 |" in markdown_table(result.levels)
+    assert f"| {level.flat_bc_params:,} |" in markdown_table(result.levels)
+    # Without the agent there is nothing to match: the configured network and epochs.
+    assert level.flat_bc_budget_s is None and level.flat_bc_epochs == 1
+    assert payload["flat_bc_budget"].startswith("epochs=1")
     # Demonstrations are cached: a second run reuses them and gives the same baseline.
     again = run_babyai_bench(TINY, seed=0, out_dir=tmp_path, include_agent=False)
     assert again.levels[0].flat_bc_success == level.flat_bc_success
+
+
+def test_fair_flat_bc_matches_the_agents_parameters_and_time() -> None:
+    for agent_params in (80_000, 561_065, 1_950_000):
+        config, count = fair_flat_bc_config(TINY.flat_bc, agent_params, 12.5)
+        assert abs(count / agent_params - 1) <= PARAM_TOLERANCE
+        assert config.max_seconds == 12.5 and config.epochs == TINY.flat_bc.epochs
+        assert config.num_actions == 7 and config.encoder is not None
 
 
 def test_pca_map_of_keys() -> None:

@@ -87,6 +87,17 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert payload["skills_before"] == 0 and payload["num_skills"] >= 1
     assert payload["new_skill_ids"] == payload["skill_ids"]
     assert 0.0 <= payload["segmentation_f1"] <= 1.0 and payload["verify_problems"] == 0
+    # Flat BC is sized to what the agent acts with and trained for the agent's learning time.
+    assert payload["skillbank_params"] > 0 and payload["skillbank_vae_params"] > 0
+    assert abs(payload["flat_bc_params"] / payload["skillbank_params"] - 1) <= 0.2
+    assert payload["param_ratio"] == payload["flat_bc_params"] / payload["skillbank_params"]
+    budget = payload["budget"]
+    assert "wall time" in budget["unit"] and budget["flat_bc_updates"] >= 1
+    assert budget["flat_bc_train_s"] <= budget["skillbank_learn_s"] + 10.0
+    assert payload["flat_bc_config"]["max_seconds"] == pytest.approx(budget["skillbank_learn_s"])
+    assert payload["flat_bc_config"]["encoder"]["kind"] == "babyai"
+    text_params = f"flat BC {payload['flat_bc_params']:,}"
+    assert text_params in text and "equal wall time" in text
     assert set(payload["timings"]) == {
         "collect_s",
         "skillbank_learn_s",

@@ -158,6 +158,9 @@ def test_width_search_matches_a_parameter_count(target: int) -> None:
     assert count == count_parameters(FlatBCNet(config.encoder, config.memory_dim, 7, True))
     # Other settings are kept; only widths change.
     assert config.num_actions == 7 and config.encoder.num_film == 2
+    # A tiny starting point grows as far as it needs to.
+    _, tiny_count = match_parameter_count(FlatBCConfig(encoder=TINY_BABYAI), target, 7)
+    assert abs(tiny_count / target - 1) <= 0.2, (tiny_count, target)
 
 
 def test_width_scaling_is_monotone_and_keeps_vector_inputs() -> None:

@@ -192,6 +192,9 @@ def flat_bc_parameter_count(config: FlatBCConfig, num_outputs: int, discrete: bo
     return count_parameters(model)
 
 
+_MAX_WIDTH_STEPS = 160  # 2**(160/16): widths 1024 times smaller or larger at most
+
+
 def _round_width(value: float, base: int) -> int:
     """Widths scale in multiples of 4 (at least 4), zero stays zero."""
     return 0 if base == 0 else max(4, 4 * round(value / 4))
@@ -234,9 +237,10 @@ def match_parameter_count(
 ) -> tuple[FlatBCConfig, int]:
     """The width-scaled ``config`` whose parameter count is nearest ``target`` (log ratio).
 
-    A search over width multipliers 2**(k/16), 1/8 to 8, counting parameters without training
-    (:func:`flat_bc_parameter_count`); the caller checks the tolerance it needs (the returned
-    count over ``target``). ``config.encoder=None`` starts from :class:`BabyAIEncoderConfig`.
+    A search over width multipliers 2**(k/16) (widths in multiples of 4), counting parameters
+    without training (:func:`flat_bc_parameter_count`); the caller checks the tolerance it needs
+    (the returned count over ``target``). ``config.encoder=None`` starts from
+    :class:`BabyAIEncoderConfig`.
 
     Returns:
         The matched config and its parameter count.
@@ -250,13 +254,20 @@ def match_parameter_count(
         raise ValueError(f"match_parameter_count: target must be >= 1, got {target}")
     if config.encoder is None:
         config = dataclasses.replace(config, encoder=BabyAIEncoderConfig())
+    # Walk the width multiplier 2**(k/16) from 1 towards the target until the count crosses it
+    # (the count grows with the width), keeping the nearest seen.
     best: tuple[float, FlatBCConfig, int] | None = None
-    for k in range(-48, 49):
-        candidate = scale_width(config, 2 ** (k / 16))
+    direction = 0
+    for step in range(_MAX_WIDTH_STEPS):
+        candidate = scale_width(config, 2 ** (direction * step / 16))
         count = flat_bc_parameter_count(candidate, num_outputs, discrete)
         gap = abs(math.log(count / target))
         if best is None or gap < best[0]:
             best = (gap, candidate, count)
+        if direction == 0:
+            direction = 1 if count < target else -1
+        elif (count - target) * direction >= 0:
+            break
     assert best is not None
     return best[1], best[2]
 
