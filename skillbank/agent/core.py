@@ -52,6 +52,7 @@ from skillbank.agent.composites import learn_composites, load_composite
 from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
 from skillbank.agent.executor import SkillExecutor
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
+from skillbank.envs.metaworld_source import metaworld_env_factory
 from skillbank.envs.registry import make_env as make_registered_env
 from skillbank.envs.registry import resolve_env_id
 from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_policy, info_success
@@ -371,7 +372,7 @@ class ProceduralMemoryAgent:
                 skill_ids,
                 keys,
                 [*old_policies, *new_policies],
-                self.controller.config,
+                self.controller,
                 self.action,
                 cfg,
                 provenance,
@@ -571,6 +572,8 @@ class ProceduralMemoryAgent:
             env_id = spec.env_id
             if spec.family == "babyai":
                 make = babyai_env_factory(spec.name)
+            elif spec.family == "metaworld":  # seeded like the demos; no MT1 task pre-sampling
+                make = metaworld_env_factory(spec.name)
             else:
 
                 def make(index: int) -> Any:

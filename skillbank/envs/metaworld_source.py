@@ -19,8 +19,15 @@ Only successful episodes are kept: an episode ends at the first step with ``info
 Observations per episode (T steps): ``"obs"``: (T+1, 39) float32. Actions: (T, 4) float32 in
 [-1, 1] (the policy's output clipped to the action space, exactly what was executed).
 
-metaworld and mujoco are imported lazily; without them :class:`MetaWorldDemoSource` raises
-:class:`~skillbank.errors.MissingExtraError`.
+Evaluation. :func:`make_metaworld_env` builds the same goal-observable environment, whose
+``reset(seed=s)`` draws the positions exactly as the demonstrations do for seed ``s`` (so
+evaluation seeds are disjoint from training seeds in the same sense as for BabyAI), and which
+truncates at ``max_path_length`` (500). It is built directly (one MuJoCo model), not through
+``gym.make("Meta-World/MT1")``, which pre-samples 50 tasks with a second environment on every
+construction (~2.6 s per environment, most of a 50-episode evaluation on a loaded machine).
+
+metaworld and mujoco are imported lazily; without them :class:`MetaWorldDemoSource` and
+:func:`make_metaworld_env` raise :class:`~skillbank.errors.MissingExtraError`.
 
 Example:
     >>> source = MetaWorldDemoSource("reach-v3")  # doctest: +SKIP
@@ -34,14 +41,22 @@ from __future__ import annotations
 import difflib
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from skillbank.errors import EnvironmentNotFoundError, MissingExtraError
 from skillbank.types import Episode, TaskSpec
 
-__all__ = ["DEMONSTRATOR", "MetaWorldDemoSource", "metaworld_tasks"]
+__all__ = [
+    "DEMONSTRATOR",
+    "MetaWorldDemoSource",
+    "make_metaworld_env",
+    "metaworld_env_factory",
+    "metaworld_tasks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +106,79 @@ def _task_name(task: str) -> str:
     )
 
 
+def _goal_observable_env(task: str) -> Any:
+    """The raw environment of ``task`` ("push-v3") in the MT benchmarks' goal-observable setting."""
+    envs, _ = _import_metaworld()
+    env = envs[task]()
+    # The MT benchmarks' goal-observable setting (as MT1 does through set_task): the last 3 of
+    # the 39 features are the goal.
+    env._partially_observable = False
+    del env.sawyer_observation_space  # a cached property: recompute for the new setting
+    env._set_task_called = True
+    return env
+
+
+def _seeded_reset(env: Any, seed: int) -> Any:
+    """Reset with the object and goal positions drawn from ``seed`` (see the module docstring)."""
+    env._freeze_rand_vec = False
+    env.seeded_rand_vec = True
+    env.seed(seed)
+    obs, _ = env.reset()
+    env._freeze_rand_vec = True
+    return obs
+
+
+class _SeededReset(gym.Wrapper[Any, Any, Any, Any]):
+    """``reset(seed=s)`` places the objects and goal from ``s`` as the demonstrations do."""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is None:  # the positions the environment's own generator draws next
+            obs, info = self.env.reset()
+            return obs, dict(info)
+        return _seeded_reset(self.env.unwrapped, seed), {}
+
+
+def make_metaworld_env(task: str) -> gym.Env[Any, Any]:
+    """A goal-observable Meta-World environment for evaluation (see the module docstring).
+
+    Args:
+        task: ``"push-v3"``, ``"metaworld/push-v3"`` or ``"push"``.
+
+    Returns:
+        An environment with 39-dim observations and 4-dim actions in [-1, 1]; ``reset(seed=s)``
+        gives the positions of demonstration seed ``s``; it truncates after 500 steps and never
+        terminates (``info["success"]`` says when the task is done).
+
+    Raises:
+        EnvironmentNotFoundError: Unknown task.
+        MissingExtraError: metaworld is not installed.
+
+    Example:
+        >>> env = make_metaworld_env("reach-v3")  # doctest: +SKIP
+        >>> env.reset(seed=1_000_000)[0].shape  # doctest: +SKIP
+        (39,)
+    """
+    return _SeededReset(_goal_observable_env(_task_name(task)))
+
+
+def metaworld_env_factory(task: str) -> Callable[[int], gym.Env[Any, Any]]:
+    """A ``make_env(index)`` for :func:`skillbank.envs.rollout.evaluate_policy` building
+    :func:`make_metaworld_env` environments of ``task``.
+
+    Raises:
+        EnvironmentNotFoundError: Unknown task (here, not in the first slot).
+        MissingExtraError: metaworld is not installed.
+    """
+    name = _task_name(task)
+
+    def make_env(index: int) -> gym.Env[Any, Any]:
+        return make_metaworld_env(name)
+
+    return make_env
+
+
 class MetaWorldDemoSource:
     """Demonstrations of one Meta-World task by its scripted policy.
 
@@ -124,14 +212,8 @@ class MetaWorldDemoSource:
 
     def _build(self) -> tuple[Any, Any]:
         if self._env is None:
-            envs, policies = _import_metaworld()
-            env = envs[self._task]()
-            # The MT benchmarks' goal-observable setting (as MT1 does through set_task): the
-            # last 3 of the 39 features are the goal.
-            env._partially_observable = False
-            del env.sawyer_observation_space  # a cached property: recompute for the new setting
-            env._set_task_called = True
-            self._env, self._policy = env, policies[self._task]()
+            _, policies = _import_metaworld()
+            self._env, self._policy = _goal_observable_env(self._task), policies[self._task]()
         return self._env, self._policy
 
     def demonstrate(self, seed: int) -> Episode | None:
@@ -149,11 +231,7 @@ class MetaWorldDemoSource:
             The successful :class:`Episode`, or a one-line reason the policy failed.
         """
         env, policy = self._build()
-        env._freeze_rand_vec = False
-        env.seeded_rand_vec = True
-        env.seed(seed)
-        obs, _ = env.reset()
-        env._freeze_rand_vec = True
+        obs = _seeded_reset(env, seed)
 
         observations = [np.asarray(obs, dtype=np.float32)]
         actions: list[np.ndarray[Any, np.dtype[np.float32]]] = []

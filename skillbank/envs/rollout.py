@@ -214,6 +214,7 @@ def evaluate_policy(
     success_fn: SuccessFn = babyai_success,
     convert_obs: ObsConverter = default_observation,
     max_steps: int | None = None,
+    end_on_success: bool = True,
 ) -> RolloutResult:
     """Run ``episodes`` episodes of ``policy``, ``num_envs`` at a time, on seeds seed, seed+1, ...
 
@@ -227,6 +228,11 @@ def evaluate_policy(
         convert_obs: Raw observation -> named arrays.
         max_steps: Cut an episode after this many steps (counts as a failure); ``None`` trusts the
             environment's own time limit.
+        end_on_success: End an episode at its first step whose ``info["success"]`` is set, as
+            Meta-World's evaluation does and as its demonstrations end (its environments never
+            terminate, so otherwise success is judged only after the 500th step, and an arm that
+            reached the goal and drifted on counts as a failure). Environments without that key
+            (BabyAI) are unaffected.
 
     Returns:
         The :class:`RolloutResult`; per-episode fields are ordered by episode index.
@@ -264,7 +270,8 @@ def evaluate_policy(
             steps_in[i] += 1
             total_steps += 1
             cut = max_steps is not None and steps_in[i] >= max_steps
-            if terminated or truncated or cut:
+            reached = end_on_success and bool(info.get("success", False))
+            if terminated or truncated or cut or reached:
                 k = int(episode_of[i])
                 successes[k] = success_fn(float(reward), bool(terminated), bool(truncated), info)
                 steps[k] = steps_in[i]

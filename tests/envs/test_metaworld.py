@@ -17,6 +17,8 @@ pytest.importorskip("metaworld")
 from skillbank.envs.metaworld_source import (
     DEMONSTRATOR,
     MetaWorldDemoSource,
+    make_metaworld_env,
+    metaworld_env_factory,
     metaworld_tasks,
 )
 
@@ -133,3 +135,34 @@ def test_missing_metaworld_names_the_install_command(monkeypatch: pytest.MonkeyP
     with pytest.raises(MissingExtraError) as info:
         MetaWorldDemoSource("push-v3")
     assert "skillbank[metaworld]" in info.value.hint
+
+
+def test_eval_env_resets_to_the_demonstration_positions_of_a_seed() -> None:
+    env = make_metaworld_env("metaworld/push-v3")
+    episode = MetaWorldDemoSource("push-v3").demonstrate(5)
+    assert episode is not None and episode.actions is not None
+    obs, _ = env.reset(seed=5)
+    assert obs.shape == (39,)
+    np.testing.assert_allclose(obs, episode.observations["obs"][0], atol=1e-6)
+    other, _ = env.reset(seed=6)
+    assert not np.allclose(other[36:39], obs[36:39])  # another seed, another goal
+    env.reset(seed=5)
+    for action in episode.actions:  # replaying the demonstration succeeds here too
+        obs, _, terminated, truncated, info = env.step(action)
+        assert not terminated and not truncated
+    assert info["success"]
+    env.close()
+
+
+def test_eval_env_truncates_after_500_steps_and_factory_checks_the_name() -> None:
+    make = metaworld_env_factory("reach")
+    env = make(0)
+    env.reset(seed=0)
+    truncated = False
+    for step in range(1, 501):
+        *_, truncated, _ = env.step(np.zeros(4, np.float32))
+        assert truncated == (step == 500)
+    env.reset(seed=1)  # usable again after a reset
+    env.close()
+    with pytest.raises(EnvironmentNotFoundError, match="reach-v3"):
+        metaworld_env_factory("reech")

@@ -156,3 +156,47 @@ def test_babyai_observations_match_the_demonstrator() -> None:
             expected = episode.observations[name][t]
             assert obs[name].dtype == expected.dtype, name
             np.testing.assert_array_equal(obs[name], expected)
+
+
+class LingeringEnv(gym.Env[np.ndarray, np.int64]):
+    """Reports success from step 3 on while action 1 is pressed, never terminates, truncates at 8
+    (like Meta-World: an arm that reached the goal can drift away again)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self.t += 1
+        success = self.t == 3  # reached once, then lost
+        return np.full(1, self.t, np.float32), 0.0, False, self.t >= 8, {"success": success}
+
+
+class PressPolicy:
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def act(self, obs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        return np.ones(len(obs["obs"]), np.int64)
+
+    def on_done(self, env_indices: npt.NDArray[np.int64]) -> None:
+        pass
+
+
+def test_an_episode_ends_at_its_first_reported_success() -> None:
+    result = evaluate_policy(
+        lambda i: LingeringEnv(), PressPolicy(), episodes=3, seed=0, success_fn=info_success
+    )
+    assert result.success_rate == 1.0 and result.steps == (3, 3, 3)
+    judged_at_end = evaluate_policy(
+        lambda i: LingeringEnv(),
+        PressPolicy(),
+        episodes=3,
+        seed=0,
+        success_fn=info_success,
+        end_on_success=False,
+    )
+    assert judged_at_end.success_rate == 0.0 and judged_at_end.steps == (8, 8, 8)
