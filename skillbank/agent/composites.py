@@ -39,7 +39,7 @@ from skillbank.learning.composite_skill import COMPOSITE_ARCH, CompositeSkill, C
 from skillbank.learning.composite_training import train_composite
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.memory.store import SkillMemory
-from skillbank.nn.controller import ControllerConfig
+from skillbank.nn.controller import Controller
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 
@@ -141,7 +141,7 @@ def learn_composites(
     skill_ids: Sequence[str],
     keys: npt.NDArray[np.float32],
     policies: Sequence[SkillPolicy],
-    controller_config: ControllerConfig,
+    controller: Controller,
     action: ActionSpec,
     config: AgentConfig,
     provenance: Provenance,
@@ -156,7 +156,7 @@ def learn_composites(
         segments: This call's segments; ``assignment`` (S,) their primitive indices.
         codes: (S, Z) the segments' codes.
         skill_ids: (N_p,) the primitives, in key order; ``keys`` (N_p, Z), ``policies`` (N_p,).
-        controller_config: The top controller's config (the sub-controllers share its shape).
+        controller: The top controller (the sub-controllers share its shape and start from it).
         action: The action space.
         config: The agent's settings (``composite_*``, ``skill.arg_dim``).
         provenance: Of this learn call.
@@ -198,7 +198,7 @@ def learn_composites(
         occ = occurrences[len(patterns) + j]
         child_idx = list(dict.fromkeys(pattern.sequence))  # distinct, first-use order
         skill_config = CompositeSkillConfig.for_sequence(
-            controller_config,
+            controller.config,
             children=tuple(skill_ids[c] for c in child_idx),
             sequence=tuple(child_idx.index(c) for c in pattern.sequence),
             latent_dim=keys.shape[1],
@@ -212,6 +212,7 @@ def learn_composites(
             keys[child_idx],
             action,
             config.composite_training,
+            init=controller,
         )
         key = codes[np.concatenate(occ)].mean(0).astype(np.float32)  # (Z,)
         weights = {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}

@@ -82,6 +82,7 @@ def train_composite(
     child_keys: npt.NDArray[np.float32],
     action: ActionSpec,
     train: CompositeTrainConfig,
+    init: Controller | None = None,
 ) -> CompositeSkill:
     """Fit a composite's sub-controller on the spans it covers; the children stay frozen.
 
@@ -93,6 +94,9 @@ def train_composite(
         child_keys: (C, Z) their keys.
         action: The action space.
         train: Epochs, batch, rate, loss weights, seed.
+        init: The top controller: the sub-controller starts as its copy (trunk as is, its query
+            and argument heads repeated per position), so it starts out choosing and
+            parameterising children as the top controller would; ``None``: from scratch.
 
     Raises:
         TrainingError: No occurrence, wrong lengths, or a diverging loss.
@@ -125,6 +129,8 @@ def train_composite(
         torch.manual_seed(train.seed)
         generator = torch.Generator().manual_seed(train.seed)
         skill = CompositeSkill(config, torch.from_numpy(np.asarray(child_keys, np.float32)))
+        if init is not None:
+            _start_from(skill, init)
         for child in children:
             child.requires_grad_(False)
         optimizer = torch.optim.Adam(skill.parameters(), lr=train.learning_rate)
@@ -177,6 +183,23 @@ def train_composite(
             child.requires_grad_(True)
     skill.eval()
     return skill
+
+
+@torch.no_grad()
+def _start_from(skill: CompositeSkill, top: Controller) -> None:
+    """Copy ``top``'s trunk into the sub-controller and repeat its heads per position."""
+    own = skill.controller.state_dict()
+    for name, value in top.state_dict().items():
+        if name not in own:
+            continue
+        head = name.split(".")[0]
+        if head in ("query_head", "arg_head"):
+            repeats = own[name].shape[0] // value.shape[0]
+            if repeats * value.shape[0] == own[name].shape[0]:
+                own[name] = value.repeat(repeats, *([1] * (value.dim() - 1)))
+        elif own[name].shape == value.shape:
+            own[name] = value.clone()
+    skill.controller.load_state_dict(own)
 
 
 def relabel_controller(
