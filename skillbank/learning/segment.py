@@ -260,10 +260,12 @@ class OptionHMMSegmenter:
             rare[mode] = False
             return rare
         featurizer = ObservationFeaturizer.fit(episodes)
-        change = np.concatenate(
-            [np.abs(np.diff(featurizer.episode_features(e), axis=0)) for e in episodes]
-        ).astype(np.float64)  # (N, O)
-        effect = (values.T @ change) / np.maximum(values.sum(0), 1)[:, None]  # (A, O)
+        total = np.zeros((values.shape[1], featurizer.dim))  # (A, O)
+        for episode in episodes:  # one episode's features at a time: BossLevel's are ~100 MB
+            change = np.abs(np.diff(featurizer.episode_features(episode), axis=0))  # (T, O)
+            onehot = np.eye(len(total))[np.asarray(episode.actions, np.int64)]  # (T, A)
+            total += onehot.T @ change
+        effect = total / np.maximum(values.sum(0), 1)[:, None]  # (A, O)
         norm = np.linalg.norm(effect, axis=1)  # (A,)
         cosine = effect @ effect.T / np.maximum(np.outer(norm, norm), 1e-12)  # (A, A)
         moves = (share >= cfg.rare_action_share) & (cosine[mode] >= cfg.effect_similarity)
