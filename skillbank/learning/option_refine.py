@@ -14,6 +14,13 @@ actions making up at least ``support_share`` of its steps): a policy can only re
 its option already used, so the broad option cannot learn to absorb a rare action in context (an
 unrestricted conditional policy explains everything and the segmentation collapses).
 
+Measured limit: the support restriction also freezes the starting options. Started from an
+action-only EM that gave every action its own option, no option may take another's action and
+each change of action stays a cut (toy world: precision 0.93 -> 0.47); started from moves plus one
+option per interaction (the segmenter's default), nothing moves. Refinement can merge or shift
+boundaries between the options it is given; it never creates an option, so it cannot find a
+boundary between two stretches of the same option (e.g. BabyAI's Explore -> GoNextTo).
+
 Example:
     >>> paths = refine_options(episodes, paths, switch_cost=2.5, iterations=3)  # doctest: +SKIP
 """
