@@ -456,7 +456,7 @@ def _grid_trunk_tensors(
 ) -> tuple[dict[str, TensorSpec], int, int]:
     """Tensors of the ``grid`` trunk at ``config["grid_trunk"]``, its output width and FiLM width.
 
-    The FiLM width is that of ``arg_film: "grid"`` (2 * last channels * grids), 0 for ``"mlp"``.
+    The FiLM width is that of ``arg_film: "grid"`` (2 * first channels * grids), 0 for ``"mlp"``.
     """
     trunk = config.get("grid_trunk")
     if not isinstance(trunk, Mapping):
@@ -498,7 +498,7 @@ def _grid_trunk_tensors(
     spans.sort()
     if spans[-1][1] > obs_dim or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise ArchitectureError(f"{arch_id}: grid slices overlap or reach past obs_dim {obs_dim}")
-    film_dim = 2 * channels[-1] * len(grids) if film == "grid" else 0
+    film_dim = 2 * channels[0] * len(grids) if film == "grid" else 0
     return tensors, out_dim + obs_dim - covered, film_dim
 
 
