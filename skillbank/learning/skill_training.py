@@ -51,7 +51,7 @@ class SkillTrainConfig:
         conv_channels: Channels of the grid trunk's convolutions.
         kernel_size: Side of the grid trunk's kernels.
         arg_film: Where the argument modulates a grid-trunk skill: ``"mlp"`` (first MLP layer)
-            or ``"grid"`` (the last convolution's channels).
+            or ``"grid"`` (the first convolution's channels).
         seed: Seed of initialisation and batching.
     """
 

@@ -103,9 +103,10 @@ class GridTrunkSpec:
         conv_channels: Output channels of each convolution (ReLU after each).
         kernel_size: Side of the square kernels (odd: size-preserving padding).
         arg_film: Where the module's argument, if any, modulates: ``"mlp"`` (the first MLP layer,
-            as ``skill-policy-v2``) or ``"grid"`` (the last convolution's channels, the same
-            modulation at every cell, so "is the object the argument names here" is one
-            feature map).
+            as ``skill-policy-v2``) or ``"grid"`` (the first convolution's channels, the same
+            modulation at every cell, so the later convolutions, shared by every cell, can
+            compute "is the object the argument names here" as a feature map; FiLM as in
+            Perez et al., 2018).
     """
 
     grids: tuple[GridSlice, ...]
@@ -157,8 +158,8 @@ class GridTrunkSpec:
         return sum(self.grid_out_dim(g) for g in self.grids) + rest
 
     def film_dim(self) -> int:
-        """Width of a grid FiLM's output: (gamma, beta) per last-layer channel per grid."""
-        return 2 * self.conv_channels[-1] * len(self.grids)
+        """Width of a grid FiLM's output: (gamma, beta) per first-layer channel per grid."""
+        return 2 * self.conv_channels[0] * len(self.grids)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as stored in a module config."""
@@ -238,17 +239,16 @@ class GridTrunk(nn.Module):
         return torch.cat(parts, dim=1) if parts else features[:, :0]
 
     def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
-        """Features (B, O) -> (B, F); ``film`` (B, 2 * C_last * G) modulates the last convs."""
+        """Features (B, O) -> (B, F); ``film`` (B, 2 * C_first * G) modulates the first convs."""
         outs = []
-        last = len(self.spec.conv_channels) - 1
         for index in range(len(self.convs)):
             hidden = self.grid_input(features, index)  # (B, C, H, W)
             for layer, conv in enumerate(self.conv_layers(index)):
                 hidden = conv(hidden)  # (B, C_l, H_l, W_l)
-                if film is not None and layer == last:
-                    width = self.spec.conv_channels[-1]
+                if film is not None and layer == 0:
+                    width = self.spec.conv_channels[0]
                     part = film[:, 2 * width * index : 2 * width * (index + 1)]
-                    gamma, beta = part.chunk(2, dim=-1)  # (B, C_last) each
+                    gamma, beta = part.chunk(2, dim=-1)  # (B, C_first) each
                     hidden = hidden * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
                 hidden = torch.relu(hidden)
             outs.append(hidden.flatten(1))  # (B, C_last * H' * W')
@@ -293,14 +293,13 @@ class StackedGridTrunks(nn.Module):
 
     @torch.no_grad()
     def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
-        """Features (B, O) -> (N, B, F); film (N, B, 2 * C_last * G) modulates the last convs."""
+        """Features (B, O) -> (N, B, F); film (N, B, 2 * C_first * G) modulates the first convs."""
         n, batch = self.num_trunks, features.shape[0]
-        width = self.spec.conv_channels[-1]
+        width = self.spec.conv_channels[0]
         outs = []
         for index, g in enumerate(self.spec.grids):
             cells = features[:, g.offset : g.offset + g.size]  # (B, H * W * C)
             hidden = cells.reshape(batch, g.height, g.width, g.channels).permute(0, 3, 1, 2)
-            last = len(self.weights[index]) - 1
             for layer, (weight, bias) in enumerate(
                 zip(self.weights[index], self.biases[index], strict=True)
             ):
@@ -308,9 +307,9 @@ class StackedGridTrunks(nn.Module):
                 hidden = nn.functional.conv2d(
                     hidden, weight, bias, padding=self.padding, groups=groups
                 )  # (B, N * C_l, H_l, W_l)
-                if film is not None and layer == last:
+                if film is not None and layer == 0:
                     part = film[:, :, 2 * width * index : 2 * width * (index + 1)]
-                    gamma, beta = part.permute(1, 0, 2).chunk(2, dim=-1)  # (B, N, C_last) each
+                    gamma, beta = part.permute(1, 0, 2).chunk(2, dim=-1)  # (B, N, C_first) each
                     shaped = hidden.reshape(batch, n, width, *hidden.shape[2:])  # (B, N, C, H, W)
                     shaped = shaped * (1 + gamma[..., None, None]) + beta[..., None, None]
                     hidden = shaped.reshape(hidden.shape)

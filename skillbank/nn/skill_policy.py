@@ -145,7 +145,7 @@ class SkillPolicyConfig:
 
     @property
     def film_on_grid(self) -> bool:
-        """The argument modulates the grid trunk's last convolution (not the first MLP layer)."""
+        """The argument modulates the grid trunk's first convolution (not the first MLP layer)."""
         return bool(self.arg_dim) and self.grid is not None and self.grid.arg_film == "grid"
 
     @property
@@ -220,7 +220,7 @@ class SkillPolicy(nn.Module):
         self.termination_head = nn.Linear(width, 1)
         # v2: the argument also scales and shifts the first layer (FiLM), so a unit can read
         # "where is the object the argument names" -- a product of argument and observation.
-        # v3 with arg_film "grid": it scales the last convolution's channels instead.
+        # v3 with arg_film "grid": it scales the first convolution's channels instead.
         self.film: nn.Linear | None = None
         if config.arg_dim:
             self.film = nn.Linear(config.arg_dim, config.film_dim)
