@@ -161,3 +161,13 @@ def test_old_memory_without_composites_still_acts(tmp_path: Path) -> None:
         obs, _ = make_toy_env("pickup").reset(seed=5)
         assert 0 <= int(agent.act({"obs": obs})) < 6
         assert agent.evaluate("toy/pickup", episodes=4, seed=80_000).episodes == 4
+
+
+def test_mixtures_and_interruptions_run_beside_composites(learned: tuple[Path, Any]) -> None:
+    path, report = learned
+    settings = dataclasses.replace(FAST, top_k=2, sample_skills=False, interrupt_margin=0.3)
+    with SkillMemory(path) as memory:
+        agent = ProceduralMemoryAgent(memory, settings)
+        result = agent.evaluate("toy/fetch", episodes=8, seed=61_000)
+        assert result.episodes == 8 and sum(result.skills_used.values()) > 0
+        assert set(result.skills_used) <= {*report.skill_ids, *report.composite_ids}
