@@ -38,7 +38,7 @@ from typing import Any
 
 from skillbank.bench.run_info import machine_info, package_versions
 from skillbank.events import Event, NullObserver, Observer
-from skillbank.learning.metrics import boundary_f1
+from skillbank.learning.metrics import boundary_f1, matched_boundaries
 from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
 from skillbank.types import Episode
 
@@ -120,8 +120,8 @@ def boundary_breakdown(
 ) -> dict[str, Any]:
     """Which true transitions were found and where unmatched predictions fall.
 
-    Matches boundaries exactly as :func:`~skillbank.learning.metrics.boundary_f1` does (one to
-    one, nearest first, within ``tolerance``), so the counts add up to its precision and recall.
+    Matches boundaries with :func:`~skillbank.learning.metrics.matched_boundaries`, as
+    :func:`~skillbank.learning.metrics.boundary_f1` does, so the counts add up to its scores.
 
     Returns:
         ``{"transitions": {"A->B": {"true": n, "found": m}}, "spurious_in": {"A": k}}``.
@@ -134,17 +134,11 @@ def boundary_breakdown(
             continue
         starts = list(episode.annotations.boundaries)
         labels = list(episode.annotations.labels)
-        free = {b for b in starts if b != 0}
-        matched: set[int] = set()
-        for b in sorted({b for b in pred if b != 0}):
-            candidates = [x for x in free if abs(x - b) <= tolerance]
-            if candidates:
-                hit = min(candidates, key=lambda x: (abs(x - b), x))
-                free.remove(hit)
-                matched.add(hit)
-            else:
-                inside = max(i for i, s in enumerate(starts) if s <= b)
-                spurious[labels[inside]] += 1
+        pairs = matched_boundaries(pred, starts, tolerance)
+        matched = set(pairs.values())
+        for b in sorted({b for b in pred if b != 0} - set(pairs)):
+            inside = max(i for i, s in enumerate(starts) if s <= b)
+            spurious[labels[inside]] += 1
         for i in range(1, len(starts)):
             key = f"{labels[i - 1]}->{labels[i]}"
             total[key] += 1

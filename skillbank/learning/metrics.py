@@ -1,7 +1,9 @@
 """Segmentation scores against a demonstrator's ground truth (evaluation only).
 
 - Boundary F1 with a tolerance: a predicted boundary matches an unmatched true one within
-  ``tolerance`` steps (one-to-one, nearest first). Step 0 starts every episode and is not scored.
+  ``tolerance`` steps, one to one, as many pairs as possible (predictions in order, each taking
+  the earliest free truth in reach; nearest-first could lose a pair: predicted 6, 7 against true
+  5, 6 matched only 6-6). Step 0 starts every episode and is not scored.
 - Cluster purity: every segment gets the true label covering most of its steps; purity is the
   fraction of segments whose cluster's majority label is their own label.
 
@@ -19,7 +21,13 @@ from dataclasses import dataclass
 from skillbank.interfaces import iter_segments
 from skillbank.types import Episode
 
-__all__ = ["BoundaryScore", "boundary_f1", "cluster_purity", "segment_true_labels"]
+__all__ = [
+    "BoundaryScore",
+    "boundary_f1",
+    "cluster_purity",
+    "matched_boundaries",
+    "segment_true_labels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +63,32 @@ def boundary_f1(
         raise ValueError(f"boundary_f1: {len(predicted)} predictions for {len(truth)} episodes")
     matched = num_pred = num_true = 0
     for pred, true in zip(predicted, truth, strict=True):
-        p = sorted({b for b in pred if b != 0})
-        t = sorted({b for b in true if b != 0})
-        num_pred += len(p)
-        num_true += len(t)
-        free = set(t)
-        for b in p:
-            candidates = [x for x in free if abs(x - b) <= tolerance]
-            if candidates:
-                free.remove(min(candidates, key=lambda x: (abs(x - b), x)))
-                matched += 1
+        num_pred += len({b for b in pred if b != 0})
+        num_true += len({b for b in true if b != 0})
+        matched += len(matched_boundaries(pred, true, tolerance))
     precision = matched / num_pred if num_pred else 1.0
     recall = matched / num_true if num_true else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return BoundaryScore(precision, recall, f1, num_pred, num_true)
+
+
+def matched_boundaries(
+    predicted: Sequence[int], truth: Sequence[int], tolerance: int = 1
+) -> dict[int, int]:
+    """The largest one-to-one matching of one episode's boundaries, predicted -> true.
+
+    Predictions in increasing order each take the earliest unmatched truth within
+    ``tolerance``; with every window the same width that matches as many pairs as any rule can.
+    Step 0 is left out on both sides.
+    """
+    free = sorted({b for b in truth if b != 0})
+    out: dict[int, int] = {}
+    for b in sorted({b for b in predicted if b != 0}):
+        hit = next((x for x in free if abs(x - b) <= tolerance), None)
+        if hit is not None:
+            free.remove(hit)
+            out[b] = hit
+    return out
 
 
 def segment_true_labels(episode: Episode, boundaries: Sequence[int]) -> list[str]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
+from skillbank.learning.metrics import (
+    boundary_f1,
+    cluster_purity,
+    matched_boundaries,
+    segment_true_labels,
+)
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
 
 
@@ -15,6 +20,13 @@ def test_boundary_f1_tolerates_one_step_and_matches_one_to_one() -> None:
     assert score.recall == 1.0 and score.precision == 0.5
     assert boundary_f1([(0, 10)], [(0, 4)]).f1 == 0.0
     assert boundary_f1([(0,)], [(0,)]).f1 == 1.0  # step 0 is not scored
+
+
+def test_boundary_f1_matches_as_many_pairs_as_possible() -> None:
+    # nearest-first would pair 6 with 6 and leave 7 unmatched; 6-5 and 7-6 are both in reach
+    assert boundary_f1([(0, 6, 7)], [(0, 5, 6)]).f1 == 1.0
+    assert matched_boundaries((0, 6, 7), (0, 5, 6)) == {6: 5, 7: 6}
+    assert matched_boundaries((0, 3, 9), (0, 4)) == {3: 4}
 
 
 def test_boundary_f1_rejects_mismatched_lengths() -> None:
