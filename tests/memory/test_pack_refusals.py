@@ -38,8 +38,8 @@ Files = dict[str, bytes]
 def base_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     root = tmp_path_factory.mktemp("source")
     with SkillMemory(root / "memory") as memory:
-        populate(memory, seed=1, prefix="src")
-        export_pack(memory, root / "pack")
+        ids = populate(memory, seed=1, prefix="src")
+        export_pack(memory, root / "pack", ids)  # in this order: skills[1] has 3 versions
     return read_pack_files(root / "pack")
 
 
