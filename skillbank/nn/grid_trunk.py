@@ -292,8 +292,12 @@ class StackedGridTrunks(nn.Module):
             self.biases.append([torch.cat([_bias(c[i]) for c in convs]) for i in layers])
 
     @torch.no_grad()
-    def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
-        """Features (B, O) -> (N, B, F); film (N, B, 2 * C_first * G) modulates the first convs."""
+    def forward(
+        self, features: torch.Tensor, film: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) -> every trunk's grid features (B, N, F_grid) and the features outside
+        the grids (B, R), shared by all (kept apart: no N copies of them); film
+        (N, B, 2 * C_first * G) modulates the first convs."""
         n, batch = self.num_trunks, features.shape[0]
         width = self.spec.conv_channels[0]
         outs = []
@@ -314,8 +318,7 @@ class StackedGridTrunks(nn.Module):
                     shaped = shaped * (1 + gamma[..., None, None]) + beta[..., None, None]
                     hidden = shaped.reshape(hidden.shape)
                 hidden = torch.relu(hidden)
-            outs.append(hidden.reshape(batch, n, -1).transpose(0, 1))  # (N, B, C * H' * W')
+            outs.append(hidden.reshape(batch, n, -1))  # (B, N, C * H' * W')
         rest = [features[:, a:b] for a, b in self.rest]
-        if rest:
-            outs.append(torch.cat(rest, dim=1).expand(n, -1, -1))  # (N, B, R)
-        return torch.cat(outs, dim=-1)
+        grid = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, N, F_grid)
+        return grid, torch.cat(rest, dim=1) if rest else features[:, :0]

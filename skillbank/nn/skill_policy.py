@@ -300,6 +300,9 @@ class StackedSkillPolicies(nn.Module):
         self.grid: StackedGridTrunks | None = None
         if config.grid is not None:
             self.grid = StackedGridTrunks([p.grid for p in policies if p.grid is not None])
+            split = sum(config.grid.grid_out_dim(g) for g in config.grid.grids)
+            self.first_grid_weight = weights[0][:, :, :split].contiguous()  # (N, D, F_grid)
+            self.first_rest_weight = weights[0][:, :, split:].contiguous()  # (N, D, R + D_arg)
 
     @torch.no_grad()
     def forward(
@@ -313,10 +316,12 @@ class StackedSkillPolicies(nn.Module):
         if self.film_weight is not None and self.film_bias is not None and argument is not None:
             film = torch.einsum("bi,ndi->nbd", argument, self.film_weight) + self.film_bias[:, None]
         if self.grid is not None:
-            encoded = self.grid(features, film if config.film_on_grid else None)  # (N, B, F)
-            if argument is not None and config.arg_dim:
-                encoded = torch.cat([encoded, argument.expand(self.num_skills, -1, -1)], dim=-1)
-            pre = torch.einsum("nbi,ndi->nbd", encoded, self.trunk_weights[0])
+            # The first layer reads [grid features | other features | argument]: the grid part
+            # differs per skill, the rest is shared, so it is never copied N times.
+            grid, rest = self.grid(features, film if config.film_on_grid else None)
+            shared = with_argument(rest, argument, config.arg_dim)  # (B, R + D)
+            pre = torch.einsum("bng,ndg->nbd", grid, self.first_grid_weight)
+            pre = pre + torch.einsum("bi,ndi->nbd", shared, self.first_rest_weight)  # (N, B, D)
         else:
             inputs = with_argument(features, argument, config.arg_dim)  # (B, O + D)
             pre = torch.einsum("bi,ndi->nbd", inputs, self.trunk_weights[0])
