@@ -100,9 +100,15 @@ def _source_factory(level: str) -> tuple[str, Callable[[], Any]]:
 
 
 def load_level_demos(
-    level: str, episodes: int, root: Path, observer: Observer | None = None
+    level: str,
+    episodes: int,
+    root: Path,
+    observer: Observer | None = None,
+    num_workers: int | None = None,
 ) -> tuple[str, list[Episode]]:
     """Collect ``episodes`` demonstrations of ``level`` into ``root`` (resuming), and load them.
+
+    ``num_workers``: collection processes (default: every core; 1 runs in this process).
 
     Returns:
         The level's env id and its first ``episodes`` episodes.
@@ -111,7 +117,14 @@ def load_level_demos(
     from skillbank.envs.dataset import load_dataset
 
     env_id, factory = _source_factory(level)
-    collect(factory, itertools.count(0), root, num_episodes=episodes, observer=observer)
+    collect(
+        factory,
+        itertools.count(0),
+        root,
+        num_episodes=episodes,
+        num_workers=num_workers,
+        observer=observer,
+    )
     return env_id, list(load_dataset(root, verify=False)[:episodes])
 
 

@@ -99,3 +99,13 @@ def test_cli_writes_json_with_purity(tmp_path: Path) -> None:
     assert 0.0 <= row["cluster_purity"] <= 1.0
     assert row["learn_segmentation_f1"] == pytest.approx(row["segmentation_f1"])
     assert data["command"].startswith("skillbank")
+
+
+@pytest.mark.babyai
+def test_putnext_alias_names_a_registered_level(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.bench.segmentation_bench import load_level_demos
+
+    env_id, episodes = load_level_demos("PutNext", 2, tmp_path / "PutNext", num_workers=1)
+    assert env_id == "babyai/PutNextS7N4" and len(episodes) == 2
+    assert all(e.annotations is not None and e.task.env_id == env_id for e in episodes)
