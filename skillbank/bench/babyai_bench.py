@@ -13,8 +13,9 @@ then composite ones (GoTo, Pickup, Unlock, PutNext, Synth, GoToSeq, SynthSeq, Bo
    run, flat BC is fair by construction: its widths are chosen so its parameter count is within
    ±20% of what the agent acts with (stored skills + controller; the skill VAE, which only
    encodes segments while learning, is reported separately), counted on the trained agent at
-   run time (:func:`fair_flat_bc_config`), and it gets the same wall time to train as the agent
-   has spent learning so far (its epochs are only a cap);
+   run time (:func:`fair_flat_bc_config`), and it gets the same CPU time to train as the agent
+   has spent learning so far (this process's CPU seconds, which other users of a shared machine
+   do not shrink; its epochs are only a cap);
 4. both are evaluated on the same ``eval_episodes`` seeds starting at :data:`EVAL_SEED` (10**9),
    disjoint from every training seed.
 
@@ -82,7 +83,10 @@ EVAL_SEED = 10**9
 PARAM_TOLERANCE = 0.2
 """Flat BC's parameter count may differ from the agent's acting parameters by this fraction."""
 
-FLAT_BC_BUDGET = "equal wall time: flat BC trains for the seconds the agent spent learning"
+FLAT_BC_BUDGET = (
+    "equal CPU time: flat BC trains for the CPU seconds (this process, time.process_time) "
+    "the agent spent learning"
+)
 """How flat BC's training budget is matched to the agent's (written into result files)."""
 
 PRIMITIVE_LEVELS = ("GoToLocal", "PickupLoc", "Open", "PutNextLocal")
@@ -125,7 +129,7 @@ class BenchBudget:
         eval_episodes: Evaluation episodes per level and method (512 except for smoke).
         flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed). With the agent
             in the run its widths are rescaled to the agent's parameter count and its ``epochs``
-            only cap the wall-time budget.
+            only cap the CPU-time budget.
         agent_scale: Multiplies the agent's training epochs (smoke trains briefly).
         note: What this budget leaves out, written into the result file.
     """
@@ -204,8 +208,9 @@ class LevelResult:
         skillbank_params: Parameters of what the agent acts with (stored skills + controller),
             which ``flat_bc_params`` is matched to.
         skillbank_vae_params: Parameters of the agent's skill VAE (used while learning only).
-        flat_bc_budget_s: Wall-time budget flat BC got (the agent's learning time so far);
+        flat_bc_budget_s: CPU-time budget flat BC got (the agent's learning CPU time so far);
             ``None`` without the agent (epochs only).
+        flat_bc_train_cpu_s: CPU seconds flat BC spent training.
         flat_bc_updates: Gradient updates flat BC made.
         flat_bc_epochs: Epochs flat BC started.
         skillbank_steps_per_s: Environment steps/s of the agent's evaluation.
@@ -233,6 +238,7 @@ class LevelResult:
     flat_bc_budget_s: float | None = None
     flat_bc_updates: int = 0
     flat_bc_epochs: int = 0
+    flat_bc_train_cpu_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able record."""
@@ -337,7 +343,7 @@ def agent_parameter_counts(agent: Any) -> tuple[int, int]:
 def fair_flat_bc_config(
     base: FlatBCConfig, agent_params: int, budget_s: float, num_outputs: int = 7
 ) -> tuple[FlatBCConfig, int]:
-    """``base`` resized to ``agent_params`` parameters and given ``budget_s`` seconds to train.
+    """``base`` resized to ``agent_params`` parameters and given ``budget_s`` CPU seconds.
 
     The widths come from :func:`~skillbank.bench.baselines.flat_bc.match_parameter_count`
     (counted, not trained); a match outside :data:`PARAM_TOLERANCE` is logged.
@@ -353,7 +359,8 @@ def fair_flat_bc_config(
             agent_params,
             100 * PARAM_TOLERANCE,
         )
-    return dataclasses.replace(config, max_seconds=max(budget_s, 1e-3)), count
+    budgeted = dataclasses.replace(config, max_seconds=max(budget_s, 1e-3), budget_clock="process")
+    return budgeted, count
 
 
 def scaled_agent_config(seed: int, scale: float) -> Any:
@@ -414,7 +421,7 @@ def run_babyai_bench(
 
     seen: list[Episode] = []
     results: list[LevelResult] = []
-    agent_learn_s = 0.0  # the agent's learning time so far: flat BC's budget
+    agent_learn_cpu_s = 0.0  # the agent's learning CPU time so far: flat BC's budget
     eval_seeds = (EVAL_SEED, EVAL_SEED + budget.eval_episodes - 1)
     for plan in budget.levels:
         info = {"level": plan.level}
@@ -432,17 +439,17 @@ def run_babyai_bench(
         bc_config = dataclasses.replace(budget.flat_bc, seed=seed, device=device)
         budget_s: float | None = None
         if agent is not None:
-            tick = time.perf_counter()
+            tick = time.process_time()
             report = agent.learn([episodes], observer=observe)
-            agent_learn_s += time.perf_counter() - tick
+            agent_learn_cpu_s += time.process_time() - tick
             evaluation = agent.evaluate(make_env, budget.eval_episodes, EVAL_SEED)
             sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
             f1, purity = report.segmentation_f1, report.cluster_purity
             sb_train_s, num_skills = report.train_s, len(report.skill_ids)
             sb_params, vae_params = agent_parameter_counts(agent)
             observe(Event("bench.skillbank", {"success": sb_success}, info))
-            # Same parameters as what the agent acts with, same wall time as it has learned for.
-            budget_s = agent_learn_s
+            # Same parameters as what the agent acts with, same CPU time as it has learned for.
+            budget_s = agent_learn_cpu_s
             bc_config, _ = fair_flat_bc_config(bc_config, sb_params, budget_s)
 
         # --- flat BC: from scratch on every demonstration so far, evaluate ---
@@ -475,6 +482,7 @@ def run_babyai_bench(
                 flat_bc_budget_s=budget_s,
                 flat_bc_updates=bc.num_updates,
                 flat_bc_epochs=len(bc.losses),
+                flat_bc_train_cpu_s=bc.train_cpu_seconds,
             )
         )
 

@@ -11,8 +11,9 @@ One run, side by side on the same data and seeds:
 3. flat BC is trained from scratch on the same demonstrations, sized to the agent and given its
    budget: its widths are chosen (by counting, not training) so its parameters are within ±20% of
    what the agent acts with (stored skills + controller, counted on the trained agent; the skill
-   VAE is reported separately), and it trains for the wall time the agent spent learning (its
-   epochs are only a cap);
+   VAE is reported separately), and it trains for the CPU time the agent spent learning (this
+   process's CPU seconds, which other users of a shared machine do not shrink; its epochs are
+   only a cap);
 4. both are evaluated on every primitive level and on composite levels never trained on (e.g.
    GoTo: go to an object anywhere in a 3x3 maze of rooms), on the same ``eval_episodes`` seeds
    starting at :data:`~skillbank.bench.babyai_bench.EVAL_SEED`, disjoint from every training seed.
@@ -77,7 +78,7 @@ class DemoPlan:
         test_levels: Composite levels, never trained on, solved by composing the skills.
         eval_episodes: Evaluation episodes per level and method.
         flat_bc: Flat BC settings (its ``seed`` is replaced by the run's seed; its widths are
-            rescaled to the agent's parameter count; its ``epochs`` cap the wall-time budget).
+            rescaled to the agent's parameter count; its ``epochs`` cap the CPU-time budget).
         agent_scale: Multiplies the agent's training epochs (the agent's share of the budget).
     """
 
@@ -120,7 +121,7 @@ DEMO_PLANS: dict[str, DemoPlan] = {
         eval_episodes=128,
         # Small batches: on 500 demos, 4 episodes per update reached 70% on GoToLocal where 16
         # reached 6% in the same two minutes (more updates for the same wall time). The agent's
-        # learning time bounds training; 15 epochs is only a cap.
+        # learning CPU time bounds training; 15 epochs is only a cap.
         flat_bc=FlatBCConfig(num_actions=7, epochs=15, episodes_per_batch=4, lr=1e-3),
         agent_scale=1.0,
     ),
@@ -206,9 +207,10 @@ class DemoResult:
         flat_bc_params: Flat BC's trainable parameters (matched to ``skillbank_params``).
         flat_bc_updates: Gradient updates flat BC made in its budget.
         flat_bc_epochs: Epochs flat BC started in its budget.
-        flat_bc_config: The config flat BC was trained with (matched widths, wall-time budget).
+        flat_bc_config: The config flat BC was trained with (matched widths, CPU-time budget).
         verify_problems: Problems ``SkillMemory.verify()`` found after the run (0 expected).
-        timings: Phase -> seconds (collect, skillbank_learn, flat_bc_train, evaluate, total).
+        timings: Phase -> seconds (collect, skillbank_learn, flat_bc_train, evaluate, total; and
+            the CPU seconds of skillbank_learn_cpu and flat_bc_train_cpu).
     """
 
     plan: DemoPlan
@@ -267,6 +269,8 @@ class DemoResult:
                 "unit": FLAT_BC_BUDGET,
                 "skillbank_learn_s": self.timings.get("skillbank_learn_s"),
                 "flat_bc_train_s": self.timings.get("flat_bc_train_s"),
+                "skillbank_learn_cpu_s": self.timings.get("skillbank_learn_cpu_s"),
+                "flat_bc_train_cpu_s": self.timings.get("flat_bc_train_cpu_s"),
                 "flat_bc_updates": self.flat_bc_updates,
                 "flat_bc_epochs": self.flat_bc_epochs,
                 "flat_bc_epoch_cap": self.plan.flat_bc.epochs,
@@ -341,22 +345,24 @@ def run_demo_job(
         skills_before = len(agent.skills()[0])
 
         # --- skillbank: learn every primitive level into the memory ---
-        tick = time.perf_counter()
+        tick, tick_cpu = time.perf_counter(), time.process_time()
         report = agent.learn(datasets, observer=observe)
         timings["skillbank_learn_s"] = time.perf_counter() - tick
+        timings["skillbank_learn_cpu_s"] = time.process_time() - tick_cpu
         sb_params, vae_params = agent_parameter_counts(agent)
         observe(Event("demo.learned", {"skills": len(report.skill_ids)}))
 
-        # --- flat BC: the same demonstrations, parameters and wall time as the agent ---
+        # --- flat BC: the same demonstrations, parameters and CPU time as the agent ---
         bc_config, _ = fair_flat_bc_config(
             dataclasses.replace(plan.flat_bc, seed=seed, device=device),
             sb_params,
-            timings["skillbank_learn_s"],
+            timings["skillbank_learn_cpu_s"],
         )
         tick = time.perf_counter()
         seen = [e for d in datasets for e in d]
         bc = train_flat_bc(seen, bc_config)
         timings["flat_bc_train_s"] = time.perf_counter() - tick
+        timings["flat_bc_train_cpu_s"] = bc.train_cpu_seconds
         observe(Event("demo.flat_bc_trained", {"train_s": bc.train_seconds}))
 
         # --- evaluate both on the same seeds: primitive levels, then unseen composite ones ---

@@ -93,6 +93,7 @@ def test_fair_flat_bc_matches_the_agents_parameters_and_time() -> None:
         config, count = fair_flat_bc_config(TINY.flat_bc, agent_params, 12.5)
         assert abs(count / agent_params - 1) <= PARAM_TOLERANCE
         assert config.max_seconds == 12.5 and config.epochs == TINY.flat_bc.epochs
+        assert config.budget_clock == "process"
         assert config.num_actions == 7 and config.encoder is not None
 
 

@@ -92,16 +92,20 @@ def test_quick_demo_end_to_end_and_rerun(tmp_path: Path) -> None:
     assert abs(payload["flat_bc_params"] / payload["skillbank_params"] - 1) <= 0.2
     assert payload["param_ratio"] == payload["flat_bc_params"] / payload["skillbank_params"]
     budget = payload["budget"]
-    assert "wall time" in budget["unit"] and budget["flat_bc_updates"] >= 1
-    assert budget["flat_bc_train_s"] <= budget["skillbank_learn_s"] + 10.0
-    assert payload["flat_bc_config"]["max_seconds"] == pytest.approx(budget["skillbank_learn_s"])
+    assert "CPU time" in budget["unit"] and budget["flat_bc_updates"] >= 1
+    assert budget["flat_bc_train_cpu_s"] <= budget["skillbank_learn_cpu_s"] + 10.0
+    learn_cpu_s = budget["skillbank_learn_cpu_s"]
+    assert payload["flat_bc_config"]["max_seconds"] == pytest.approx(learn_cpu_s)
+    assert payload["flat_bc_config"]["budget_clock"] == "process"
     assert payload["flat_bc_config"]["encoder"]["kind"] == "babyai"
     text_params = f"flat BC {payload['flat_bc_params']:,}"
-    assert text_params in text and "equal wall time" in text
+    assert text_params in text and "equal CPU time" in text
     assert set(payload["timings"]) == {
         "collect_s",
         "skillbank_learn_s",
+        "skillbank_learn_cpu_s",
         "flat_bc_train_s",
+        "flat_bc_train_cpu_s",
         "evaluate_s",
         "total_s",
     }

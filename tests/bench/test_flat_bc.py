@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -146,6 +147,11 @@ def test_wall_time_budget_stops_training_early() -> None:
     assert result.train_seconds < 5.0
     with pytest.raises(ValueError, match="max_seconds"):
         FlatBCConfig(max_seconds=0.0)
+    # On the process clock the budget is this process's CPU time (sleeping others don't count).
+    cpu = train_flat_bc(episodes, dataclasses.replace(config, budget_clock="process"))
+    assert cpu.num_updates < 100_000 * 5 and cpu.train_cpu_seconds < 5.0
+    with pytest.raises(ValueError, match="budget_clock"):
+        FlatBCConfig(budget_clock="gpu")
 
 
 @pytest.mark.parametrize("target", [50_000, 739_207, 1_950_000, 6_000_000])

@@ -76,11 +76,15 @@ class FlatBCConfig:
         seed: Seeds weight init and batch order; same seed, same machine, same numbers.
         device: Torch device to train on, e.g. ``"cpu"`` or ``"cuda"``.
         warmup_fraction: Fraction of the updates over which the learning rate warms up.
-        max_seconds: Optional wall-time budget of training (``None``: none). Training stops
-            when it is spent, and the learning-rate schedule runs on whichever of updates or
-            seconds is further along, so a time-bound run still ends at its low rate. Used to
-            give flat BC the same wall time as the agent; the updates it made depend on the
-            machine's speed and load (the result records them).
+        max_seconds: Optional time budget of training (``None``: none), on ``budget_clock``.
+            Training stops when it is spent, and the learning-rate schedule runs on whichever of
+            updates or seconds is further along, so a time-bound run still ends at its low rate.
+            Used to give flat BC the agent's training time; the updates it made depend on the
+            machine (the result records them).
+        budget_clock: What ``max_seconds`` counts: ``"wall"`` (elapsed time) or ``"process"``
+            (CPU time of this process, :func:`time.process_time`: on a shared machine it does
+            not shrink when other processes load the cores, so two methods timed one after the
+            other get the same compute; with one torch thread it is that thread's time).
     """
 
     encoder: EncoderConfig | None = None
@@ -97,6 +101,7 @@ class FlatBCConfig:
     device: str = "cpu"
     warmup_fraction: float = 0.02
     max_seconds: float | None = None
+    budget_clock: str = "wall"
 
     def __post_init__(self) -> None:
         checks = {
@@ -111,6 +116,7 @@ class FlatBCConfig:
             "max_updates": self.max_updates is None or self.max_updates > 0,
             "warmup_fraction": 0 <= self.warmup_fraction < 1,
             "max_seconds": self.max_seconds is None or self.max_seconds > 0,
+            "budget_clock": self.budget_clock in ("wall", "process"),
         }
         for name, ok in checks.items():
             if not ok:
@@ -284,6 +290,7 @@ class FlatBCResult:
         num_transitions: Demonstrated steps trained on (per epoch).
         losses: Mean training loss per epoch.
         train_seconds: Wall time of training.
+        train_cpu_seconds: CPU time of this process during training.
     """
 
     model: FlatBCNet
@@ -293,6 +300,7 @@ class FlatBCResult:
     num_transitions: int
     losses: tuple[float, ...]
     train_seconds: float
+    train_cpu_seconds: float = 0.0
 
 
 def _compact(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -327,7 +335,7 @@ def train_flat_bc(
         TrainingError: No episode with actions.
     """
     observer = observer or NullObserver()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
 
     # --- data: every step of every episode, flat, with episode offsets ---
     demos = [e for e in episodes if e.actions is not None and e.num_steps > 0]
@@ -373,10 +381,13 @@ def train_flat_bc(
     warmup = max(1, int(config.warmup_fraction * total_updates))
 
     def elapsed_fraction() -> float:
-        """Share of the wall-time budget spent (0 without one)."""
+        """Share of the time budget spent (0 without one)."""
         if config.max_seconds is None:
             return 0.0
-        return (time.perf_counter() - start) / config.max_seconds
+        clock = time.process_time() - start_cpu
+        if config.budget_clock == "wall":
+            clock = time.perf_counter() - start
+        return clock / config.max_seconds
 
     def lr_at(update: int, spent: float) -> float:
         warmed = max(
@@ -450,6 +461,7 @@ def train_flat_bc(
         num_transitions=int(lengths.sum()),
         losses=tuple(losses),
         train_seconds=time.perf_counter() - start,
+        train_cpu_seconds=time.process_time() - start_cpu,
     )
 
 
