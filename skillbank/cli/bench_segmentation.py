@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from skillbank.cli.common import console, handle_errors
+
+if TYPE_CHECKING:
+    from skillbank.learning.segment import SegmenterConfig
 
 __all__ = ["bench_segmentation", "register"]
 
@@ -36,6 +40,13 @@ def bench_segmentation(
         typer.Option("--learn/--no-learn", help="Also run the agent's learn (cluster purity)."),
     ] = True,
     threads: Annotated[int, typer.Option("--threads", min=1, help="Torch CPU threads.")] = 1,
+    segmenter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segmenter",
+            help="A SegmenterConfig field, KEY=VALUE (repeatable), e.g. chunk_min_rise=0.6.",
+        ),
+    ] = None,
 ) -> None:
     """Segment bot demonstrations per level; score boundaries (±1 step) and skill clusters."""
     import torch
@@ -45,8 +56,10 @@ def bench_segmentation(
         SegmentationBenchConfig,
         run_segmentation_bench,
     )
+    from skillbank.learning.segment import SegmenterConfig
 
     torch.set_num_threads(threads)
+    segmenter_config = _segmenter_config(SegmenterConfig(), segmenter or [])
     names = tuple(name.strip() for name in levels.split(",") if name.strip())
     config = SegmentationBenchConfig(
         levels=names,
@@ -54,6 +67,7 @@ def bench_segmentation(
         seed=seed,
         data_dir=data_dir or json_out.parent / "segmentation-data",
         learn=learn,
+        segmenter=segmenter_config,
     )
     with console.status("segmenting demonstrations..."):
         result = run_segmentation_bench(config, command=command_line())
@@ -76,6 +90,21 @@ def bench_segmentation(
         )
     console.print(table)
     console.print(f"wrote {json_out}", highlight=False)
+
+
+def _segmenter_config(base: SegmenterConfig, settings: list[str]) -> SegmenterConfig:
+    """``base`` with ``KEY=VALUE`` settings applied, each value read as its field's type."""
+    fields = {f.name for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(
+                f"--segmenter {setting!r}: expected KEY=VALUE, KEY one of {sorted(fields)}"
+            )
+        kind = type(getattr(base, key))
+        changes[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return dataclasses.replace(base, **changes)
 
 
 def register(app: typer.Typer) -> None:

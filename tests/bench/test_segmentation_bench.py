@@ -109,3 +109,17 @@ def test_putnext_alias_names_a_registered_level(tmp_path: Path) -> None:
     env_id, episodes = load_level_demos("PutNext", 2, tmp_path / "PutNext", num_workers=1)
     assert env_id == "babyai/PutNextS7N4" and len(episodes) == 2
     assert all(e.annotations is not None and e.task.env_id == env_id for e in episodes)
+
+
+def test_cli_segmenter_settings(tmp_path: Path) -> None:
+    out = tmp_path / "seg.json"
+    args = ["bench", "segmentation", "--levels", "toy/fetch", "-n", "6", "--no-learn"]
+    args += ["--data", str(tmp_path / "data"), "--json", str(out)]
+    result = CliRunner().invoke(
+        app, [*args, "--segmenter", "chunk_min_rise=0.6", "--segmenter", "chunk_min_count=3"]
+    )
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(out.read_text())["segmenter"]
+    assert recorded["chunk_min_rise"] == 0.6 and recorded["chunk_min_count"] == 3
+    bad = CliRunner().invoke(app, [*args, "--segmenter", "no_such_field=1"])
+    assert bad.exit_code != 0 and "no_such_field" in bad.output
