@@ -9,7 +9,8 @@ primitive skill, each demonstration is a sequence of skill indices. :func:`learn
 2. cuts every episode into calls (:func:`~skillbank.learning.composite_mining.cover_sequence`): an
    occurrence of a composite is one call spanning its children's segments;
 3. trains each new composite's sub-controller on the occurrences it covers, its children frozen
-   (:func:`~skillbank.learning.composite_training.train_composite`), and stores it as a
+   (:func:`~skillbank.learning.composite_training.train_composite`; where an episode begins the
+   sequence and then does something else, it learns to be done there), and stores it as a
    ``skill-sequence-v1`` record: key = the mean code of its occurrences' segments (the same key
    space as the primitives), tags ``skill``, the featurizer tag and ``composite``, provenance with
    the pattern's support;
@@ -46,6 +47,7 @@ from skillbank.types import Provenance, RetrievalFilter, SkillRecord
 __all__ = [
     "COMPOSITE_TAG",
     "CompositeOutcome",
+    "early_stops",
     "episode_sequences",
     "learn_composites",
     "load_composite",
@@ -133,6 +135,26 @@ def _calls(
     return calls, np.asarray(labels, np.int64), occurrences
 
 
+def early_stops(
+    segments: SegmentSet, assignment: Sequence[int], pattern: tuple[int, ...]
+) -> list[tuple[int, int]]:
+    """``(segment, p)`` wherever an episode runs the first p (1 <= p < L) skills of ``pattern``
+    and then does something else (or ends): where a composite begun there should be done."""
+    stops: list[tuple[int, int]] = []
+    sequences, members = episode_sequences(segments, assignment)
+    for seq, segs in zip(sequences, members, strict=True):
+        covered = {i for a, b, _ in cover_sequence(seq, [pattern]) for i in range(a, b)}
+        for i, skill in enumerate(seq):
+            if skill != pattern[0] or i in covered:
+                continue
+            p = 1
+            while p < len(pattern) and i + p < len(seq) and seq[i + p] == pattern[p]:
+                p += 1
+            if p < len(pattern):
+                stops.append((segs[i + p - 1], p))
+    return stops
+
+
 def learn_composites(
     memory: SkillMemory,
     segments: SegmentSet,
@@ -213,6 +235,7 @@ def learn_composites(
             action,
             config.composite_training,
             init=controller,
+            stops=early_stops(segments, assignment, pattern.sequence),
         )
         key = codes[np.concatenate(occ)].mean(0).astype(np.float32)  # (Z,)
         weights = {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}

@@ -83,6 +83,7 @@ def train_composite(
     action: ActionSpec,
     train: CompositeTrainConfig,
     init: Controller | None = None,
+    stops: Sequence[tuple[int, int]] = (),
 ) -> CompositeSkill:
     """Fit a composite's sub-controller on the spans it covers; the children stay frozen.
 
@@ -97,6 +98,10 @@ def train_composite(
         init: The top controller: the sub-controller starts as its copy (trunk as is, its query
             and argument heads repeated per position), so it starts out choosing and
             parameterising children as the top controller would; ``None``: from scratch.
+        stops: ``(segment, p)`` where a demonstration began the sequence but ended it early:
+            its first p children ran, the last in ``segment``, and then something else
+            followed. The sub-controller learns "done" there (position p, the observation after
+            the segment), so a composite chosen where only its start is wanted stops in time.
 
     Raises:
         TrainingError: No occurrence, wrong lengths, or a diverging loss.
@@ -125,6 +130,12 @@ def train_composite(
         steps.append((torch.from_numpy(feats), torch.from_numpy(acts), torch.from_numpy(owner)))
     targets = [torch.full((num_occ,), c, dtype=torch.long) for c in config.sequence]
     done = torch.full((num_occ,), len(config.children), dtype=torch.long)
+    early_x = torch.from_numpy(
+        segments.end_features([s for s, _ in stops])
+        if stops
+        else np.zeros((0, segments.obs_dim), np.float32)
+    )  # (E, O)
+    early_p = torch.tensor([p for _, p in stops], dtype=torch.long)  # (E,)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)
         generator = torch.Generator().manual_seed(train.seed)
@@ -159,6 +170,11 @@ def train_composite(
             position = torch.full((len(idx),), length, dtype=torch.long)
             logits, _ = skill(ends[length - 1][idx], position)
             choice = choice + nn.functional.cross_entropy(logits, done[idx])
+            if len(early_x):
+                # as many early stops as occurrences in the batch, drawn at random
+                pick = torch.randint(len(early_x), (len(idx),), generator=generator)
+                logits, _ = skill(early_x[pick], early_p[pick])
+                choice = choice + nn.functional.cross_entropy(logits, done[: len(idx)])
             if not config.arg_dim:
                 return choice / (length + 1)
             return (

@@ -171,3 +171,17 @@ def test_mixtures_and_interruptions_run_beside_composites(learned: tuple[Path, A
         result = agent.evaluate("toy/fetch", episodes=8, seed=61_000)
         assert result.episodes == 8 and sum(result.skills_used.values()) > 0
         assert set(result.skills_used) <= {*report.skill_ids, *report.composite_ids}
+
+
+def test_early_stops_mark_where_a_begun_sequence_was_not_continued() -> None:
+    from skillbank.agent.composites import early_stops
+    from skillbank.learning.segment_set import SegmentSet
+
+    features = tuple(np.zeros((11, 3), np.float32) for _ in range(2))
+    actions = tuple(np.zeros(10, np.int64) for _ in range(2))
+    spans = ((0, 0, 2), (0, 2, 4), (0, 4, 6), (0, 6, 8), (1, 0, 3), (1, 3, 10))
+    segments = SegmentSet(features, actions, spans)
+    # episode 0: A B | A C -> the second A stops early; episode 1: A D -> stops early
+    assert early_stops(segments, [0, 1, 0, 2, 0, 3], (0, 1)) == [(2, 1), (4, 1)]
+    # a three-skill pattern begun with two of its skills stops after the second (p = 2)
+    assert early_stops(segments, [0, 1, 3, 3, 5, 5], (0, 1, 2)) == [(1, 2)]
