@@ -162,8 +162,10 @@ def test_width_search_matches_a_parameter_count(target: int) -> None:
     assert config.encoder is not None
     # The count is the real network's: build it and count again.
     assert count == count_parameters(FlatBCNet(config.encoder, config.memory_dim, 7, True))
-    # Other settings are kept; only widths change.
+    # Other settings are kept; only widths change, the CNN's only when the target is below it.
     assert config.num_actions == 7 and config.encoder.num_film == 2
+    assert isinstance(config.encoder, BabyAIEncoderConfig)
+    assert (config.encoder.conv_channels == 64) == (target > 200_000)
     # A tiny starting point grows as far as it needs to.
     _, tiny_count = match_parameter_count(FlatBCConfig(encoder=TINY_BABYAI), target, 7)
     assert abs(tiny_count / target - 1) <= 0.2, (tiny_count, target)
