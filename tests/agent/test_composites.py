@@ -113,6 +113,7 @@ def test_executor_runs_a_composite_through_its_children(learned: tuple[Path, Any
             policies,
             agent.action,
             sample_skills=False,
+            allowed_actions=agent.allowed_actions,
             composite_ids=composite_ids,
             composite_keys=composite_keys,
             composites=composites,
