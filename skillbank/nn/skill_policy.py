@@ -2,7 +2,10 @@
 
 A skill is small on purpose (an MLP over the agent's observation features): many of them live in
 the skill memory, and skills of one architecture run batched, all at once, through
-:class:`StackedSkillPolicies` (one gathered forward pass over stacked weights).
+:class:`StackedSkillPolicies` (one gathered forward pass over stacked weights). In grid worlds a
+skill may first run a small CNN over the grid slices of its features
+(:mod:`skillbank.nn.grid_trunk`, ``skill-policy-v3``); stacked, those run as one convolution per
+layer for all skills (grouped convolutions).
 
 Discrete actions get logits; continuous actions get a Gaussian mean and a learned log-std. The
 termination head gives the logit of "this skill is done at this observation".
