@@ -222,7 +222,8 @@ class ProceduralMemoryAgent:
         records = [self.memory.get(c) for c in ids]
         keys = np.stack([np.asarray(r.key, np.float32) for r in records]) if records else None
         modules = [load_composite(r, self.memory.load_weights(r)) for r in records]
-        return ids, keys if keys is not None else np.zeros((0, 1), np.float32), modules
+        empty = np.zeros((0, self.config.vae.latent_dim), np.float32)
+        return ids, keys if keys is not None else empty, modules
 
     def _store_component(
         self,
