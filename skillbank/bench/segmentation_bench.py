@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from skillbank.bench.run_info import machine_info, package_versions
+from skillbank.envs.registry import BABYAI_ALIASES
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.metrics import boundary_f1, matched_boundaries
 from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
@@ -51,8 +52,8 @@ __all__ = [
     "score_level",
 ]
 
-LEVEL_ALIASES = {"PutNext": "PutNextS7N4"}
-"""Level names of the issue that minigrid registers under another name."""
+LEVEL_ALIASES = BABYAI_ALIASES
+"""Level names of the issue that minigrid registers under another name (the registry's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from skillbank.envs.toy import TOY_TASKS, make_toy_env
 from skillbank.errors import EnvironmentNotFoundError, MissingExtraError
 
 __all__ = [
+    "BABYAI_ALIASES",
     "FAMILIES",
     "EnvSpec",
     "babyai_levels",
@@ -41,6 +42,10 @@ __all__ = [
 Family = Literal["babyai", "metaworld", "toy", "gym"]
 FAMILIES: tuple[Family, ...] = ("babyai", "metaworld", "toy", "gym")
 """Environment families: the prefix of an id, or ``"gym"`` for a plain Gymnasium id."""
+
+BABYAI_ALIASES: dict[str, str] = {"PutNext": "PutNextS7N4"}
+"""BabyAI level names of the papers that minigrid registers only under a sized name: the papers'
+``PutNext`` (an object next to another, in a 7x7-room maze) is ``PutNextS7N4``."""
 
 _EXTRAS = {"babyai": ("minigrid", "BabyAI"), "metaworld": ("metaworld", "Meta-World")}
 
@@ -151,6 +156,7 @@ def _not_found(env_id: str, candidates: list[str], what: str) -> EnvironmentNotF
 
 def _resolve_babyai(env_id: str, level: str) -> EnvSpec:
     _require_extra("babyai")
+    level = BABYAI_ALIASES.get(level, level)
     for gym_id in (f"BabyAI-{level}-v0", f"BabyAI-{level}"):
         if gym_id in gym.registry:
             name = gym_id.removeprefix("BabyAI-").removesuffix("-v0")

@@ -159,3 +159,10 @@ def test_envs_import_without_optional_simulators() -> None:
         "assert resolve_env_id('toy/fetch').family == 'toy'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.babyai
+def test_papers_putnext_resolves_to_its_sized_level() -> None:
+    spec = resolve_env_id("babyai/PutNext")
+    assert spec.env_id == "babyai/PutNextS7N4"
+    assert spec.gym_id == "BabyAI-PutNextS7N4-v0"
