@@ -47,7 +47,11 @@ class SkillTrainConfig:
             the weights of the epoch with the best held-out loss (early stopping).
         grid_trunk: Give skills a CNN over the grid slices of the features
             (``skill-policy-v3``, :mod:`skillbank.nn.grid_trunk`) where there are any; vector
-            worlds keep the MLP either way.
+            worlds keep the MLP either way. On by default: `skillbank demo` data, 3 seeds x 128
+            unseen episodes per level, mean success with vs without (controller an MLP in
+            both): GoToLocal 0.760 vs 0.766, PickupLoc 0.260 vs 0.237, Open 0.883 vs 0.833
+            (better on every seed), PutNextLocal 0.047 vs 0.057, GoTo 0.516 vs 0.508; skills
+            17% fewer parameters.
         conv_channels: Channels of the grid trunk's convolutions.
         kernel_size: Side of the grid trunk's kernels.
         arg_film: Where the argument modulates a grid-trunk skill: ``"mlp"`` (first MLP layer)
@@ -65,10 +69,10 @@ class SkillTrainConfig:
     weight_decay: float = 0.0
     input_noise: float = 0.0
     validation_fraction: float = 0.0
-    grid_trunk: bool = False
+    grid_trunk: bool = True
     conv_channels: tuple[int, ...] = (16, 16)
     kernel_size: int = 3
-    arg_film: str = "mlp"
+    arg_film: str = "grid"
     seed: int = 0
 
     def __post_init__(self) -> None:
