@@ -40,6 +40,13 @@ def learn(
     datasets: Annotated[list[Path], typer.Argument(help="Dataset directories to learn from.")],
     memory: MemoryOption = DEFAULT_MEMORY,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every learning step.")] = 0,
+    composites: Annotated[
+        bool,
+        typer.Option(
+            "--composites",
+            help="Also learn composite skills (recurring sequences of skills; experimental).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Segment demonstrations into skills, store them, and train the controller."""
@@ -47,7 +54,9 @@ def learn(
     refuse_pack(memory, "learn into")
     episodes = [list(load_dataset(path)) for path in datasets]
     with SkillMemory(memory) as store:
-        report = ProceduralMemoryAgent(store, AgentConfig(seed=seed)).learn(episodes)
+        report = ProceduralMemoryAgent(store, AgentConfig(seed=seed, composites=composites)).learn(
+            episodes
+        )
     payload = {**report.to_json(), **_run_info(seed)}
     if as_json:
         emit_json(payload)
@@ -57,6 +66,11 @@ def learn(
         f"{len(report.new_skill_ids)} new skills, {report.num_reused} segments reused; "
         f"{len(report.skill_ids)} skills in {memory} ({report.train_s:.1f}s)"
     )
+    if report.composite_ids:
+        console.print(
+            f"{len(report.new_composite_ids)} new composite skills, "
+            f"{len(report.composite_ids)} in all"
+        )
     if report.segmentation_f1 is not None:
         console.print(
             f"segmentation boundary F1 {report.segmentation_f1:.3f}, "

@@ -50,3 +50,23 @@ def test_eval_without_memory_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "toy/goto", "--memory", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert "no skill memory" in result.output
+
+
+def test_learn_with_composites_stores_and_runs_them(tmp_path: Path) -> None:
+    runner = CliRunner()
+    fetch = _write(tmp_path / "fetch", "fetch", 40)
+    memory = tmp_path / "mem"
+    learned = runner.invoke(
+        app, ["learn", str(fetch), "--memory", str(memory), "--composites", "--json"]
+    )
+    assert learned.exit_code == 0, learned.output
+    report = json.loads(learned.stdout)
+    assert report["composite_ids"], "fetch = go to, then pick up: a recurring pair of skills"
+    out = tmp_path / "eval.json"
+    evaluated = runner.invoke(
+        app,
+        ["eval", "toy/fetch", "--memory", str(memory), "--episodes", "8", "--json", str(out)],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    used = set(json.loads(out.read_text())["skills_used"])
+    assert used and used <= set(report["skill_ids"]) | set(report["composite_ids"])
