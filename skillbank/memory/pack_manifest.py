@@ -58,6 +58,7 @@ __all__ = [
     "manifest_to_json",
     "parse_manifest",
     "strict_json_loads",
+    "unique_json_object",
     "weights_path",
 ]
 
@@ -265,7 +266,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses duplicate keys (ValueError)."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -283,7 +285,7 @@ def strict_json_loads(data: bytes) -> Any:
     try:
         return json.loads(
             data.decode("utf-8"),
-            object_pairs_hook=_unique_pairs,
+            object_pairs_hook=unique_json_object,
             parse_constant=_reject_constant,
             parse_float=_finite_float,
         )

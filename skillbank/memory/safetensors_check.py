@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from skillbank.architectures import expected_tensors
 from skillbank.errors import ArchitectureError, PackError
+from skillbank.memory.pack_manifest import unique_json_object
 
 __all__ = [
     "DTYPE_SIZES",
@@ -150,15 +151,6 @@ def _reject_constant(value: str) -> Any:
     raise ValueError(f"non-standard JSON constant {value}")
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -222,7 +214,7 @@ def parse_header(
     try:
         parsed = json.loads(
             raw_header.decode("utf-8"),
-            object_pairs_hook=_unique_pairs,
+            object_pairs_hook=unique_json_object,
             parse_constant=_reject_constant,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
