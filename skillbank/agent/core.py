@@ -45,12 +45,19 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from torch import nn
 
 from skillbank.agent.composites import learn_composites, load_composite
 from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
 from skillbank.agent.executor import SkillExecutor
+from skillbank.agent.learn_steps import (
+    cluster_or_single,
+    dataset_hash,
+    infer_action_space,
+    load_weights_into,
+    module_weights,
+    score_against_annotations,
+)
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.metaworld_source import metaworld_env_factory
 from skillbank.envs.registry import make_env as make_registered_env
@@ -58,13 +65,12 @@ from skillbank.envs.registry import resolve_env_id
 from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_policy, info_success
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
-from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
+from skillbank.learning.cluster import Clustering
 from skillbank.learning.composite_skill import COMPOSITE_ARCH, CompositeSkill
 from skillbank.learning.composite_training import relabel_controller
 from skillbank.learning.controller_training import train_controller
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
-from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
 from skillbank.learning.segment import OptionHMMSegmenter
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.skill_training import (
@@ -103,24 +109,6 @@ _SKILL_TAG = "skill"
 _COMPONENT_TAG = "component"
 
 
-def _weights_of(module: nn.Module) -> dict[str, npt.NDArray[Any]]:
-    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
-
-
-def _load_into(module: nn.Module, weights: Mapping[str, npt.NDArray[Any]]) -> None:
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-    module.eval()
-
-
-def _dataset_hash(episodes: Sequence[Episode]) -> str:
-    digest = hashlib.sha256()
-    for e in episodes:
-        digest.update(f"{e.task.env_id}|{e.seed}|{e.num_steps}|".encode())
-        if e.actions is not None:
-            digest.update(np.ascontiguousarray(e.actions).tobytes())
-    return digest.hexdigest()
-
-
 class ProceduralMemoryAgent:
     """Learns skills into a :class:`SkillMemory`, retrieves and composes them to act.
 
@@ -156,11 +144,11 @@ class ProceduralMemoryAgent:
         config = vae_record.arch_config
         self.featurizer = ObservationFeaturizer.from_json(config["features"])
         self.vae = SkillVAE(SkillVAEConfig.from_json(config))
-        _load_into(self.vae, self.memory.load_weights(vae_record))
+        load_weights_into(self.vae, self.memory.load_weights(vae_record))
         self.action = self.vae.config.action
         if controller_record is not None:
             self.controller = Controller(ControllerConfig.from_json(controller_record.arch_config))
-            _load_into(self.controller, self.memory.load_weights(controller_record))
+            load_weights_into(self.controller, self.memory.load_weights(controller_record))
             allowed = controller_record.arch_config.get("allowed_actions")
             self.allowed_actions = tuple(int(a) for a in allowed) if allowed else None
             composites = controller_record.arch_config.get("composites", [])
@@ -210,7 +198,7 @@ class ProceduralMemoryAgent:
         policies = []
         for record in (records[i] for i in primitive):
             policy = SkillPolicy(SkillPolicyConfig.from_json(record.arch_config))
-            _load_into(policy, self.memory.load_weights(record))
+            load_weights_into(policy, self.memory.load_weights(record))
             policies.append(policy)
         return ids, keys, policies
 
@@ -237,7 +225,7 @@ class ProceduralMemoryAgent:
         config = {**config, "features": self.featurizer.to_json()}
         key = np.zeros(self.config.vae.latent_dim, np.float32)
         key[0] = 1.0  # components are never retrieved (filtered by tag); any finite key will do
-        weights = _weights_of(module) if isinstance(module, nn.Module) else dict(module)
+        weights = module_weights(module) if isinstance(module, nn.Module) else dict(module)
         existing = self._component(role)
         if existing is None or existing.arch_id != arch_id:
             name = f"agent/{role}" if existing is None else f"agent/{role}-{arch_id}"
@@ -274,9 +262,9 @@ class ProceduralMemoryAgent:
         # --- features and action space: fitted once, then fixed for the memory's life ---------
         if self.featurizer is None:
             self.featurizer = ObservationFeaturizer.fit(episodes)
-            self.action = _infer_action(episodes)
+            self.action = infer_action_space(episodes)
         assert self.action is not None
-        seen = _infer_action(episodes)
+        seen = infer_action_space(episodes)
         if seen.kind != self.action.kind or (
             seen.size > self.action.size
             if seen.kind == "discrete"
@@ -303,14 +291,14 @@ class ProceduralMemoryAgent:
         provenance = Provenance(
             source=",".join(sorted({e.demonstrator for e in episodes})),
             task=",".join(sorted({e.task.env_id for e in episodes})),
-            dataset_hash=_dataset_hash(episodes),
+            dataset_hash=dataset_hash(episodes),
             extra={"seed": str(cfg.seed)},
         )
         new_ids: list[str] = []
         clustering: Clustering | None = None
         unexplained = np.flatnonzero(assignment < 0)
         if len(unexplained):
-            clustering = _cluster(codes[unexplained], cfg.cluster)
+            clustering = cluster_or_single(codes[unexplained], cfg.cluster)
             clustering = self._merge_alike(segments, codes, unexplained, clustering)
             for j in range(clustering.num_clusters):
                 assignment[unexplained[clustering.labels == j]] = len(old_ids) + j
@@ -353,7 +341,7 @@ class ProceduralMemoryAgent:
                 clustering.centres[j].astype(np.float32),
                 policy.config.arch_id,
                 config,
-                _weights_of(policy),
+                module_weights(policy),
                 provenance,
                 tags=(_SKILL_TAG, self._features_tag()),
             )
@@ -410,7 +398,7 @@ class ProceduralMemoryAgent:
         )
         self._executor = None
         # --- score against annotations (evaluation only) ----------------------------------------
-        f1, purity = _score(episodes, boundaries, assignment)
+        f1, purity = score_against_annotations(episodes, boundaries, assignment)
         report = LearnReport(
             num_episodes=len(episodes),
             num_segments=segments.num_segments,
@@ -613,44 +601,3 @@ def default_success(
     if "success" in info:
         return info_success(reward, terminated, truncated, info)
     return babyai_success(reward, terminated, truncated, info)
-
-
-def _infer_action(episodes: Sequence[Episode]) -> ActionSpec:
-    """The action space: continuous from the shape; discrete with headroom (the next power of
-    two above the largest id seen, at least 8), since early demonstrations rarely use every
-    action (a first level may never pick anything up) and the space is fixed for the memory."""
-    actions = np.concatenate([np.asarray(e.actions) for e in episodes if e.actions is not None])
-    if actions.dtype.kind in "biu":
-        seen = int(actions.max()) + 1
-        return ActionSpec("discrete", max(8, 1 << (seen - 1).bit_length()))
-    return ActionSpec("continuous", int(np.prod(actions.shape[1:])) or 1)
-
-
-def _cluster(codes: npt.NDArray[np.float32], config: ClusterConfig) -> Clustering:
-    if len(codes) < 3:
-        return Clustering(
-            codes.mean(0, keepdims=True).astype(np.float64), np.zeros(len(codes), np.int64)
-        )
-    return cluster_codes(codes.astype(np.float64), config)
-
-
-def _score(
-    episodes: Sequence[Episode],
-    boundaries: Sequence[Sequence[int]],
-    assignment: npt.NDArray[np.int64],
-) -> tuple[float | None, float | None]:
-    annotated = [i for i, e in enumerate(episodes) if e.annotations is not None]
-    if not annotated:
-        return None, None
-    truth = [episodes[i].annotations.boundaries for i in annotated]  # type: ignore[union-attr]
-    f1 = boundary_f1([boundaries[i] for i in annotated], truth).f1
-    labels: list[str] = []
-    clusters: list[int] = []
-    offset = 0
-    for i, episode in enumerate(episodes):
-        count = len(boundaries[i])
-        if episode.annotations is not None:
-            labels += segment_true_labels(episode, boundaries[i])
-            clusters += assignment[offset : offset + count].tolist()
-        offset += count
-    return f1, cluster_purity(clusters, labels)

@@ -1,0 +1,97 @@
+"""Steps of the agent's learning that need no agent state: weights in and out of modules, the
+action space, clustering, provenance hashes and scoring against annotations.
+
+Example:
+    >>> infer_action_space(episodes)  # doctest: +SKIP
+    ActionSpec(kind='discrete', size=8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
+from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
+from skillbank.nn.skill_policy import ActionSpec
+from skillbank.types import Episode
+
+__all__ = [
+    "cluster_or_single",
+    "dataset_hash",
+    "infer_action_space",
+    "load_weights_into",
+    "module_weights",
+    "score_against_annotations",
+]
+
+
+def module_weights(module: nn.Module) -> dict[str, npt.NDArray[Any]]:
+    """A module's state as NumPy arrays (copies), ready for the skill memory."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_weights_into(module: nn.Module, weights: Mapping[str, npt.NDArray[Any]]) -> None:
+    """Load stored weights into ``module`` and put it in eval mode."""
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    module.eval()
+
+
+def dataset_hash(episodes: Sequence[Episode]) -> str:
+    """SHA-256 over the episodes' env ids, seeds, lengths and actions (provenance)."""
+    digest = hashlib.sha256()
+    for e in episodes:
+        digest.update(f"{e.task.env_id}|{e.seed}|{e.num_steps}|".encode())
+        if e.actions is not None:
+            digest.update(np.ascontiguousarray(e.actions).tobytes())
+    return digest.hexdigest()
+
+
+def infer_action_space(episodes: Sequence[Episode]) -> ActionSpec:
+    """The action space: continuous from the shape; discrete with headroom (the next power of
+    two above the largest id seen, at least 8), since early demonstrations rarely use every
+    action (a first level may never pick anything up) and the space is fixed for the memory."""
+    actions = np.concatenate([np.asarray(e.actions) for e in episodes if e.actions is not None])
+    if actions.dtype.kind in "biu":
+        seen = int(actions.max()) + 1
+        return ActionSpec("discrete", max(8, 1 << (seen - 1).bit_length()))
+    return ActionSpec("continuous", int(np.prod(actions.shape[1:])) or 1)
+
+
+def cluster_or_single(codes: npt.NDArray[np.float32], config: ClusterConfig) -> Clustering:
+    """Cluster segment codes (N, Z); fewer than three codes make one cluster."""
+    if len(codes) < 3:
+        return Clustering(
+            codes.mean(0, keepdims=True).astype(np.float64), np.zeros(len(codes), np.int64)
+        )
+    return cluster_codes(codes.astype(np.float64), config)
+
+
+def score_against_annotations(
+    episodes: Sequence[Episode],
+    boundaries: Sequence[Sequence[int]],
+    assignment: npt.NDArray[np.int64],
+) -> tuple[float | None, float | None]:
+    """Boundary F1 and cluster purity against the demonstrator's annotations (None without
+    any); annotations only score, they never steer learning."""
+    annotated = [i for i, e in enumerate(episodes) if e.annotations is not None]
+    if not annotated:
+        return None, None
+    truth = [episodes[i].annotations.boundaries for i in annotated]  # type: ignore[union-attr]
+    f1 = boundary_f1([boundaries[i] for i in annotated], truth).f1
+    labels: list[str] = []
+    clusters: list[int] = []
+    offset = 0
+    for i, episode in enumerate(episodes):
+        count = len(boundaries[i])
+        if episode.annotations is not None:
+            labels += segment_true_labels(episode, boundaries[i])
+            clusters += assignment[offset : offset + count].tolist()
+        offset += count
+    return f1, cluster_purity(clusters, labels)
