@@ -34,6 +34,7 @@ import numpy.typing as npt
 import torch
 
 from skillbank.agent.config import AgentConfig
+from skillbank.agent.learn_steps import load_weights_into, module_weights
 from skillbank.events import Event, Observer
 from skillbank.learning.composite_mining import cover_sequence, mine_patterns
 from skillbank.learning.composite_skill import COMPOSITE_ARCH, CompositeSkill, CompositeSkillConfig
@@ -87,8 +88,7 @@ def load_composite(record: SkillRecord, weights: dict[str, npt.NDArray[Any]]) ->
     """Rebuild a stored ``skill-sequence-v1`` record's sub-controller."""
     config = CompositeSkillConfig.from_json(record.arch_config)
     module = CompositeSkill(config, torch.from_numpy(np.array(weights["child_keys"])))
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
-    module.eval()
+    load_weights_into(module, weights)
     return module
 
 
@@ -238,7 +238,7 @@ def learn_composites(
             stops=early_stops(segments, assignment, pattern.sequence),
         )
         key = codes[np.concatenate(occ)].mean(0).astype(np.float32)  # (Z,)
-        weights = {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+        weights = module_weights(module)
         prov = dataclasses.replace(
             provenance,
             extra={
