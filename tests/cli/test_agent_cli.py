@@ -8,22 +8,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from skillbank.cli.app import app
-from skillbank.envs.dataset import DatasetWriter
-from skillbank.envs.toy import DEMONSTRATOR, ToyDemonstrator
-
-
-def _write(root: Path, task: str, episodes: int) -> Path:
-    source = ToyDemonstrator(task)
-    with DatasetWriter(root, env_id=source.env_id, demonstrator=DEMONSTRATOR) as writer:
-        for seed in range(episodes):
-            writer.write(source.demonstrate(seed))
-    return root
+from tests.cli.demo_helpers import write_toy_demos
 
 
 def test_learn_then_eval_writes_the_eval_json(tmp_path: Path) -> None:
     runner = CliRunner()
-    pickup = _write(tmp_path / "pickup", "pickup", 20)
-    fetch = _write(tmp_path / "fetch", "fetch", 20)
+    pickup = write_toy_demos(tmp_path / "pickup", "pickup", 20)
+    fetch = write_toy_demos(tmp_path / "fetch", "fetch", 20)
     memory = tmp_path / "mem"
     learned = runner.invoke(
         app, ["learn", str(pickup), str(fetch), "--memory", str(memory), "--seed", "1", "--json"]
@@ -54,7 +45,7 @@ def test_eval_without_memory_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_learn_with_composites_stores_and_runs_them(tmp_path: Path) -> None:
     runner = CliRunner()
-    fetch = _write(tmp_path / "fetch", "fetch", 40)
+    fetch = write_toy_demos(tmp_path / "fetch", "fetch", 40)
     memory = tmp_path / "mem"
     learned = runner.invoke(
         app, ["learn", str(fetch), "--memory", str(memory), "--composites", "--json"]

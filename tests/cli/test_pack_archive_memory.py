@@ -12,25 +12,8 @@ from typer.testing import CliRunner
 
 from skillbank.cli.app import app
 from skillbank.cli.pack_memory import CACHE_ENV, cached_pack_memory
-from skillbank.envs.dataset import DatasetWriter
-from skillbank.envs.toy import DEMONSTRATOR, ToyDemonstrator
 from skillbank.memory.store import SkillMemory
-
-
-def _write(root: Path, task: str, episodes: int) -> Path:
-    source = ToyDemonstrator(task)
-    with DatasetWriter(root, env_id=source.env_id, demonstrator=DEMONSTRATOR) as writer:
-        for seed in range(episodes):
-            writer.write(source.demonstrate(seed))
-    return root
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.cli.demo_helpers import tree_digest, write_toy_demos
 
 
 def _ok(*args: str) -> str:
@@ -51,7 +34,8 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pack-archive")
     memory = root / "mem"
     for task in ("pickup", "goto"):
-        _ok("learn", str(_write(root / task, task, 8)), "--memory", str(memory), "--seed", "1")
+        demos = write_toy_demos(root / task, task, 8)
+        _ok("learn", str(demos), "--memory", str(memory), "--seed", "1")
     paths = {"root": root, "memory": memory}
     for name, flags in (("full", ()), ("latest", ("--latest-only",))):
         paths[name] = root / f"{name}.tar.gz"
@@ -107,7 +91,7 @@ def test_eval_ls_show_verify_read_an_archive_through_the_cache(
     sha = hashlib.sha256(before).hexdigest()
     entry = _cache / sha
     assert (entry / "pack.json").is_file() and (entry / "memory" / "skills.sqlite").is_file()
-    cached = _digest(entry)
+    cached = tree_digest(entry)
     assert all(not (p.stat().st_mode & stat.S_IWUSR) for p in entry.rglob("*") if p.is_file())
 
     listed = json.loads(_ok("skills", "ls", "--memory", str(pack), "--json"))
@@ -123,7 +107,7 @@ def test_eval_ls_show_verify_read_an_archive_through_the_cache(
     _eval(pack, tmp_path / "again.json")  # usage is written to a throwaway copy
 
     assert pack.read_bytes() == before  # the archive is never written
-    assert _digest(entry) == cached  # nor the cache entry
+    assert tree_digest(entry) == cached  # nor the cache entry
     assert cached_pack_memory(pack) == entry / "memory"
     assert [p.name for p in _cache.iterdir()] == [sha]  # no leftover working copies
 
@@ -152,7 +136,7 @@ def test_writing_commands_refuse_a_pack(learned: dict[str, Path], tmp_path: Path
         "--latest-only")  # fmt: skip
     dataset = learned["root"] / "pickup"
     for pack in (learned["latest"], pack_dir):
-        before = _digest(pack) if pack.is_dir() else {"": pack.read_bytes().hex()}
+        before = tree_digest(pack) if pack.is_dir() else {"": pack.read_bytes().hex()}
         message = _refused("learn", str(dataset), "--memory", str(pack))
         assert "skill pack" in message and "import it first" in message
         assert "skills import" in message
@@ -161,5 +145,5 @@ def test_writing_commands_refuse_a_pack(learned: dict[str, Path], tmp_path: Path
         assert "import it first" in _refused(
             "skills", "import", str(learned["full"]), "--memory", str(pack)
         )
-        after = _digest(pack) if pack.is_dir() else {"": pack.read_bytes().hex()}
+        after = tree_digest(pack) if pack.is_dir() else {"": pack.read_bytes().hex()}
         assert after == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,32 +10,15 @@ from typer.testing import CliRunner
 
 from skillbank.cli.app import app
 from skillbank.cli.pack_memory import is_pack_dir
-from skillbank.envs.dataset import DatasetWriter
-from skillbank.envs.toy import DEMONSTRATOR, ToyDemonstrator
 from skillbank.memory.packs import export_pack
 from skillbank.memory.store import SkillMemory
-
-
-def _write(root: Path, task: str, episodes: int) -> Path:
-    source = ToyDemonstrator(task)
-    with DatasetWriter(root, env_id=source.env_id, demonstrator=DEMONSTRATOR) as writer:
-        for seed in range(episodes):
-            writer.write(source.demonstrate(seed))
-    return root
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.cli.demo_helpers import tree_digest, write_toy_demos
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pack-as-memory")
-    pickup = _write(root / "pickup", "pickup", 16)
+    pickup = write_toy_demos(root / "pickup", "pickup", 16)
     memory = root / "mem"
     learned = CliRunner().invoke(
         app, ["learn", str(pickup), "--memory", str(memory), "--seed", "1"]
@@ -64,14 +46,14 @@ def test_eval_from_a_pack_dir_matches_the_memory(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     memory, pack = trained
-    before = _digest(pack)
+    before = tree_digest(pack)
     assert is_pack_dir(pack) and not is_pack_dir(memory)
     from_pack = _eval(pack, tmp_path / "pack.json")
     from_memory = _eval(memory, tmp_path / "memory.json")
     assert from_pack["env"] == "toy/pickup" and from_pack["episodes"] == 4
     for key in ("success_rate", "mean_steps", "skills_used"):
         assert from_pack[key] == from_memory[key]
-    assert _digest(pack) == before  # read-only: nothing written into the pack
+    assert tree_digest(pack) == before  # read-only: nothing written into the pack
 
 
 def test_skills_ls_lists_the_pack(trained: tuple[Path, Path]) -> None:
