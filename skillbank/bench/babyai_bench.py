@@ -282,7 +282,7 @@ class BabyAIBenchResult:
             "eval_seed_start": EVAL_SEED,
             "command": command,
             "machine": {**machine_info(), "versions": package_versions("minigrid")},
-            "flat_bc_config": _config_json(self.budget.flat_bc),
+            "flat_bc_config": self.budget.flat_bc.to_json(),
             "flat_bc_budget": FLAT_BC_BUDGET
             if any(r.flat_bc_budget_s is not None for r in self.levels)
             else f"epochs={self.budget.flat_bc.epochs} (no agent to match)",
@@ -293,12 +293,6 @@ class BabyAIBenchResult:
             "skill_keys": self.skill_keys.tolist(),
             "wall_s": self.wall_s,
         }
-
-
-def _config_json(config: FlatBCConfig) -> dict[str, Any]:
-    data = {name: getattr(config, name) for name in config.__dataclass_fields__}
-    data["encoder"] = config.encoder.to_json() if config.encoder is not None else None
-    return data
 
 
 def collect_level_demos(

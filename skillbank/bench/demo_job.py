@@ -248,7 +248,7 @@ class DemoResult:
             "eval_episodes": self.plan.eval_episodes,
             "eval_seeds": [EVAL_SEED, EVAL_SEED + self.plan.eval_episodes - 1],
             "agent_scale": self.plan.agent_scale,
-            "flat_bc_config": _config_json(self.flat_bc_config or self.plan.flat_bc),
+            "flat_bc_config": (self.flat_bc_config or self.plan.flat_bc).to_json(),
             "memory": str(self.memory_dir),
             "data": str(self.data_dir),
             "levels": [level.to_json() for level in self.levels],
@@ -278,12 +278,6 @@ class DemoResult:
             "verify_problems": self.verify_problems,
             "timings": dict(self.timings),
         }
-
-
-def _config_json(config: FlatBCConfig) -> dict[str, Any]:
-    data = {name: getattr(config, name) for name in config.__dataclass_fields__}
-    data["encoder"] = config.encoder.to_json() if config.encoder is not None else None
-    return data
 
 
 def run_demo_job(

@@ -154,8 +154,6 @@ class FlatBCBenchResult:
             record["gap"] = row.success - anchor.success if anchor else None
             record["at_anchor_demos"] = anchor is not None and row.demos == anchor.demos
             rows.append(record)
-        config = {name: getattr(self.config, name) for name in self.config.__dataclass_fields__}
-        config["encoder"] = self.config.encoder.to_json() if self.config.encoder else None
         return {
             "benchmark": "flat-bc",
             "level": self.level,
@@ -165,7 +163,7 @@ class FlatBCBenchResult:
             "eval_seed_start": EVAL_SEED,
             "bot_success_rate": self.bot_success_rate,
             "anchor": dataclasses.asdict(anchor) if anchor else None,
-            "flat_bc_config": config,
+            "flat_bc_config": self.config.to_json(),
             "rows": rows,
             "collect_s": self.collect_s,
             "wall_s": self.wall_s,

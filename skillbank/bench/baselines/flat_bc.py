@@ -122,6 +122,12 @@ class FlatBCConfig:
             if not ok:
                 raise ValueError(f"FlatBCConfig.{name} is out of range: {getattr(self, name)!r}")
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field, the encoder as its own JSON (``None`` when not yet filled in)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["encoder"] = self.encoder.to_json() if self.encoder is not None else None
+        return data
+
 
 class FlatBCNet(nn.Module):
     """Encoder -> LSTM memory -> action head.
