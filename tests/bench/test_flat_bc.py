@@ -51,16 +51,15 @@ def _vector_episode(seed: int, steps: int = 6) -> Episode:
     )
 
 
+def _vector_config(**overrides: Any) -> FlatBCConfig:
+    """Flat BC on :func:`_vector_episode`'s 3-d observations, with a small memory."""
+    encoder = VectorEncoderConfig(obs_dim=3, hidden_dims=(32,), out_dim=32)
+    return FlatBCConfig(encoder=encoder, memory_dim=16, episodes_per_batch=8, **overrides)
+
+
 def test_continuous_bc_learns_and_is_deterministic() -> None:
     episodes = [_vector_episode(s) for s in range(40)]
-    config = FlatBCConfig(
-        encoder=VectorEncoderConfig(obs_dim=3, hidden_dims=(32,), out_dim=32),
-        memory_dim=16,
-        epochs=30,
-        episodes_per_batch=8,
-        lr=3e-3,
-        seed=3,
-    )
+    config = _vector_config(epochs=30, lr=3e-3, seed=3)
     first = train_flat_bc(episodes, config)
     assert first.losses[-1] < 0.2 * first.losses[0]
     assert first.num_updates == 30 * 5 and first.num_transitions == 240
@@ -135,13 +134,7 @@ def test_babyai_bc_beats_random_on_gotoredball() -> None:
 
 def test_wall_time_budget_stops_training_early() -> None:
     episodes = [_vector_episode(s) for s in range(40)]
-    config = FlatBCConfig(
-        encoder=VectorEncoderConfig(obs_dim=3, hidden_dims=(32,), out_dim=32),
-        memory_dim=16,
-        epochs=100_000,
-        episodes_per_batch=8,
-        max_seconds=0.5,
-    )
+    config = _vector_config(epochs=100_000, max_seconds=0.5)
     result = train_flat_bc(episodes, config)
     assert result.num_updates < 100_000 * 5 and len(result.losses) == len(set(result.losses))
     assert result.train_seconds < 5.0
