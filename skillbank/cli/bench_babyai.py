@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +59,7 @@ def bench_babyai(
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
     from skillbank.bench.babyai_bench import BUDGETS, markdown_table, run_babyai_bench
+    from skillbank.bench.run_info import command_line
     from skillbank.events import Event
 
     if budget not in BUDGETS:
@@ -78,7 +78,7 @@ def bench_babyai(
             raise ValueError(f"--levels {unknown} are not in the {budget} budget ({known})")
         plan = dataclasses.replace(plan, levels=tuple(p for p in plan.levels if p.level in wanted))
     directory = out_dir or json_out.parent / f"bench-babyai-{budget}"
-    command = shlex.join(["skillbank", *sys.argv[1:]])
+    command = command_line()
     if pack is not None and (no_agent or pack.exists()):
         raise SkillbankError(
             f"--pack {pack}: " + ("--no-agent trains no memory" if no_agent else "already exists"),

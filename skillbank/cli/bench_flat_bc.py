@@ -8,8 +8,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +61,7 @@ def bench_flat_bc(
 
     from skillbank.bench.baselines.flat_bc import FlatBCConfig
     from skillbank.bench.flat_bc_bench import run_flat_bc_bench
+    from skillbank.bench.run_info import command_line
     from skillbank.events import Event
 
     if threads < 1:
@@ -75,7 +74,7 @@ def bench_flat_bc(
         lr=lr,
         max_seconds=None if max_minutes is None else 60.0 * max_minutes,
     )
-    command = shlex.join(["skillbank", *sys.argv[1:]])
+    command = command_line()
 
     def show(event: Event) -> None:
         if event.name.startswith(("flat_bc_bench.", "flat_bc.epoch")):

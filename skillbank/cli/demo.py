@@ -10,8 +10,6 @@ reused and the agent explains them with the skills already in the memory.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -62,13 +60,14 @@ def demo_command(
     import torch
 
     from skillbank.bench.demo_job import DEMO_PLANS, run_demo_job
+    from skillbank.bench.run_info import command_line
     from skillbank.events import Event
 
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     plan = DEMO_PLANS["quick" if quick else "default"]
-    command = shlex.join(["skillbank", *sys.argv[1:]])
+    command = command_line()
     levels = ", ".join(f"{p.level} ×{p.demos}" for p in plan.train_levels)
     console.print(
         f"[bold]skillbank demo[/] ({plan.name}): learn skills from {levels}; "
