@@ -57,6 +57,7 @@ __all__ = [
     "is_safe_id",
     "manifest_to_json",
     "parse_manifest",
+    "reject_json_constant",
     "strict_json_loads",
     "unique_json_object",
     "weights_path",
@@ -255,7 +256,8 @@ class _InvalidError(Exception):
     """A field-level problem; turned into a PackError naming the manifest."""
 
 
-def _reject_constant(value: str) -> Any:
+def reject_json_constant(value: str) -> Any:
+    """``parse_constant`` for :func:`json.loads` that refuses NaN and Infinity (ValueError)."""
     raise ValueError(f"non-standard JSON constant {value}")
 
 
@@ -286,7 +288,7 @@ def strict_json_loads(data: bytes) -> Any:
         return json.loads(
             data.decode("utf-8"),
             object_pairs_hook=unique_json_object,
-            parse_constant=_reject_constant,
+            parse_constant=reject_json_constant,
             parse_float=_finite_float,
         )
     except RecursionError:

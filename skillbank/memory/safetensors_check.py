@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from skillbank.architectures import expected_tensors
 from skillbank.errors import ArchitectureError, PackError
-from skillbank.memory.pack_manifest import unique_json_object
+from skillbank.memory.pack_manifest import reject_json_constant, unique_json_object
 
 __all__ = [
     "DTYPE_SIZES",
@@ -147,10 +147,6 @@ def _fail(name: str, problem: str) -> PackError:
     return PackError(f"{name}: {problem}")
 
 
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {value}")
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -215,7 +211,7 @@ def parse_header(
         parsed = json.loads(
             raw_header.decode("utf-8"),
             object_pairs_hook=unique_json_object,
-            parse_constant=_reject_constant,
+            parse_constant=reject_json_constant,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail(name, f"header is not valid JSON ({exc})") from None
