@@ -53,10 +53,9 @@ def learn(
     torch.set_num_threads(1)
     refuse_pack(memory, "learn into")
     episodes = [list(load_dataset(path)) for path in datasets]
+    config = AgentConfig(seed=seed, composites=composites)
     with SkillMemory(memory) as store:
-        report = ProceduralMemoryAgent(store, AgentConfig(seed=seed, composites=composites)).learn(
-            episodes
-        )
+        report = ProceduralMemoryAgent(store, config).learn(episodes)
     payload = {**report.to_json(), **_run_info(seed)}
     if as_json:
         emit_json(payload)
