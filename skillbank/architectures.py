@@ -271,12 +271,17 @@ def _action_size(config: Mapping[str, Any], arch_id: str) -> tuple[str, int]:
     return str(kind), positive_int(config, "action_size", arch_id)
 
 
+def _hidden_dims(config: Mapping[str, Any], arch_id: str) -> list[int]:
+    hidden = int_list(config, "hidden_dims", arch_id)
+    if not hidden:
+        raise ArchitectureError(f"{arch_id} config field 'hidden_dims' must not be empty")
+    return hidden
+
+
 def _skill_policy_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-policy-v1"
     kind, actions = _action_size(config, arch)
-    hidden = int_list(config, "hidden_dims", arch)
-    if not hidden:
-        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    hidden = _hidden_dims(config, arch)
     tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch), *hidden])
     tensors.update(linear("action_head", hidden[-1], actions))
     tensors.update(linear("termination_head", hidden[-1], 1))
@@ -288,9 +293,7 @@ def _skill_policy_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
 def _skill_policy_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-policy-v2"
     kind, actions = _action_size(config, arch)
-    hidden = int_list(config, "hidden_dims", arch)
-    if not hidden:
-        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    hidden = _hidden_dims(config, arch)
     arg_dim = positive_int(config, "arg_dim", arch)
     tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch) + arg_dim, *hidden])
     tensors.update(linear("film", arg_dim, 2 * hidden[0]))
@@ -318,9 +321,7 @@ def _skill_vae_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
 
 def _skill_controller_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-controller-v1"
-    hidden = int_list(config, "hidden_dims", arch)
-    if not hidden:
-        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    hidden = _hidden_dims(config, arch)
     tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch), *hidden])
     tensors.update(linear("query_head", hidden[-1], positive_int(config, "latent_dim", arch)))
     return tensors
@@ -505,9 +506,7 @@ def _grid_trunk_tensors(
 def _skill_policy_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-policy-v3"
     kind, actions = _action_size(config, arch)
-    hidden = int_list(config, "hidden_dims", arch)
-    if not hidden:
-        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    hidden = _hidden_dims(config, arch)
     arg_dim = _count(config, "arg_dim", arch) if "arg_dim" in config else 0
     obs_dim = positive_int(config, "obs_dim", arch)
     tensors, in_dim, grid_film = _grid_trunk_tensors(config, arch, obs_dim)
@@ -523,9 +522,7 @@ def _skill_policy_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
 
 def _skill_controller_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-controller-v3"
-    hidden = int_list(config, "hidden_dims", arch)
-    if not hidden:
-        raise ArchitectureError(f"{arch} config field 'hidden_dims' must not be empty")
+    hidden = _hidden_dims(config, arch)
     tensors, in_dim, _ = _grid_trunk_tensors(config, arch, positive_int(config, "obs_dim", arch))
     tensors.update(mlp_tensors("trunk", [in_dim, *hidden]))
     tensors.update(linear("query_head", hidden[-1], positive_int(config, "latent_dim", arch)))
