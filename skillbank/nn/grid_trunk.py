@@ -193,6 +193,18 @@ def _rest_ranges(obs_dim: int, grids: tuple[GridSlice, ...]) -> list[tuple[int, 
     return ranges
 
 
+def _grid_image(features: torch.Tensor, grid: GridSlice) -> torch.Tensor:
+    """One grid of features (B, O) as an image (B, C, H, W)."""
+    cells = features[:, grid.offset : grid.offset + grid.size]  # (B, H * W * C)
+    return cells.reshape(-1, grid.height, grid.width, grid.channels).permute(0, 3, 1, 2)
+
+
+def _gather_ranges(features: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor:
+    """The features (B, R) in ``ranges`` (from :func:`_rest_ranges`), in order."""
+    parts = [features[:, a:b] for a, b in ranges]
+    return torch.cat(parts, dim=1) if parts else features[:, :0]
+
+
 class GridTrunk(nn.Module):
     """Flat features (B, O) -> grid CNN features and the other features (B, F).
 
@@ -229,14 +241,11 @@ class GridTrunk(nn.Module):
 
     def grid_input(self, features: torch.Tensor, index: int) -> torch.Tensor:
         """Grid ``index`` of features (B, O) as an image (B, C, H, W)."""
-        g = self.spec.grids[index]
-        cells = features[:, g.offset : g.offset + g.size]  # (B, H * W * C)
-        return cells.reshape(-1, g.height, g.width, g.channels).permute(0, 3, 1, 2)
+        return _grid_image(features, self.spec.grids[index])
 
     def rest_features(self, features: torch.Tensor) -> torch.Tensor:
         """The features (B, R) outside every grid."""
-        parts = [features[:, a:b] for a, b in self.rest]
-        return torch.cat(parts, dim=1) if parts else features[:, :0]
+        return _gather_ranges(features, self.rest)
 
     def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         """Features (B, O) -> (B, F); ``film`` (B, 2 * C_first * G) modulates the first convs."""
@@ -302,8 +311,7 @@ class StackedGridTrunks(nn.Module):
         width = self.spec.conv_channels[0]
         outs = []
         for index, g in enumerate(self.spec.grids):
-            cells = features[:, g.offset : g.offset + g.size]  # (B, H * W * C)
-            hidden = cells.reshape(batch, g.height, g.width, g.channels).permute(0, 3, 1, 2)
+            hidden = _grid_image(features, g)  # (B, C, H, W)
             for layer, (weight, bias) in enumerate(
                 zip(self.weights[index], self.biases[index], strict=True)
             ):
@@ -319,6 +327,5 @@ class StackedGridTrunks(nn.Module):
                     hidden = shaped.reshape(hidden.shape)
                 hidden = torch.relu(hidden)
             outs.append(hidden.reshape(batch, n, -1))  # (B, N, C * H' * W')
-        rest = [features[:, a:b] for a, b in self.rest]
         grid = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, N, F_grid)
-        return grid, torch.cat(rest, dim=1) if rest else features[:, :0]
+        return grid, _gather_ranges(features, self.rest)
