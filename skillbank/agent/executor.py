@@ -112,6 +112,7 @@ class SkillExecutor:
         self.composites = tuple(composites)
         self.action = action
         self.top_k = max(1, min(top_k, len(skill_ids)))
+        self._solo_weights = torch.eye(self.top_k)[0]  # (K,): a skill that runs alone
         self.max_skill_steps = max_skill_steps
         self.sample = sample
         self.sample_skills = sample_skills
@@ -214,7 +215,7 @@ class SkillExecutor:
             best = logits.argmax(1)
             pushed = best >= self.num_primitives
             indices[pushed] = best[pushed, None]
-            weights[pushed] = torch.eye(self.top_k)[0]
+            weights[pushed] = self._solo_weights
         is_composite = indices[:, 0] >= self.num_primitives
         self._argument[chosen] = argument
         self._active[chosen] = indices.clamp(max=self.num_primitives - 1)
@@ -244,7 +245,7 @@ class SkillExecutor:
             go = envs[~ended]
             child = self._children[c][pick[~ended]]  # (B'',)
             self._active[go] = child[:, None]
-            self._weights[go] = torch.eye(self.top_k)[0]
+            self._weights[go] = self._solo_weights
             self._argument[go] = argument[~ended]
             self._calls[go] += 1
             for b, k in zip(go.tolist(), child.tolist(), strict=True):
