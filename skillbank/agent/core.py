@@ -208,10 +208,13 @@ class ProceduralMemoryAgent:
         """The composite skills the controller chooses from: ids (N_c,), keys (N_c, Z), modules."""
         ids = [c for c in self._composite_ids if c in self.memory]
         records = [self.memory.get(c) for c in ids]
-        keys = np.stack([np.asarray(r.key, np.float32) for r in records]) if records else None
+        keys = (
+            np.stack([np.asarray(r.key, np.float32) for r in records])
+            if records
+            else np.zeros((0, self.config.vae.latent_dim), np.float32)
+        )  # (N_c, Z)
         modules = [load_composite(r, self.memory.load_weights(r)) for r in records]
-        empty = np.zeros((0, self.config.vae.latent_dim), np.float32)
-        return ids, keys if keys is not None else empty, modules
+        return ids, keys, modules
 
     def _store_component(
         self,
