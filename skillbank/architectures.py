@@ -397,6 +397,41 @@ register(
 )
 
 
+def _segment_replay_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """v1 with compact features (constant columns once, 0/1 columns bit-packed, the rest F16)
+    and the learn call each segment came from."""
+    arch = "segment-replay-v2"
+    kind, width = _action_size(config, arch)
+    obs = positive_int(config, "obs_dim", arch)
+    segments = _count(config, "num_segments", arch)
+    steps = _count(config, "num_steps", arch)
+    binary = _count(config, "num_binary", arch)
+    floats = _count(config, "num_float", arch)
+    if binary + floats > obs:
+        raise ArchitectureError(f"{arch} config fields 'num_binary' + 'num_float' exceed obs_dim")
+    rows = steps + segments  # every step, and the one after each segment's end
+    actions = TensorSpec((steps,), "I64") if kind == "discrete" else TensorSpec((steps, width))
+    return {
+        "column_kinds": TensorSpec((obs,), "U8"),  # 0 constant, 1 binary (0/1), 2 float
+        "constants": TensorSpec((obs - binary - floats,)),
+        "binary_bits": TensorSpec((rows, (binary + 7) // 8), "U8"),
+        "float_values": TensorSpec((rows, floats), "F16"),
+        "actions": actions,
+        "lengths": TensorSpec((segments,), "I64"),
+        "skills": TensorSpec((segments,), "I64"),
+        "calls": TensorSpec((segments,), "I64"),
+    }
+
+
+register(
+    ArchitectureSpec(
+        arch_id="segment-replay-v2",
+        tensors=_segment_replay_v2,
+        description="Agent component: bounded replay (0/1 feature columns bit-packed, learn calls)",
+    )
+)
+
+
 # --- composite skills (skillbank.learning.composite_training) -------------------------------------
 
 
