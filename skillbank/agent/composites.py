@@ -52,6 +52,7 @@ __all__ = [
     "episode_sequences",
     "learn_composites",
     "load_composite",
+    "stored_composites",
 ]
 
 COMPOSITE_TAG = "composite"
@@ -90,6 +91,21 @@ def load_composite(record: SkillRecord, weights: dict[str, npt.NDArray[Any]]) ->
     module = CompositeSkill(config, torch.from_numpy(np.array(weights["child_keys"])))
     load_weights_into(module, weights)
     return module
+
+
+def stored_composites(
+    memory: SkillMemory, composite_ids: Sequence[str], latent_dim: int
+) -> tuple[list[str], npt.NDArray[np.float32], list[CompositeSkill]]:
+    """The listed composites still in ``memory``: ids (N_c,), keys (N_c, Z), modules (N_c,)."""
+    ids = [c for c in composite_ids if c in memory]
+    records = [memory.get(c) for c in ids]
+    keys = (
+        np.stack([np.asarray(r.key, np.float32) for r in records])
+        if records
+        else np.zeros((0, latent_dim), np.float32)
+    )  # (N_c, Z)
+    modules = [load_composite(r, memory.load_weights(r)) for r in records]
+    return ids, keys, modules
 
 
 def episode_sequences(

@@ -36,8 +36,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,8 +45,16 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from skillbank.agent.composites import learn_composites, load_composite
+from skillbank.agent.components import (
+    SKILL_TAG,
+    features_tag,
+    latest_component,
+    store_component,
+    stored_primitives,
+)
+from skillbank.agent.composites import learn_composites, stored_composites
 from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
+from skillbank.agent.discovery import explain_segments, merge_alike_clusters
 from skillbank.agent.executor import SkillExecutor
 from skillbank.agent.learn_steps import (
     cluster_or_single,
@@ -57,37 +63,25 @@ from skillbank.agent.learn_steps import (
     load_weights_into,
     module_weights,
     score_against_annotations,
+    train_skills_and_controller,
 )
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
-from skillbank.envs.metaworld_source import metaworld_env_factory
-from skillbank.envs.registry import make_env as make_registered_env
-from skillbank.envs.registry import resolve_env_id
-from skillbank.envs.rollout import babyai_env_factory, babyai_success, evaluate_policy, info_success
+from skillbank.envs.eval_envs import default_success, eval_env_factory
+from skillbank.envs.rollout import evaluate_policy
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import Clustering
-from skillbank.learning.composite_skill import COMPOSITE_ARCH, CompositeSkill
+from skillbank.learning.composite_skill import CompositeSkill
 from skillbank.learning.composite_training import relabel_controller
-from skillbank.learning.controller_training import train_controller
 from skillbank.learning.features import ObservationFeaturizer
-from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
 from skillbank.learning.segment import OptionHMMSegmenter
 from skillbank.learning.segment_set import SegmentSet
-from skillbank.learning.skill_training import (
-    segment_log_likelihood,
-    train_skill_policy,
-)
-from skillbank.learning.skill_vae import (
-    decoder_cross_likelihood,
-    encode_segments,
-    merge_equivalent,
-    train_skill_vae,
-)
+from skillbank.learning.skill_vae import encode_segments, train_skill_vae
 from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import Controller, ControllerConfig
-from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig
+from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
-from skillbank.types import Episode, Provenance, Retrieval, RetrievalFilter, SkillRecord
+from skillbank.types import Episode, Provenance, Retrieval, RetrievalFilter
 
 __all__ = [
     "CONTROLLER_ARCH",
@@ -97,7 +91,6 @@ __all__ = [
     "EvalResult",
     "LearnReport",
     "ProceduralMemoryAgent",
-    "default_success",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,8 +98,6 @@ logger = logging.getLogger(__name__)
 SKILL_ARCH = "skill-policy-v2"  # parameterised skills; "skill-policy-v1" with skill.arg_dim = 0
 VAE_ARCH = "skill-vae-v1"
 CONTROLLER_ARCH = "skill-controller-v2"  # "skill-controller-v1" with skill.arg_dim = 0
-_SKILL_TAG = "skill"
-_COMPONENT_TAG = "component"
 
 
 class ProceduralMemoryAgent:
@@ -132,13 +123,9 @@ class ProceduralMemoryAgent:
 
     # --- persistence ----------------------------------------------------------------------------
 
-    def _component(self, role: str) -> SkillRecord | None:
-        records = self.memory.list(RetrievalFilter(tags=(_COMPONENT_TAG, role)))
-        return max(records, key=lambda r: r.created_at) if records else None
-
     def _load_components(self) -> None:
-        vae_record = self._component("skill-encoder")
-        controller_record = self._component("controller")
+        vae_record = latest_component(self.memory, "skill-encoder")
+        controller_record = latest_component(self.memory, "controller")
         if vae_record is None:
             return
         config = vae_record.arch_config
@@ -153,7 +140,7 @@ class ProceduralMemoryAgent:
             self.allowed_actions = tuple(int(a) for a in allowed) if allowed else None
             composites = controller_record.arch_config.get("composites", [])
             self._composite_ids = tuple(str(c) for c in composites)
-        replay_record = self._component("replay")
+        replay_record = latest_component(self.memory, "replay")
         if replay_record is not None:
             self._replay = SegmentReplay.from_record(
                 replay_record.arch_config, self.memory.load_weights(replay_record)
@@ -161,11 +148,10 @@ class ProceduralMemoryAgent:
 
     def _features_tag(self) -> str:
         assert self.featurizer is not None
-        blob = json.dumps(self.featurizer.to_json(), sort_keys=True).encode()
-        return "features:" + hashlib.sha256(blob).hexdigest()[:12]
+        return features_tag(self.featurizer)
 
     def _skill_filter(self) -> RetrievalFilter:
-        return RetrievalFilter(tags=(_SKILL_TAG, self._features_tag()))
+        return RetrievalFilter(tags=(SKILL_TAG, self._features_tag()))
 
     def retrieve(
         self, query: npt.ArrayLike, k: int, *, filters: RetrievalFilter | None = None
@@ -181,40 +167,23 @@ class ProceduralMemoryAgent:
             filters = (
                 self._skill_filter()
                 if self.featurizer is not None
-                else RetrievalFilter(tags=(_SKILL_TAG,))
+                else RetrievalFilter(tags=(SKILL_TAG,))
             )
-        elif _SKILL_TAG not in filters.tags:
-            filters = dataclasses.replace(filters, tags=(*filters.tags, _SKILL_TAG))
+        elif SKILL_TAG not in filters.tags:
+            filters = dataclasses.replace(filters, tags=(*filters.tags, SKILL_TAG))
         return self.memory.retrieve(query, k, filters=filters)
 
     def skills(self) -> tuple[list[str], npt.NDArray[np.float32], list[SkillPolicy]]:
         """The stored primitive skills this agent can run: ids (N,), keys (N, Z), modules (N,)."""
         if self.featurizer is None:
             return [], np.zeros((0, self.config.vae.latent_dim), np.float32), []
-        all_ids, all_keys = self.memory.keys(self._skill_filter())
-        records = [self.memory.get(skill_id) for skill_id in all_ids]
-        primitive = [i for i, r in enumerate(records) if r.arch_id != COMPOSITE_ARCH]
-        ids, keys = [all_ids[i] for i in primitive], all_keys[primitive]
-        policies = []
-        for record in (records[i] for i in primitive):
-            policy = SkillPolicy(SkillPolicyConfig.from_json(record.arch_config))
-            load_weights_into(policy, self.memory.load_weights(record))
-            policies.append(policy)
-        return ids, keys, policies
+        return stored_primitives(self.memory, self._skill_filter())
 
     def composites(
         self,
     ) -> tuple[list[str], npt.NDArray[np.float32], list[CompositeSkill]]:
         """The composite skills the controller chooses from: ids (N_c,), keys (N_c, Z), modules."""
-        ids = [c for c in self._composite_ids if c in self.memory]
-        records = [self.memory.get(c) for c in ids]
-        keys = (
-            np.stack([np.asarray(r.key, np.float32) for r in records])
-            if records
-            else np.zeros((0, self.config.vae.latent_dim), np.float32)
-        )  # (N_c, Z)
-        modules = [load_composite(r, self.memory.load_weights(r)) for r in records]
-        return ids, keys, modules
+        return stored_composites(self.memory, self._composite_ids, self.config.vae.latent_dim)
 
     def _store_component(
         self,
@@ -225,18 +194,17 @@ class ProceduralMemoryAgent:
         prov: Provenance,
     ) -> None:
         assert self.featurizer is not None
-        config = {**config, "features": self.featurizer.to_json()}
-        key = np.zeros(self.config.vae.latent_dim, np.float32)
-        key[0] = 1.0  # components are never retrieved (filtered by tag); any finite key will do
-        weights = module_weights(module) if isinstance(module, nn.Module) else dict(module)
-        existing = self._component(role)
-        if existing is None or existing.arch_id != arch_id:
-            name = f"agent/{role}" if existing is None else f"agent/{role}-{arch_id}"
-            self.memory.add(name, key, arch_id, config, weights, prov, tags=(_COMPONENT_TAG, role))
-        else:
-            self.memory.add_version(
-                existing.skill_id, weights=weights, arch_config=config, provenance=prov
-            )
+        weights = module_weights(module) if isinstance(module, nn.Module) else module
+        store_component(
+            self.memory,
+            role,
+            arch_id,
+            weights,
+            config,
+            prov,
+            featurizer=self.featurizer,
+            latent_dim=self.config.vae.latent_dim,
+        )
 
     # --- learning -------------------------------------------------------------------------------
 
@@ -289,7 +257,15 @@ class ProceduralMemoryAgent:
         codes = encode_segments(self.vae, segments, max_segment_length=cfg.vae.max_segment_length)
         # --- explain by existing skills, cluster the rest into new ones -------------------------
         old_ids, old_keys, old_policies = self.skills()
-        assignment = self._explain(segments, codes, old_keys, old_policies)
+        assignment = explain_segments(
+            segments,
+            codes,
+            old_keys,
+            old_policies,
+            self.controller,
+            candidates=cfg.explain_candidates,
+            threshold=cfg.explain_threshold,
+        )
         num_reused = int((assignment >= 0).sum())
         provenance = Provenance(
             source=",".join(sorted({e.demonstrator for e in episodes})),
@@ -302,7 +278,17 @@ class ProceduralMemoryAgent:
         unexplained = np.flatnonzero(assignment < 0)
         if len(unexplained):
             clustering = cluster_or_single(codes[unexplained], cfg.cluster)
-            clustering = self._merge_alike(segments, codes, unexplained, clustering)
+            if self.config.merge_tolerance > 0:
+                assert self.vae is not None
+                clustering = merge_alike_clusters(
+                    self.vae,
+                    segments,
+                    codes,
+                    unexplained,
+                    clustering,
+                    tolerance=cfg.merge_tolerance,
+                    max_segment_length=cfg.vae.max_segment_length,
+                )
             for j in range(clustering.num_clusters):
                 assignment[unexplained[clustering.labels == j]] = len(old_ids) + j
         num_new = clustering.num_clusters if clustering is not None else 0
@@ -311,31 +297,20 @@ class ProceduralMemoryAgent:
             key_parts.append(clustering.centres.astype(np.float32))
         keys = np.concatenate(key_parts)  # (N, Z)
         # --- skills and the controller over every key (with replayed earlier decisions) ----------
-        train_set, train_assignment = self._with_replay(segments, assignment, old_ids)
-        if cfg.skill.arg_dim:
-            self.controller, new_policies = train_hierarchy(
-                train_set,
-                train_assignment.tolist(),
-                keys,
-                old_policies,
-                num_new,
-                self.action,
-                cfg.skill,
-                cfg.controller,
-            )
-        else:
-            new_policies = [
-                train_skill_policy(
-                    segments,
-                    np.flatnonzero(assignment == len(old_ids) + j).tolist(),
-                    self.action,
-                    cfg.skill,
-                )
-                for j in range(num_new)
-            ]
-            self.controller = train_controller(
-                train_set, train_assignment.tolist(), keys, cfg.controller
-            )
+        replayed, replayed_assignment = self._replay.merged_with(
+            segments, assignment.tolist(), old_ids
+        )
+        self.controller, new_policies = train_skills_and_controller(
+            segments,
+            assignment,
+            replayed,
+            replayed_assignment,
+            keys,
+            old_policies,
+            num_new,
+            self.action,
+            cfg,
+        )
         for j, policy in enumerate(new_policies):
             assert clustering is not None
             config = {**policy.config.to_json(), "features": self.featurizer.to_json()}
@@ -346,7 +321,7 @@ class ProceduralMemoryAgent:
                 config,
                 module_weights(policy),
                 provenance,
-                tags=(_SKILL_TAG, self._features_tag()),
+                tags=(SKILL_TAG, self._features_tag()),
             )
             new_ids.append(record.skill_id)
             members = int((assignment == len(old_ids) + j).sum())
@@ -368,7 +343,7 @@ class ProceduralMemoryAgent:
                 self.action,
                 cfg,
                 provenance,
-                (_SKILL_TAG, self._features_tag()),
+                (SKILL_TAG, self._features_tag()),
                 observe,
             )
             if outcome.ids:
@@ -418,12 +393,6 @@ class ProceduralMemoryAgent:
         observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
         return report
 
-    def _with_replay(
-        self, segments: SegmentSet, assignment: npt.NDArray[np.int64], old_ids: Sequence[str]
-    ) -> tuple[SegmentSet, npt.NDArray[np.int64]]:
-        """This call's segments plus the replayed ones of stored skills, with skill indices."""
-        return self._replay.merged_with(segments, assignment.tolist(), old_ids)
-
     def _remember(
         self,
         segments: SegmentSet,
@@ -437,56 +406,6 @@ class ProceduralMemoryAgent:
         if self._replay.num_segments:
             config, weights = self._replay.to_record(segments.obs_dim)
             self._store_component("replay", REPLAY_ARCH, weights, config, provenance)
-
-    def _merge_alike(
-        self,
-        segments: SegmentSet,
-        codes: npt.NDArray[np.float32],
-        indices: npt.NDArray[np.int64],
-        clustering: Clustering,
-    ) -> Clustering:
-        """Merge clusters whose segments the VAE decodes as well with either centre."""
-        if clustering.num_clusters < 2 or self.config.merge_tolerance <= 0:
-            return clustering
-        assert self.vae is not None
-        groups = [indices[clustering.labels == j].tolist() for j in range(clustering.num_clusters)]
-        cross = decoder_cross_likelihood(
-            self.vae,
-            segments,
-            groups,
-            clustering.centres.astype(np.float32),
-            max_segment_length=self.config.vae.max_segment_length,
-        )
-        merged = np.asarray(merge_equivalent(cross, self.config.merge_tolerance))
-        labels = merged[clustering.labels]
-        centres = np.stack(
-            [codes[indices[labels == g]].mean(0) for g in range(int(merged.max()) + 1)]
-        ).astype(np.float64)
-        return Clustering(centres, labels, dict(clustering.silhouettes))
-
-    def _explain(
-        self,
-        segments: SegmentSet,
-        codes: npt.NDArray[np.float32],
-        keys: npt.NDArray[np.float32],
-        policies: Sequence[SkillPolicy],
-    ) -> npt.NDArray[np.int64]:
-        """Existing skill index per segment that explains it well, else -1."""
-        assignment = np.full(segments.num_segments, -1, np.int64)
-        if not policies:
-            return assignment
-        indices = list(range(segments.num_segments))
-        arguments = segment_arguments(self.controller, segments)  # (S, D)
-        loglik = np.stack(
-            [segment_log_likelihood(p, segments, indices, arguments) for p in policies], 1
-        )
-        unit = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-8)
-        nearest = np.argsort(-(codes @ unit.T), axis=1)[:, : self.config.explain_candidates]
-        candidate_ll = np.take_along_axis(loglik, nearest, axis=1)  # (S, C)
-        best = candidate_ll.argmax(1)
-        explained = candidate_ll.max(1) >= self.config.explain_threshold
-        assignment[explained] = nearest[np.arange(len(best)), best][explained]
-        return assignment
 
     # --- acting ---------------------------------------------------------------------------------
 
@@ -560,16 +479,7 @@ class ProceduralMemoryAgent:
                 environment reports it (Meta-World, toy), else a positive terminal reward (BabyAI).
         """
         if isinstance(env, str):
-            spec = resolve_env_id(env)
-            env_id = spec.env_id
-            if spec.family == "babyai":
-                make = babyai_env_factory(spec.name)
-            elif spec.family == "metaworld":  # seeded like the demos; no MT1 task pre-sampling
-                make = metaworld_env_factory(spec.name)
-            else:
-
-                def make(index: int) -> Any:
-                    return make_registered_env(env_id)
+            env_id, make = eval_env_factory(env)
         else:
             env_id, make = getattr(env, "__name__", "custom"), env
         executor = self.executor()
@@ -595,12 +505,3 @@ class ProceduralMemoryAgent:
             steps_per_s=result.steps_per_s,
             skills_used={k: v[1] for k, v in sorted(usage.items()) if v[1]},
         )
-
-
-def default_success(
-    reward: float, terminated: bool, truncated: bool, info: Mapping[str, Any]
-) -> bool:
-    """``info["success"]`` where the environment reports it, else a positive terminal reward."""
-    if "success" in info:
-        return info_success(reward, terminated, truncated, info)
-    return babyai_success(reward, terminated, truncated, info)

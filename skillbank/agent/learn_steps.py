@@ -17,9 +17,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from skillbank.agent.config import AgentConfig
 from skillbank.learning.cluster import ClusterConfig, Clustering, cluster_codes
+from skillbank.learning.controller_training import train_controller
+from skillbank.learning.hierarchy_training import train_hierarchy
 from skillbank.learning.metrics import boundary_f1, cluster_purity, segment_true_labels
-from skillbank.nn.skill_policy import ActionSpec
+from skillbank.learning.segment_set import SegmentSet
+from skillbank.learning.skill_training import train_skill_policy
+from skillbank.nn.controller import Controller
+from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.types import Episode
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "load_weights_into",
     "module_weights",
     "score_against_annotations",
+    "train_skills_and_controller",
 ]
 
 
@@ -95,3 +102,46 @@ def score_against_annotations(
             clusters += assignment[offset : offset + count].tolist()
         offset += count
     return f1, cluster_purity(clusters, labels)
+
+
+def train_skills_and_controller(
+    segments: SegmentSet,
+    assignment: npt.NDArray[np.int64],
+    replayed: SegmentSet,
+    replayed_assignment: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.float32],
+    old_policies: Sequence[SkillPolicy],
+    num_new: int,
+    action: ActionSpec,
+    config: AgentConfig,
+) -> tuple[Controller, list[SkillPolicy]]:
+    """Train the ``num_new`` new skills and the controller over all N keys (N, Z).
+
+    With parameterised skills (``config.skill.arg_dim > 0``) skills and controller are trained
+    together on ``replayed`` (this call's segments plus the replay); otherwise each new skill on
+    its own segments of this call (skill ``len(old_policies) + j`` in ``assignment``), then the
+    controller on ``replayed``. Old skills stay frozen.
+
+    Returns:
+        The controller and the new skills.
+    """
+    if config.skill.arg_dim:
+        return train_hierarchy(
+            replayed,
+            replayed_assignment.tolist(),
+            keys,
+            old_policies,
+            num_new,
+            action,
+            config.skill,
+            config.controller,
+        )
+    first = len(old_policies)
+    policies = [
+        train_skill_policy(
+            segments, np.flatnonzero(assignment == first + j).tolist(), action, config.skill
+        )
+        for j in range(num_new)
+    ]
+    controller = train_controller(replayed, replayed_assignment.tolist(), keys, config.controller)
+    return controller, policies
