@@ -247,6 +247,7 @@ class SegmentReplay:
         _check(skills.shape == calls.shape == lengths.shape, "'skills', 'calls' must be (N,)")
         _check(len(acts) == int(lengths.sum()), "'actions' must hold sum(lengths) steps")
         _check(feats.ndim == 2 and len(feats) == rows, "features must hold sum(lengths)+N rows")
+        _check(feats.shape[1] == config.get("obs_dim"), "features must have obs_dim columns")
         _check(bool(np.isfinite(feats).all()), "features must be finite")
         _check(((skills >= 0) & (skills < len(names))).all(), "'skills' must index skill_ids")
         _check(bool((calls >= 0).all()), "'calls' must be >= 0")

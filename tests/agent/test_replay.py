@@ -135,6 +135,9 @@ def test_v1_record_still_loads(tmp_path: Path) -> None:
     _assert_same(replay, back)  # calls all 0: one learn call
     for x, y in zip(replay.features, back.features, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-3)
+    weights["features"] = weights["features"][:-1]  # a row short
+    with pytest.raises(MemoryCorruptionError, match="rows"):
+        SegmentReplay.from_record(config, weights)
 
 
 # --- corrupt records ----------------------------------------------------------------------------
