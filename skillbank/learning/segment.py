@@ -45,6 +45,8 @@ import numpy.typing as npt
 from skillbank.learning.boundary_chunks import entropy_rise_cuts
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.option_refine import refine_options
+from skillbank.learning.segment_set import grid_slices
+from skillbank.learning.sighting import first_sighting_cuts, grid_cells, interaction_cell
 from skillbank.types import Episode
 
 __all__ = ["OptionHMMSegmenter", "SegmenterConfig", "viterbi_switching"]
@@ -85,6 +87,14 @@ class SegmenterConfig:
             see :mod:`skillbank.learning.boundary_chunks`). 0.6 was chosen on BabyAI GoTo.
         chunk_min_count: Segments that must share a prefix before its entropy is trusted.
         chunk_min_offset: Actions of a segment kept before such a cut.
+        first_sighting: Discrete actions and grid observations: cut a segment once more at the
+            step where the entity it ends at (the content of the cell the interactions act on)
+            was first seen in the episode (see :mod:`skillbank.learning.sighting`); vector
+            worlds are unaffected.
+        sighting_min_offset: Steps of a segment kept before a first-sighting cut.
+        sighting_max_detour: A first-sighting cut needs the rest of the segment to reach the
+            entity in at most this many steps more than the fewest seen from where it shows
+            (negative: no check; see :func:`~skillbank.learning.sighting.first_sighting_cuts`).
         policy_hidden: Width of each option policy.
         policy_epochs: Epochs per option policy per round.
         smoothing: Dirichlet pseudo-count per action (discrete) / variance floor (continuous).
@@ -102,6 +112,9 @@ class SegmenterConfig:
     chunk_min_rise: float = 0.0
     chunk_min_count: int = 10
     chunk_min_offset: int = 3
+    first_sighting: bool = True
+    sighting_min_offset: int = 1
+    sighting_max_detour: int = 1
     policy_hidden: int = 64
     policy_epochs: int = 3
     smoothing: float = 0.5
@@ -123,6 +136,10 @@ class SegmenterConfig:
             )
         if self.smoothing <= 0:
             raise ValueError("SegmenterConfig.smoothing must be > 0")
+        if self.sighting_min_offset < 1:
+            raise ValueError(
+                f"SegmenterConfig.sighting_min_offset must be >= 1, got {self.sighting_min_offset}"
+            )
 
 
 def viterbi_switching(
@@ -202,6 +219,8 @@ class OptionHMMSegmenter:
                 min_count=self.config.chunk_min_count,
                 min_offset=self.config.chunk_min_offset,
             )
+        if discrete and self.config.first_sighting:
+            cuts = self._sighting_cuts(with_actions, cuts)
         by_id = {id(e): (p, c) for e, p, c in zip(with_actions, paths, cuts, strict=True)}
         out: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         for episode in episodes:
@@ -212,6 +231,32 @@ class OptionHMMSegmenter:
             path, starts = found
             out.append((tuple(starts), tuple(int(path[s]) for s in starts)))
         return out
+
+    def _sighting_cuts(
+        self, episodes: Sequence[Episode], cuts: list[tuple[int, ...]]
+    ) -> list[tuple[int, ...]]:
+        """``cuts`` plus the first-sighting cuts of every grid in the observations (if any)."""
+        featurizer = ObservationFeaturizer.fit(episodes)
+        grids = grid_slices(featurizer)
+        if not grids:
+            return cuts
+        actions = [np.asarray(e.actions, np.int64) for e in episodes]
+        flat = np.concatenate(actions)  # (N,)
+        events = self._event_actions(episodes, np.eye(int(flat.max()) + 1)[flat])  # (A,)
+        event_steps = [events[a] for a in actions]  # per episode (T,)
+        for grid in grids:
+            cells = [grid_cells(featurizer.episode_features(e), grid) for e in episodes]
+            cell = interaction_cell(cells, event_steps)
+            if cell is not None:
+                detour = self.config.sighting_max_detour
+                cuts = first_sighting_cuts(
+                    cells,
+                    cuts,
+                    cell,
+                    min_offset=self.config.sighting_min_offset,
+                    max_detour=detour if detour >= 0 else None,
+                )
+        return cuts
 
     # --- hard EM ---------------------------------------------------------------------------------
 
