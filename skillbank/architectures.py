@@ -492,7 +492,9 @@ def _grid_trunk_tensors(
 ) -> tuple[dict[str, TensorSpec], int, int]:
     """Tensors of the ``grid`` trunk at ``config["grid_trunk"]``, its output width and FiLM width.
 
-    The FiLM width is that of ``arg_film: "grid"`` (2 * first channels * grids), 0 for ``"mlp"``.
+    The FiLM width is that of ``arg_film: "grid"`` (2 * first channels * grids), 0 for ``"mlp"``,
+    first channels * grids for ``"pointer"`` (which adds a 1x1 cell embedding per grid and one
+    input channel, the score map, to the first convolution).
     """
     trunk = config.get("grid_trunk")
     if not isinstance(trunk, Mapping):
@@ -505,8 +507,10 @@ def _grid_trunk_tensors(
             f"{arch_id} config field 'grid_trunk' needs 1-16 'grids' and non-empty 'conv_channels'"
         )
     film = trunk.get("arg_film", "mlp")
-    if film not in ("mlp", "grid"):
-        raise ArchitectureError(f"{arch_id} config field 'grid_trunk.arg_film' must be mlp|grid")
+    if film not in ("mlp", "grid", "pointer"):
+        raise ArchitectureError(
+            f"{arch_id} config field 'grid_trunk.arg_film' must be mlp|grid|pointer"
+        )
     padding = (kernel - 1) // 2
     tensors: dict[str, TensorSpec] = {}
     covered = out_dim = 0
@@ -520,6 +524,10 @@ def _grid_trunk_tensors(
         size = height * width * prev
         spans.append((offset, offset + size))
         covered += size
+        if film == "pointer":
+            tensors[f"grid.pointers.{g}.weight"] = TensorSpec((channels[0], prev, 1, 1))
+            tensors[f"grid.pointers.{g}.bias"] = TensorSpec((channels[0],))
+            prev += 1  # the score map
         for layer, out in enumerate(channels):
             tensors[f"grid.convs.{g}.{2 * layer}.weight"] = TensorSpec((out, prev, kernel, kernel))
             tensors[f"grid.convs.{g}.{2 * layer}.bias"] = TensorSpec((out,))
@@ -534,7 +542,7 @@ def _grid_trunk_tensors(
     spans.sort()
     if spans[-1][1] > obs_dim or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise ArchitectureError(f"{arch_id}: grid slices overlap or reach past obs_dim {obs_dim}")
-    film_dim = 2 * channels[0] * len(grids) if film == "grid" else 0
+    film_dim = {"mlp": 0, "grid": 2 * channels[0], "pointer": channels[0]}[film] * len(grids)
     return tensors, out_dim + obs_dim - covered, film_dim
 
 

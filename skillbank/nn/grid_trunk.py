@@ -106,7 +106,11 @@ class GridTrunkSpec:
             as ``skill-policy-v2``) or ``"grid"`` (the first convolution's channels, the same
             modulation at every cell, so the later convolutions, shared by every cell, can
             compute "is the object the argument names here" as a feature map; FiLM as in
-            Perez et al., 2018).
+            Perez et al., 2018); or ``"pointer"``: the argument is a query (C_first per grid)
+            scored against a learned embedding of every cell (a 1x1 convolution), and the score
+            map (H, W) enters the first convolution as one more input channel, so "the cell the
+            argument names" is one dot product per cell rather than something the convolutions
+            must learn to compute from a channel modulation.
     """
 
     grids: tuple[GridSlice, ...]
@@ -133,9 +137,9 @@ class GridTrunkSpec:
                     f"GridTrunkSpec: a {g.height}x{g.width} grid vanishes under "
                     f"{len(self.conv_channels)} convolutions of kernel {self.kernel_size}"
                 )
-        if self.arg_film not in ("mlp", "grid"):
+        if self.arg_film not in ("mlp", "grid", "pointer"):
             raise ValueError(
-                f"GridTrunkSpec.arg_film must be 'mlp' or 'grid', got {self.arg_film!r}"
+                f"GridTrunkSpec.arg_film must be 'mlp', 'grid' or 'pointer', got {self.arg_film!r}"
             )
 
     @property
@@ -158,8 +162,17 @@ class GridTrunkSpec:
         return sum(self.grid_out_dim(g) for g in self.grids) + rest
 
     def film_dim(self) -> int:
-        """Width of a grid FiLM's output: (gamma, beta) per first-layer channel per grid."""
-        return 2 * self.conv_channels[0] * len(self.grids)
+        """Width of the argument's projection: (gamma, beta) per first-layer channel per grid
+        (``"grid"``), or a query of C_first per grid (``"pointer"``)."""
+        per_grid = (
+            self.conv_channels[0] if self.arg_film == "pointer" else 2 * self.conv_channels[0]
+        )
+        return per_grid * len(self.grids)
+
+    @property
+    def pointer(self) -> bool:
+        """The argument points at cells (a score map as an extra first-conv input channel)."""
+        return self.arg_film == "pointer"
 
     def to_json(self) -> dict[str, Any]:
         """The spec as stored in a module config."""
@@ -226,18 +239,28 @@ class GridTrunk(nn.Module):
         self.rest = _rest_ranges(obs_dim, spec.grids)
         padding = (spec.kernel_size - 1) // 2
         convs = []
+        pointers = []
         for grid in spec.grids:
             layers: list[nn.Module] = []
-            prev = grid.channels
+            prev = grid.channels + (1 if spec.pointer else 0)
+            if spec.pointer:
+                pointers.append(nn.Conv2d(grid.channels, spec.conv_channels[0], 1))
             for width in spec.conv_channels:
                 layers += [nn.Conv2d(prev, width, spec.kernel_size, padding=padding), nn.ReLU()]
                 prev = width
             convs.append(nn.Sequential(*layers))
         self.convs = nn.ModuleList(convs)
+        self.pointers = nn.ModuleList(pointers)  # per grid, cell embeddings (pointer only)
 
     def conv_layers(self, index: int) -> list[nn.Conv2d]:
         """The convolutions of grid ``index``, first to last."""
         return [m for m in self.convs[index].children() if isinstance(m, nn.Conv2d)]
+
+    def pointer_conv(self, index: int) -> nn.Conv2d:
+        """The cell embedding (1x1 convolution) of grid ``index`` (``"pointer"`` only)."""
+        conv = self.pointers[index]
+        assert isinstance(conv, nn.Conv2d)
+        return conv
 
     def grid_input(self, features: torch.Tensor, index: int) -> torch.Tensor:
         """Grid ``index`` of features (B, O) as an image (B, C, H, W)."""
@@ -252,9 +275,11 @@ class GridTrunk(nn.Module):
         outs = []
         for index in range(len(self.convs)):
             hidden = self.grid_input(features, index)  # (B, C, H, W)
+            if self.spec.pointer:
+                hidden = torch.cat([hidden, self._score_map(hidden, film, index)], dim=1)
             for layer, conv in enumerate(self.conv_layers(index)):
                 hidden = conv(hidden)  # (B, C_l, H_l, W_l)
-                if film is not None and layer == 0:
+                if film is not None and layer == 0 and not self.spec.pointer:
                     width = self.spec.conv_channels[0]
                     part = film[:, 2 * width * index : 2 * width * (index + 1)]
                     gamma, beta = part.chunk(2, dim=-1)  # (B, C_first) each
@@ -263,6 +288,18 @@ class GridTrunk(nn.Module):
             outs.append(hidden.flatten(1))  # (B, C_last * H' * W')
         outs.append(self.rest_features(features))
         return torch.cat(outs, dim=1)
+
+    def _score_map(
+        self, image: torch.Tensor, film: torch.Tensor | None, index: int
+    ) -> torch.Tensor:
+        """How well each cell of grid ``index`` (B, C, H, W) matches the argument's query in
+        ``film`` (B, C_first * G): (B, 1, H, W); zeros without an argument."""
+        if film is None:
+            return image.new_zeros(image.shape[0], 1, *image.shape[2:])
+        width = self.spec.conv_channels[0]
+        query = film[:, width * index : width * (index + 1)]  # (B, P)
+        cells = self.pointer_conv(index)(image)  # (B, P, H, W)
+        return torch.einsum("bphw,bp->bhw", cells, query).unsqueeze(1)
 
 
 def _bias(conv: nn.Conv2d) -> torch.Tensor:
@@ -294,11 +331,23 @@ class StackedGridTrunks(nn.Module):
         self.padding = (first.spec.kernel_size - 1) // 2
         self.weights: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out, C_in, k, k)
         self.biases: list[list[torch.Tensor]] = []  # per grid, per layer (N * C_out,)
-        for index in range(len(self.spec.grids)):
+        # pointer: per grid, the first conv's kernels on the score map (N * C_out, 1, k, k) and
+        # the cell embeddings (N * P, C, 1, 1), (N * P,)
+        self.map_weights: list[torch.Tensor] = []
+        self.pointer_weights: list[torch.Tensor] = []
+        self.pointer_biases: list[torch.Tensor] = []
+        for index, grid in enumerate(self.spec.grids):
             convs = [t.conv_layers(index) for t in trunks]  # per trunk, per layer
             layers = range(len(self.spec.conv_channels))
             self.weights.append([torch.cat([c[i].weight.detach() for c in convs]) for i in layers])
             self.biases.append([torch.cat([_bias(c[i]) for c in convs]) for i in layers])
+            if self.spec.pointer:
+                kernels = self.weights[-1][0]  # (N * C_out, C + 1, k, k)
+                self.weights[-1][0] = kernels[:, : grid.channels].contiguous()
+                self.map_weights.append(kernels[:, grid.channels :].contiguous())
+                embeds = [t.pointer_conv(index) for t in trunks]
+                self.pointer_weights.append(torch.cat([e.weight.detach() for e in embeds]))
+                self.pointer_biases.append(torch.cat([_bias(e) for e in embeds]))
 
     @torch.no_grad()
     def forward(
@@ -316,10 +365,16 @@ class StackedGridTrunks(nn.Module):
                 zip(self.weights[index], self.biases[index], strict=True)
             ):
                 groups = 1 if layer == 0 else n
+                image = hidden
                 hidden = nn.functional.conv2d(
                     hidden, weight, bias, padding=self.padding, groups=groups
                 )  # (B, N * C_l, H_l, W_l)
-                if film is not None and layer == 0:
+                if self.spec.pointer and film is not None and layer == 0:
+                    score = self._score_maps(image, film, index)  # (B, N, H, W)
+                    hidden = hidden + nn.functional.conv2d(
+                        score, self.map_weights[index], padding=self.padding, groups=n
+                    )
+                elif film is not None and layer == 0:
                     part = film[:, :, 2 * width * index : 2 * width * (index + 1)]
                     gamma, beta = part.permute(1, 0, 2).chunk(2, dim=-1)  # (B, N, C_first) each
                     shaped = hidden.reshape(batch, n, width, *hidden.shape[2:])  # (B, N, C, H, W)
@@ -329,3 +384,15 @@ class StackedGridTrunks(nn.Module):
             outs.append(hidden.reshape(batch, n, -1))  # (B, N, C * H' * W')
         grid = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, N, F_grid)
         return grid, _gather_ranges(features, self.rest)
+
+    def _score_maps(self, image: torch.Tensor, film: torch.Tensor, index: int) -> torch.Tensor:
+        """Every trunk's score map of grid ``index`` (B, C, H, W) against its query in film
+        (N, B, C_first * G): (B, N, H, W)."""
+        n, batch = self.num_trunks, image.shape[0]
+        width = self.spec.conv_channels[0]
+        cells = nn.functional.conv2d(
+            image, self.pointer_weights[index], self.pointer_biases[index]
+        )  # (B, N * P, H, W)
+        cells = cells.reshape(batch, n, width, *image.shape[2:])  # (B, N, P, H, W)
+        query = film[:, :, width * index : width * (index + 1)].permute(1, 0, 2)  # (B, N, P)
+        return torch.einsum("bnphw,bnp->bnhw", cells, query)

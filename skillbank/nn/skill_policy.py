@@ -149,7 +149,7 @@ class SkillPolicyConfig:
     @property
     def film_on_grid(self) -> bool:
         """The argument modulates the grid trunk's first convolution (not the first MLP layer)."""
-        return bool(self.arg_dim) and self.grid is not None and self.grid.arg_film == "grid"
+        return bool(self.arg_dim) and self.grid is not None and self.grid.arg_film != "mlp"
 
     @property
     def film_dim(self) -> int:
