@@ -110,9 +110,10 @@ def test_segmenter_cuts_grid_episodes_at_first_sighting() -> None:
     episodes = [
         grid_episode(s, n, f) for s, (n, f) in enumerate(zip(lengths, sighted, strict=True))
     ]
-    segment = OptionHMMSegmenter(SegmenterConfig(seed=0)).segment
-    off = OptionHMMSegmenter(SegmenterConfig(seed=0, first_sighting=False)).segment
-    no_check = OptionHMMSegmenter(SegmenterConfig(seed=0, sighting_max_detour=-1)).segment
+    on = SegmenterConfig(seed=0, first_sighting=True)
+    segment = OptionHMMSegmenter(on).segment
+    off = OptionHMMSegmenter(SegmenterConfig(seed=0)).segment  # off by default
+    no_check = OptionHMMSegmenter(dataclasses.replace(on, sighting_max_detour=-1)).segment
     assert off(episodes) == [(0, n - 1) for n in lengths]  # moves, then the pick-up
     direct = [(0, f, n - 1) for n, f in zip(lengths[:-2], sighted[:-2], strict=True)]
     assert segment(episodes) == [*direct, (0, lengths[-2] - 1), (0, lengths[-1] - 1)]
@@ -123,7 +124,7 @@ def test_segmenter_cuts_grid_episodes_at_first_sighting() -> None:
 
 def test_vector_worlds_are_unaffected() -> None:
     episodes = [ToyDemonstrator(task).demonstrate(seed) for task in ("fetch",) for seed in range(8)]
-    on = OptionHMMSegmenter(SegmenterConfig(seed=0))
+    on = OptionHMMSegmenter(SegmenterConfig(seed=0, first_sighting=True))
     off = OptionHMMSegmenter(SegmenterConfig(seed=0, first_sighting=False))
     assert on.segment(episodes) == off.segment(episodes)
 
