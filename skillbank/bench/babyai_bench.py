@@ -38,7 +38,7 @@ import itertools
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ __all__ = [
     "markdown_table",
     "run_babyai_bench",
     "scaled_agent_config",
+    "select_levels",
 ]
 
 _log = logging.getLogger(__name__)
@@ -184,6 +185,35 @@ BUDGETS: dict[str, BenchBudget] = {
     ),
 }
 """The named budgets of ``skillbank bench babyai --budget``."""
+
+
+def select_levels(
+    budget: BenchBudget,
+    levels: Sequence[str] | None = None,
+    demos: Mapping[str, int] | None = None,
+) -> BenchBudget:
+    """``budget`` cut to ``levels`` (curriculum order kept), with ``demos`` overriding counts.
+
+    Raises:
+        ValueError: A level is not in the budget, or a demonstration count is below 1.
+    """
+    known = [p.level for p in budget.levels]
+    wanted = list(levels) if levels else known
+    demos = dict(demos or {})
+    unknown = sorted((set(wanted) | set(demos)) - set(known))
+    if unknown:
+        raise ValueError(f"levels {unknown} are not in the {budget.name} budget ({known})")
+    missing = sorted(set(demos) - set(wanted))
+    if missing:
+        raise ValueError(f"demonstration counts for {missing}, which are not run ({wanted})")
+    plans = tuple(
+        LevelPlan(p.level, demos.get(p.level, p.demos)) for p in budget.levels if p.level in wanted
+    )
+    changed = {p.level: p.demos for p in plans if demos.get(p.level) is not None}
+    note = budget.note
+    if changed:
+        note = (note + "; " if note else "") + f"demonstrations changed: {changed}"
+    return dataclasses.replace(budget, levels=plans, note=note)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -15,6 +14,19 @@ from skillbank.cli.common import console, handle_errors
 from skillbank.errors import SkillbankError
 
 __all__ = ["bench_babyai", "register"]
+
+
+def _demo_counts(text: str) -> dict[str, int]:
+    """``"BossLevel=1000,GoTo=500"`` -> ``{"BossLevel": 1000, "GoTo": 500}``."""
+    counts: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        level, sep, number = item.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise ValueError(f"--demos {item!r}: write LEVEL=COUNT, e.g. BossLevel=1000")
+        counts[level.strip()] = int(number)
+    return counts
 
 
 @handle_errors
@@ -39,6 +51,13 @@ def bench_babyai(
         str | None,
         typer.Option("--levels", help="Run only these levels of the budget, e.g. GoToLocal,GoTo."),
     ] = None,
+    demos: Annotated[
+        str | None,
+        typer.Option(
+            "--demos",
+            help="Change demonstration counts of levels run, e.g. BossLevel=1000,GoTo=500.",
+        ),
+    ] = None,
     threads: Annotated[
         int,
         typer.Option(
@@ -58,7 +77,12 @@ def bench_babyai(
     ] = None,
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
-    from skillbank.bench.babyai_bench import BUDGETS, markdown_table, run_babyai_bench
+    from skillbank.bench.babyai_bench import (
+        BUDGETS,
+        markdown_table,
+        run_babyai_bench,
+        select_levels,
+    )
     from skillbank.bench.run_info import command_line
     from skillbank.events import Event
 
@@ -69,14 +93,8 @@ def bench_babyai(
     import torch
 
     torch.set_num_threads(threads)
-    plan = BUDGETS[budget]
-    if levels:
-        wanted = [name.strip() for name in levels.split(",") if name.strip()]
-        known = [p.level for p in plan.levels]
-        unknown = sorted(set(wanted) - set(known))
-        if unknown:
-            raise ValueError(f"--levels {unknown} are not in the {budget} budget ({known})")
-        plan = dataclasses.replace(plan, levels=tuple(p for p in plan.levels if p.level in wanted))
+    wanted = [name.strip() for name in (levels or "").split(",") if name.strip()]
+    plan = select_levels(BUDGETS[budget], wanted, _demo_counts(demos or ""))
     directory = out_dir or json_out.parent / f"bench-babyai-{budget}"
     command = command_line()
     if pack is not None and (no_agent or pack.exists()):

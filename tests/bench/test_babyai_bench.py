@@ -18,6 +18,7 @@ from skillbank.bench.babyai_bench import (
     fair_flat_bc_config,
     markdown_table,
     run_babyai_bench,
+    select_levels,
 )
 from skillbank.bench.baselines.flat_bc import FlatBCConfig
 from skillbank.nn.encoders import BabyAIEncoderConfig
@@ -163,3 +164,38 @@ def test_cli_smoke_budget_end_to_end(tmp_path: Path) -> None:
     assert [Path(p).name for p in payload["plots"]] == ["success.png", "skill-keys.png"]
     assert all(Path(p).is_file() for p in payload["plots"])
     assert (tmp_path / "run" / "table.md").is_file()
+
+
+def test_select_levels_keeps_order_and_changes_demo_counts() -> None:
+    small = BUDGETS["small"]
+    plan = select_levels(small, ["BossLevel", "GoToLocal"], {"BossLevel": 1000})
+    assert [(p.level, p.demos) for p in plan.levels] == [("GoToLocal", 500), ("BossLevel", 1000)]
+    assert "BossLevel" in plan.note and plan.eval_episodes == small.eval_episodes
+    assert select_levels(small).levels == small.levels
+
+
+@pytest.mark.parametrize(
+    ("levels", "demos", "message"),
+    [
+        (["Nowhere"], {}, "not in the small budget"),
+        (["GoToLocal"], {"GoTo": 10}, "which are not run"),
+        (["GoToLocal"], {"GoToLocal": 0}, ">= 1"),
+    ],
+)
+def test_select_levels_rejects_what_the_budget_cannot_run(
+    levels: list[str], demos: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        select_levels(BUDGETS["small"], levels, demos)
+
+
+def test_cli_rejects_a_malformed_demo_count(tmp_path: Path) -> None:
+    from skillbank.cli.app import app
+
+    run = CliRunner().invoke(
+        app,
+        ["bench", "babyai", "--json", str(tmp_path / "x.json"), "--demos", "BossLevel:1000"],
+    )
+    assert run.exit_code != 0
+    assert "LEVEL=COUNT" in run.output
+    assert not (tmp_path / "x.json").exists()
