@@ -28,10 +28,10 @@ mission is in its memory of seen cells and switches to it on that very step, wit
 action statistics there. Measured with ``skillbank bench segmentation`` (200 demos, seed 0),
 off -> on: boundary F1 GoTo 0.797 -> 0.825, PutNext 0.861 -> 0.952, BossLevel 0.848 -> 0.867;
 but cluster purity 0.712 -> 0.692, 0.954 -> 0.849, 0.808 -> 0.782 (the agent clusters the new
-explore pieces with the go-to pieces), and ``skillbank demo`` success did not improve (see the
-field's docstring), so it stays off. Known limit: most of the bot's remaining Explore ->
-GoNextTo switches (GoTo: 569 of 633) go to a door it saw long before, on the step its map of
-the room has no unseen cell left; no rule here finds those.
+explore pieces with the go-to pieces), and ``skillbank demo`` success did not change beyond seed
+noise (see the field's docstring), so it stays off. Known limit: most of the bot's remaining
+Explore -> GoNextTo switches (GoTo: 569 of 633) go to a door it saw long before, on the step its
+map of the room has no unseen cell left; no rule here finds those.
 
 Example:
     >>> segmenter = OptionHMMSegmenter(SegmenterConfig(num_options=4))  # doctest: +SKIP
@@ -96,10 +96,12 @@ class SegmenterConfig:
         first_sighting: Discrete actions and grid observations: cut a segment once more at the
             step where the entity it ends at (the content of the cell the interactions act on)
             was first seen in the episode (see :mod:`skillbank.learning.sighting`); vector
-            worlds are unaffected. Off by default: ``skillbank demo`` (seed 0, 128 unseen
-            seeds per level), off -> on: GoToLocal 0.781 -> 0.711, PickupLoc 0.258 -> 0.211,
-            Open 0.867 -> 0.844, PutNextLocal 0.016 -> 0.031, GoTo 0.492 -> 0.492; its
-            segmentation F1 0.806 -> 0.904 but purity 0.911 -> 0.835.
+            worlds are unaffected. Off by default: ``skillbank demo`` success (128 unseen
+            seeds per level; seeds 0 and 1), off -> on: GoToLocal 0.781/0.750 -> 0.711/0.789,
+            PickupLoc 0.258/0.234 -> 0.211/0.219, Open 0.867/0.859 -> 0.844/0.922,
+            PutNextLocal 0.016/0.047 -> 0.031/0.070, GoTo 0.492/0.500 -> 0.492/0.523: no
+            better or worse beyond seed noise; its segmentation F1 0.806 -> 0.904 but purity
+            0.911/0.921 -> 0.835/0.844, the explore pieces sharing the go-to skill.
         sighting_min_offset: Steps of a segment kept before a first-sighting cut.
         sighting_max_detour: A first-sighting cut needs the rest of the segment to reach the
             entity in at most this many steps more than the fewest seen from where it shows
