@@ -588,3 +588,43 @@ register(
         description="Controller: CNN over grid slices + MLP -> query over skill keys (+ argument)",
     )
 )
+
+
+# --- hindsight targets (skillbank.nn.controller.TargetSpec): the argument names a cell content --
+
+
+def _skill_controller_target_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    arch = "skill-controller-target-v1"
+    hidden = _hidden_dims(config, arch)
+    obs_dim = positive_int(config, "obs_dim", arch)
+    target = config.get("target")
+    if not isinstance(target, Mapping) or not isinstance(target.get("grid"), Mapping):
+        raise ArchitectureError(f"{arch} config field 'target' must be an object with a 'grid'")
+    grid = target["grid"]
+    channels = positive_int(grid, "channels", arch)
+    cells = positive_int(grid, "height", arch) * positive_int(grid, "width", arch)
+    if _count(grid, "offset", arch) + cells * channels > obs_dim:
+        raise ArchitectureError(f"{arch} config field 'target.grid' reaches past obs_dim")
+    if not 0 <= _count(target, "cell", arch) < cells:
+        raise ArchitectureError(f"{arch} config field 'target.cell' is outside the grid")
+    if sum(int_list(target, "groups", arch)) != channels:
+        raise ArchitectureError(f"{arch} config field 'target.groups' must sum to channels")
+    if "arg_dim" in config and _count(config, "arg_dim", arch) != channels:
+        raise ArchitectureError(f"{arch} config field 'arg_dim' must equal target channels")
+    if "grid_trunk" in config:
+        tensors, in_dim, _ = _grid_trunk_tensors(config, arch, obs_dim)
+    else:
+        tensors, in_dim = {}, obs_dim
+    tensors.update(mlp_tensors("trunk", [in_dim, *hidden]))
+    tensors.update(linear("query_head", hidden[-1], positive_int(config, "latent_dim", arch)))
+    tensors.update(linear("target_head", hidden[-1], channels))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-target-v1",
+        tensors=_skill_controller_target_v1,
+        description="Controller: (CNN +) MLP -> query over skill keys + target cell content",
+    )
+)
