@@ -32,7 +32,8 @@ def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
     for spec in featurizer.specs:
         if spec.kind == "onehot" and len(spec.shape) >= 3:
             height = int(np.prod(spec.shape[:-2]))
-            grids.append(GridSlice(offset, height, spec.shape[-2], sum(spec.cardinalities)))
+            cards = tuple(spec.cardinalities)
+            grids.append(GridSlice(offset, height, spec.shape[-2], sum(cards), groups=cards))
         offset += spec.dim
     return tuple(grids)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,18 +48,27 @@ class GridSlice:
         height: H, rows.
         width: W, columns.
         channels: C, features per cell.
+        groups: How the C features of a cell split into one-hot groups (one per channel of the
+            integer grid, e.g. BabyAI's object type, colour and state), summing to C; empty:
+            unknown. Layout metadata only: not stored in module configs, not compared.
     """
 
     offset: int
     height: int
     width: int
     channels: int
+    groups: tuple[int, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.offset < 0:
             raise ValueError(f"GridSlice.offset must be >= 0, got {self.offset}")
         if min(self.height, self.width, self.channels) < 1:
             raise ValueError("GridSlice.height, .width and .channels must be >= 1")
+        if self.groups and (min(self.groups) < 1 or sum(self.groups) != self.channels):
+            raise ValueError(
+                f"GridSlice.groups {self.groups} must be positive and sum to channels "
+                f"{self.channels}"
+            )
 
     @property
     def size(self) -> int:
