@@ -47,6 +47,8 @@ class ControllerTrainConfig:
             five levels on each of 3 seeds (2.38, 2.37, 2.38 vs 2.41, 2.39, 2.59).
         conv_channels: Channels of the grid trunk's convolutions.
         kernel_size: Side of the grid trunk's kernels.
+        target_weight: Weight of the target head's cross-entropy (hindsight arguments, see
+            ``SkillTrainConfig.argument``) against the query loss.
         seed: Seed of initialisation and batching.
     """
 
@@ -59,6 +61,7 @@ class ControllerTrainConfig:
     grid_trunk: bool = False
     conv_channels: tuple[int, ...] = (16, 16)
     kernel_size: int = 3
+    target_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +72,10 @@ class ControllerTrainConfig:
         if not self.conv_channels or min(self.conv_channels) < 1 or self.kernel_size < 1:
             raise ValueError(
                 "ControllerTrainConfig.conv_channels and .kernel_size must be positive"
+            )
+        if self.target_weight < 0:
+            raise ValueError(
+                f"ControllerTrainConfig.target_weight must be >= 0, got {self.target_weight}"
             )
 
     def grid_spec(self, grids: tuple[GridSlice, ...]) -> GridTrunkSpec | None:

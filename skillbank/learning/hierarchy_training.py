@@ -12,6 +12,15 @@ nothing tells it what that is.
 Stored skills take part frozen (they are never overwritten): their segments still teach the
 controller which argument to give them. Only the new skills' weights and the controller move.
 
+Hindsight arguments (``SkillTrainConfig.argument="hindsight"``, grid worlds): a segment's argument
+is instead its *hindsight target*, the content of the interaction cell (the cell the agent acts
+on, found from the data by :func:`~skillbank.learning.sighting.interaction_cell`) in the
+observation right after the segment ends: what the skill ended facing. The skills are cloned
+with the true target (teacher forcing, as goal-conditioned BC relabels goals in hindsight; Ghosh
+et al., 2019; Andrychowicz et al., 2017), read it with ``arg_film="pointer"``, and the
+controller's target head learns to predict it from the decision point (cross-entropy per one-hot
+group); at run time the controller's argmax per group is the argument.
+
 Example:
     >>> controller, new = train_hierarchy(  # doctest: +SKIP
     ...     segments, assignment, keys, frozen, num_new=3, action=action,
@@ -32,11 +41,42 @@ from torch import nn
 from skillbank.errors import TrainingError
 from skillbank.learning.controller_training import ControllerTrainConfig
 from skillbank.learning.segment_set import SegmentSet
+from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
-from skillbank.nn.controller import Controller, ControllerConfig, attention_logits
+from skillbank.nn.controller import (
+    Controller,
+    ControllerConfig,
+    TargetSpec,
+    attention_logits,
+    group_cross_entropy,
+)
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
-__all__ = ["segment_arguments", "train_hierarchy"]
+__all__ = ["hindsight_target", "segment_arguments", "train_hierarchy"]
+
+
+def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
+    """Where the segments' hindsight targets are read: the interaction cell of the first grid
+    (with known one-hot groups) that has one; ``None`` in vector worlds, with continuous actions,
+    or when no action acts on a single place.
+
+    The interaction cell is the cell that local actions (:func:`local_actions`) change most
+    often among the cells that other actions change too (BabyAI: the cell in front of the agent).
+    """
+    if not segments.actions or segments.actions[0].dtype.kind not in "iu":
+        return None
+    actions = [np.asarray(a, np.int64) for a in segments.actions]
+    for grid in segments.grids:
+        if not grid.groups:
+            continue
+        cells = [grid_cells(f, grid) for f in segments.features]  # (T+1, N, C) each
+        local = local_actions(cells, actions)  # (A,)
+        if not local.any():
+            continue
+        cell = interaction_cell(cells, [local[a] for a in actions])
+        if cell is not None:
+            return TargetSpec(grid, cell, grid.groups)
+    return None
 
 
 def _segment_rows(segments: SegmentSet) -> tuple[npt.NDArray[np.float32], ...]:
@@ -86,6 +126,17 @@ def train_hierarchy(
         )
     if len(labels_np) and (labels_np.min() < 0 or labels_np.max() >= total):
         raise TrainingError("hierarchy training: a segment is assigned to no known skill")
+    # Stored skills fix the kind of argument (a memory of learned-argument skills keeps one).
+    hindsight = skill_config.argument == "hindsight"
+    if frozen:
+        hindsight = all(p.config.argument == "hindsight" for p in frozen)
+    target = hindsight_target(segments) if hindsight else None
+    arg_dim = target.dim if target is not None else skill_config.arg_dim
+    if any(p.config.arg_dim != arg_dim for p in frozen):
+        raise TrainingError(
+            f"hierarchy training: stored skills read arguments of another width than {arg_dim}",
+            hint="learn into a memory whose skills all take the same kind of argument",
+        )
     feats, owner, starts, ends = _segment_rows(segments)
     _, acts, _ = segments.steps(list(range(segments.num_segments)))
     first = np.concatenate([[True], owner[1:] != owner[:-1]])
@@ -102,6 +153,8 @@ def train_hierarchy(
     start_x = torch.from_numpy(starts)  # (N, O)
     end_x = torch.from_numpy(ends)  # (N, O)
     seg_skill = torch.from_numpy(labels_np)  # (N,)
+    # Hindsight: every segment's target, the interaction cell's content at its end (N, C).
+    seg_target = target.content(end_x) if target is not None else None
     key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
@@ -113,8 +166,9 @@ def train_hierarchy(
                 obs_dim=segments.obs_dim,
                 latent_dim=key_tensor.shape[1],
                 hidden_dims=controller_config.hidden_dims,
-                arg_dim=skill_config.arg_dim,
+                arg_dim=arg_dim,
                 grid=controller_config.grid_spec(segments.grids),
+                target=target,
             )
         )
         new = [
@@ -123,8 +177,11 @@ def train_hierarchy(
                     obs_dim=segments.obs_dim,
                     action=action,
                     hidden_dims=skill_config.hidden_dims,
-                    arg_dim=skill_config.arg_dim,
-                    grid=skill_config.grid_spec(segments.grids),
+                    arg_dim=arg_dim,
+                    grid=skill_config.grid_spec(
+                        segments.grids, "pointer" if target is not None else None
+                    ),
+                    argument="hindsight" if target is not None else "learned",
                 )
             )
             for _ in range(num_new)
@@ -152,7 +209,16 @@ def train_hierarchy(
             query_loss = (ce * step_w[idx]).sum() / step_w[idx].sum()
             # Arguments from each segment's decision point, shared by its steps and its end.
             both = torch.cat([seg, end_idx])
-            _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
+            if seg_target is None:
+                _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
+            else:
+                # Teacher forcing: skills read the true target; the head learns to predict it.
+                assert target is not None
+                _, logits = controller.query_and_target_logits(start_x[both])  # (b + e, C)
+                argument = seg_target[both]  # (b + e, C)
+                query_loss = query_loss + controller_config.target_weight * (
+                    group_cross_entropy(logits, argument, target.groups).mean()
+                )
             inputs = torch.cat([step_in, end_in])
             skill_of = seg_skill[both]
             act_loss = inputs.new_zeros(())
@@ -220,9 +286,15 @@ def train_hierarchy(
 
 @torch.no_grad()
 def segment_arguments(controller: Controller | None, segments: SegmentSet) -> torch.Tensor:
-    """The argument (N, D) the controller gives each segment at its decision point (D may be 0)."""
+    """The argument (N, D) each segment's skill reads (D may be 0): the one the controller gives
+    at its decision point, or with a target head the segment's hindsight target (the argument
+    its skill was trained with: what the segment ends facing)."""
     starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
     if controller is None:
         return torch.zeros(len(starts), 0)
+    target = controller.config.target
+    if target is not None:
+        ends = segments.end_features(list(range(segments.num_segments)))  # (N, O)
+        return target.content(torch.from_numpy(ends))  # (N, C)
     _, argument = controller.query_and_argument(torch.from_numpy(starts))
     return argument

@@ -37,7 +37,13 @@ import numpy.typing as npt
 
 from skillbank.nn.grid_trunk import GridSlice
 
-__all__ = ["approach_steps", "first_sighting_cuts", "grid_cells", "interaction_cell"]
+__all__ = [
+    "approach_steps",
+    "first_sighting_cuts",
+    "grid_cells",
+    "interaction_cell",
+    "local_actions",
+]
 
 
 def grid_cells(features: npt.NDArray[np.floating], grid: GridSlice) -> npt.NDArray[np.bool_]:
@@ -79,6 +85,44 @@ def interaction_cell(
     if score.max() <= 0:
         return None
     return int(score.argmax())
+
+
+def local_actions(
+    cells: Sequence[npt.NDArray[np.bool_]],
+    actions: Sequence[npt.NDArray[np.integer]],
+    *,
+    ratio: float = 1 / 3,
+) -> npt.NDArray[np.bool_]:
+    """Discrete actions that act on a few cells (interactions) rather than move the view.
+
+    An action is local when its steps change, on average, fewer than ``ratio`` times as many
+    cells as the most frequent action's steps do (in an egocentric view a move or a turn shifts
+    most cells). BabyAI demos, cells changed per step: forward 15.5, turns 27-28, pick-up and
+    drop 2, toggle 31 (an opened door reveals the room behind it, so toggle is no local action;
+    the pick-ups and drops still find the interaction cell). A cheaper rule than the
+    segmenter's effect cosines, reading the grid alone (for :func:`interaction_cell`).
+
+    Args:
+        cells: Per episode, (T+1, N, C) one-hot cell contents (see :func:`grid_cells`).
+        actions: Per episode, (T,) discrete action ids.
+        ratio: The share of the most frequent action's changed cells below which an action is
+            local.
+
+    Returns:
+        (A,) True for local actions, A = the largest action id + 1 (False for unseen ones).
+    """
+    if not actions or not sum(len(a) for a in actions):
+        return np.zeros(0, bool)
+    num_actions = int(max(int(a.max()) for a in actions if len(a))) + 1
+    changed = np.zeros(num_actions)  # (A,) cells changed, summed over steps
+    count = np.zeros(num_actions)  # (A,)
+    for grid_feats, acts in zip(cells, actions, strict=True):
+        per_step = (grid_feats[1:] != grid_feats[:-1]).any(-1).sum(-1)  # (T,)
+        np.add.at(changed, acts, per_step)
+        np.add.at(count, acts, 1)
+    mean = changed / np.maximum(count, 1)  # (A,)
+    local: npt.NDArray[np.bool_] = (count > 0) & (mean < ratio * mean[int(count.argmax())])
+    return local
 
 
 def _segment_sightings(

@@ -63,6 +63,13 @@ class SkillTrainConfig:
             (0.74 vs 0.69); end to end the controller's argument carries no target yet, so
             ``"pointer"`` did not raise success (demo data, 128 unseen episodes, PutNextLocal
             0.023 vs 0.055, PickupLoc 0.19 vs 0.17) and ``"grid"`` stays the default.
+        argument: What a parameterised skill's argument is: ``"learned"`` (a code the
+            controller's argument head learns end to end) or ``"hindsight"`` (in grid worlds:
+            the content of the interaction cell where the segment ends, one-hot per group,
+            e.g. the object a go-to skill ends facing; the controller learns to predict it,
+            the skills read it with ``arg_film="pointer"``; see
+            :func:`skillbank.learning.hierarchy_training.hindsight_target`). Vector worlds, and
+            memories whose stored skills take a learned argument, keep ``"learned"``.
         seed: Seed of initialisation and batching.
     """
 
@@ -80,6 +87,7 @@ class SkillTrainConfig:
     conv_channels: tuple[int, ...] = (16, 16)
     kernel_size: int = 3
     arg_film: str = "grid"
+    argument: str = "learned"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +99,10 @@ class SkillTrainConfig:
             raise ValueError(
                 f"SkillTrainConfig.arg_film must be mlp|grid|pointer, got {self.arg_film!r}"
             )
+        if self.argument not in ("learned", "hindsight"):
+            raise ValueError(
+                f"SkillTrainConfig.argument must be learned|hindsight, got {self.argument!r}"
+            )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
         if self.arg_dim < 0:
@@ -98,11 +110,15 @@ class SkillTrainConfig:
         if self.learning_rate <= 0 or self.termination_weight < 0:
             raise ValueError("SkillTrainConfig: learning_rate > 0 and termination_weight >= 0")
 
-    def grid_spec(self, grids: tuple[GridSlice, ...]) -> GridTrunkSpec | None:
-        """The skills' grid trunk over ``grids`` (``None``: off, or no grids: an MLP)."""
+    def grid_spec(
+        self, grids: tuple[GridSlice, ...], arg_film: str | None = None
+    ) -> GridTrunkSpec | None:
+        """The skills' grid trunk over ``grids`` (``None``: off, or no grids: an MLP);
+        ``arg_film`` overrides the configured one."""
         if not self.grid_trunk or not grids:
             return None
-        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, self.arg_film)
+        film = self.arg_film if arg_film is None else arg_film
+        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, film)
 
 
 def train_skill_policy(

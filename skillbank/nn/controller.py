@@ -4,6 +4,13 @@ At each decision point the query attends over the stored skill keys with scaled 
 against unit-normalised keys (so every key, not just the corners of their convex hull, can win);
 the top-k keys pick the skill(s), and their softmax weights mix the actions when k > 1.
 
+With a :class:`TargetSpec` (``skill-controller-target-v1``) the argument is not a learned code
+but the content the chosen skill should end facing: a target head gives, per one-hot group of a
+grid cell (object type, colour, state ...), a categorical over its values, and the argument is
+the argmax of each group as one-hot (a "hindsight" target: trained on the content of the
+interaction cell where each demonstrated segment ended, as in hindsight relabelling, Andrychowicz
+et al., 2017; Ghosh et al., 2019).
+
 Example:
     >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
     >>> keys = torch.eye(4)
@@ -21,16 +28,102 @@ from typing import Any
 import torch
 from torch import nn
 
-from skillbank.nn.grid_trunk import GridTrunk, GridTrunkSpec
+from skillbank.nn.grid_trunk import GridSlice, GridTrunk, GridTrunkSpec
 from skillbank.nn.skill_policy import make_mlp
 
-__all__ = ["Controller", "ControllerConfig", "attention_logits", "top_k_attention"]
+__all__ = [
+    "Controller",
+    "ControllerConfig",
+    "TargetSpec",
+    "attention_logits",
+    "group_cross_entropy",
+    "group_one_hot",
+    "top_k_attention",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """Where a hindsight target is read: one cell of a grid slice of the features.
+
+    Attributes:
+        grid: The grid slice (its ``channels`` C are the cell's features).
+        cell: The interaction cell, an index into the H * W cells (row-major).
+        groups: Sizes of the cell's one-hot groups, summing to C.
+    """
+
+    grid: GridSlice
+    cell: int
+    groups: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cell < self.grid.height * self.grid.width:
+            raise ValueError(
+                f"TargetSpec.cell {self.cell} is outside the "
+                f"{self.grid.height}x{self.grid.width} grid"
+            )
+        if not self.groups or min(self.groups) < 1 or sum(self.groups) != self.grid.channels:
+            raise ValueError(
+                f"TargetSpec.groups {self.groups} must be positive and sum to the grid's "
+                f"{self.grid.channels} channels"
+            )
+
+    @property
+    def dim(self) -> int:
+        """C, the width of a target (the cell's features)."""
+        return self.grid.channels
+
+    @property
+    def start(self) -> int:
+        """First feature of the cell in the flat features."""
+        return self.grid.offset + self.cell * self.grid.channels
+
+    def content(self, features: torch.Tensor) -> torch.Tensor:
+        """The cell's content in features (B, O): (B, C), 0/1 (one-hot per group)."""
+        return (features[:, self.start : self.start + self.dim] > 0.5).float()
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as stored in a controller config."""
+        return {"grid": self.grid.to_json(), "cell": self.cell, "groups": list(self.groups)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TargetSpec:
+        """Rebuild from :meth:`to_json` output."""
+        return cls(
+            GridSlice.from_json(data["grid"]),
+            int(data["cell"]),
+            tuple(int(g) for g in data["groups"]),
+        )
+
+
+def group_one_hot(logits: torch.Tensor, groups: tuple[int, ...]) -> torch.Tensor:
+    """Logits (B, C) -> the argmax of every group as one-hot (B, C)."""
+    parts = [
+        nn.functional.one_hot(part.argmax(-1), part.shape[-1]).to(logits.dtype)
+        for part in torch.split(logits, list(groups), dim=-1)
+    ]
+    return torch.cat(parts, dim=-1)
+
+
+def group_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, groups: tuple[int, ...]
+) -> torch.Tensor:
+    """Summed over groups, the cross-entropy (B,) of logits (B, C) against one-hot targets
+    (B, C); a group with no value set in the target (all zeros) counts nothing."""
+    loss = logits.new_zeros(logits.shape[0])
+    for part, want in zip(
+        torch.split(logits, list(groups), dim=-1),
+        torch.split(target, list(groups), dim=-1),
+        strict=True,
+    ):
+        loss = loss - (torch.log_softmax(part, dim=-1) * want).sum(-1)
+    return loss
 
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
     """Shape of the controller (:attr:`arch_id`: ``skill-controller-v1``, ``-v2`` with arguments,
-    ``-v3`` with a grid trunk).
+    ``-v3`` with a grid trunk, ``skill-controller-target-v1`` with a hindsight target head).
 
     Attributes:
         obs_dim: O, observation features in (the mission or task id is part of them).
@@ -39,6 +132,8 @@ class ControllerConfig:
         arg_dim: D, width of the argument it hands the chosen skill; 0: none (v1).
         grid: The CNN over the grid slices of the features (v3; its ``arg_film`` is unused),
             ``None``: an MLP over the flat features (v1/v2).
+        target: The argument is a target cell content (a target head, no arg head); then
+            ``arg_dim`` must equal ``target.dim``. ``None``: a learned argument (or none).
     """
 
     obs_dim: int
@@ -46,6 +141,7 @@ class ControllerConfig:
     hidden_dims: tuple[int, ...] = (128, 128)
     arg_dim: int = 0
     grid: GridTrunkSpec | None = None
+    target: TargetSpec | None = None
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1 or self.latent_dim < 1:
@@ -58,11 +154,21 @@ class ControllerConfig:
             raise ValueError(
                 f"ControllerConfig.grid reaches feature {self.grid.end}, obs_dim is {self.obs_dim}"
             )
+        if self.target is not None:
+            if self.arg_dim != self.target.dim:
+                raise ValueError(
+                    f"ControllerConfig.arg_dim must be the target's width {self.target.dim} "
+                    f"with a target head, got {self.arg_dim}"
+                )
+            if self.target.grid.offset + self.target.grid.size > self.obs_dim:
+                raise ValueError("ControllerConfig.target's grid reaches past obs_dim")
 
     @property
     def arch_id(self) -> str:
-        """``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives arguments, else
-        ``-v1``."""
+        """``skill-controller-target-v1`` with a target head, ``skill-controller-v3`` with a grid
+        trunk, ``-v2`` when it gives arguments, else ``-v1``."""
+        if self.target is not None:
+            return "skill-controller-target-v1"
         if self.grid is not None:
             return "skill-controller-v3"
         return "skill-controller-v2" if self.arg_dim else "skill-controller-v1"
@@ -78,18 +184,21 @@ class ControllerConfig:
             data["arg_dim"] = self.arg_dim
         if self.grid is not None:
             data["grid_trunk"] = self.grid.to_json()
+        if self.target is not None:
+            data["target"] = self.target.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ControllerConfig:
         """Rebuild from :meth:`to_json` output (extra keys are ignored)."""
-        grid = data.get("grid_trunk")
+        grid, target = data.get("grid_trunk"), data.get("target")
         return cls(
             obs_dim=int(data["obs_dim"]),
             latent_dim=int(data["latent_dim"]),
             hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
             arg_dim=int(data.get("arg_dim", 0)),
             grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
+            target=TargetSpec.from_json(target) if target is not None else None,
         )
 
 
@@ -98,6 +207,7 @@ class Controller(nn.Module):
 
     The argument head (v2) sees the same context as the query; its output, in [-1, 1], is what a
     parameterised skill reads beside its observations until it stops (e.g. which object to go to).
+    With a target head instead, the argument is the predicted target content (one-hot per group).
     """
 
     def __init__(self, config: ControllerConfig) -> None:
@@ -111,7 +221,10 @@ class Controller(nn.Module):
         self.trunk = make_mlp(in_dim, config.hidden_dims)
         self.query_head = nn.Linear(config.hidden_dims[-1], config.latent_dim)
         self.arg_head: nn.Linear | None = None
-        if config.arg_dim:
+        self.target_head: nn.Linear | None = None
+        if config.target is not None:
+            self.target_head = nn.Linear(config.hidden_dims[-1], config.target.dim)
+        elif config.arg_dim:
             self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
     def _hidden(self, features: torch.Tensor) -> torch.Tensor:
@@ -129,9 +242,23 @@ class Controller(nn.Module):
         """Features (B, O) -> queries (B, Z) and arguments (B, D) (D = 0 without an arg head)."""
         hidden = self._hidden(features)
         query = self.query_head(hidden)
+        if self.target_head is not None:
+            assert self.config.target is not None
+            return query, group_one_hot(self.target_head(hidden), self.config.target.groups)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
         return query, torch.tanh(self.arg_head(hidden))
+
+    def query_and_target_logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) -> queries (B, Z) and target logits (B, C) (a target head only).
+
+        Raises:
+            ValueError: If the controller has no target head.
+        """
+        if self.target_head is None:
+            raise ValueError("Controller.query_and_target_logits: this controller has no target")
+        hidden = self._hidden(features)
+        return self.query_head(hidden), self.target_head(hidden)
 
 
 def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,10 @@ class SkillPolicyConfig:
             at the decision point and read beside the features; 0: no argument (v1).
         grid: The CNN over the grid slices of the features (v3), ``None``: an MLP over the flat
             features (v1/v2).
+        argument: What the argument is: ``"learned"`` (a code the controller learned to give)
+            or ``"hindsight"`` (the content of the cell the skill should end facing, one-hot per
+            group; see :class:`skillbank.nn.controller.TargetSpec`). Stored only when
+            ``"hindsight"``, so older configs read as ``"learned"``.
     """
 
     obs_dim: int
@@ -126,6 +130,7 @@ class SkillPolicyConfig:
     hidden_dims: tuple[int, ...] = (128, 128)
     arg_dim: int = 0
     grid: GridTrunkSpec | None = None
+    argument: str = "learned"
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
@@ -134,6 +139,12 @@ class SkillPolicyConfig:
             raise ValueError("SkillPolicyConfig.hidden_dims must be positive widths (at least one)")
         if self.arg_dim < 0:
             raise ValueError(f"SkillPolicyConfig.arg_dim must be >= 0, got {self.arg_dim}")
+        if self.argument not in ("learned", "hindsight"):
+            raise ValueError(
+                f"SkillPolicyConfig.argument must be learned|hindsight, got {self.argument!r}"
+            )
+        if self.argument == "hindsight" and not self.arg_dim:
+            raise ValueError("SkillPolicyConfig: a hindsight argument needs arg_dim > 0")
         if self.grid is not None and self.grid.end > self.obs_dim:
             raise ValueError(
                 f"SkillPolicyConfig.grid reaches feature {self.grid.end}, obs_dim is {self.obs_dim}"
@@ -172,6 +183,8 @@ class SkillPolicyConfig:
             data["arg_dim"] = self.arg_dim
         if self.grid is not None:
             data["grid_trunk"] = self.grid.to_json()
+        if self.argument != "learned":
+            data["argument"] = self.argument
         return data
 
     @classmethod
@@ -184,6 +197,7 @@ class SkillPolicyConfig:
             hidden_dims=tuple(int(v) for v in data["hidden_dims"]),
             arg_dim=int(data.get("arg_dim", 0)),
             grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
+            argument=str(data.get("argument", "learned")),
         )
 
 
