@@ -1,0 +1,115 @@
+"""Hindsight arguments through the agent: stored, reloaded, acting the same; old memories act."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.learning.controller_training import ControllerTrainConfig
+from skillbank.learning.skill_training import SkillTrainConfig
+from skillbank.learning.skill_vae import SkillVAETrainConfig
+from skillbank.memory.store import SkillMemory
+from skillbank.types import Episode
+from tests.learning.test_hindsight import ball_episode
+
+HINDSIGHT_FAST = AgentConfig(
+    vae=SkillVAETrainConfig(num_epochs=2),
+    skill=SkillTrainConfig(num_epochs=3, conv_channels=(4, 4), argument="hindsight"),
+    controller=ControllerTrainConfig(num_epochs=3),
+    num_envs=4,
+    seed=0,
+)
+
+
+def _rollout_actions(agent: ProceduralMemoryAgent, episodes: list[Episode]) -> list[list[int]]:
+    """The executor's actions, batched over ``episodes``, fed each episode's own observations."""
+    executor = agent.executor()
+    executor.reset(len(episodes))
+    steps = min(e.num_steps for e in episodes)
+    actions = []
+    for t in range(steps):
+        batch = {
+            k: np.stack([np.asarray(e.observations[k][t]) for e in episodes])
+            for k in episodes[0].observations
+        }
+        actions.append(executor.act(batch).astype(int).tolist())
+    return actions
+
+
+def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
+    episodes = [ball_episode(s, num_steps=8 + s % 3, colour=1 + s % 3) for s in range(16)]
+    probe = [ball_episode(100 + s, num_steps=8, colour=1 + s % 3) for s in range(4)]
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, HINDSIGHT_FAST)
+        agent.learn([episodes])
+        assert agent.controller is not None
+        config = agent.controller.config
+        assert config.arch_id == "skill-controller-target-v1" and config.target is not None
+        _, _, policies = agent.skills()
+        assert policies and all(p.config.argument == "hindsight" for p in policies)
+        assert all(p.config.arg_dim == config.target.dim for p in policies)
+        before = _rollout_actions(agent, probe)
+        assert memory.verify() == []
+    with SkillMemory(tmp_path / "m") as memory:
+        again = ProceduralMemoryAgent(memory, HINDSIGHT_FAST)  # same executor seed
+        assert again.controller is not None and again.controller.config == config
+        assert _rollout_actions(again, probe) == before
+
+
+def test_learning_more_into_a_hindsight_memory_keeps_hindsight(tmp_path: Path) -> None:
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, HINDSIGHT_FAST)
+        agent.learn([[ball_episode(s, colour=1 + s % 3) for s in range(12)]])
+        # a second call with the switch off: the stored skills read targets, so targets it is
+        later = dataclasses.replace(
+            HINDSIGHT_FAST, skill=dataclasses.replace(HINDSIGHT_FAST.skill, argument="learned")
+        )
+        again = ProceduralMemoryAgent(memory, later)
+        again.learn([[ball_episode(50 + s, num_steps=12, colour=2) for s in range(12)]])
+        assert again.controller is not None
+        assert again.controller.config.arch_id == "skill-controller-target-v1"
+
+
+# Actions of the committed packs/babyai memory (skill-controller-v2, skill-policy-v3) on
+# GoToLocal seeds 1000-1002, recorded with the code before hindsight targets existed.
+PACK_ACTIONS = [
+    [2, 2, 2, 1, 2, 2, 2, 1],
+    [1, 2, 0, 0, 2, 2, 2, 1, 2, 0, 2, 0],
+    [1, 1, 1, 0, 2, 2, 2, 1, 2, 1, 2, 2],
+]
+
+
+@pytest.mark.babyai
+def test_an_old_memory_acts_exactly_as_before(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.envs.rollout import babyai_env_factory, default_observation
+    from skillbank.memory.packs import import_pack
+
+    pack = Path(__file__).resolve().parents[2] / "packs" / "babyai"
+    with SkillMemory(tmp_path / "m") as memory:
+        import_pack(memory, pack)
+        agent = ProceduralMemoryAgent(memory, AgentConfig(seed=0))
+        assert agent.controller is not None
+        assert agent.controller.config.arch_id == "skill-controller-v2"
+        assert agent.controller.config.target is None
+        out = []
+        for seed in range(3):
+            env = babyai_env_factory("GoToLocal")(seed)
+            with contextlib.redirect_stdout(io.StringIO()):
+                observation, _ = env.reset(seed=1000 + seed)
+            agent.reset()
+            actions = []
+            for _ in range(12):
+                action = int(agent.act(default_observation(observation)))
+                actions.append(action)
+                observation, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    break
+            out.append(actions)
+    assert out == PACK_ACTIONS
