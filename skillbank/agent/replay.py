@@ -12,6 +12,12 @@ feature column is stored by what it holds -- a column with one value throughout 
 plus the learn call each segment came from. BabyAI's 2016 one-hot features come to ~0.15 KB a
 step instead of ~4.7 KB in ``segment-replay-v1`` (all float16), which still loads.
 
+Which segments stay (:meth:`SegmentReplay.bounded`): by default a uniform random subset, so an
+early call's share shrinks as later calls bring more data. An equal share per learn call
+(``policy="call"``) forgets less at a small bound but not at the default one; measured on the
+small BabyAI curriculum (5 levels learned one by one, seeds 0-2), mean final success over the
+levels: 2048 steps 0.440 (call) vs 0.413 (uniform); 8192 steps 0.444 (call) vs 0.457 (uniform).
+
 Example:
     >>> replay = SegmentReplay.from_segments(segments, assignment, skill_ids)  # doctest: +SKIP
     >>> data, labels = replay.merged_with(segments, assignment, skill_ids)  # doctest: +SKIP
