@@ -11,6 +11,7 @@ import pytest
 
 from skillbank.agent.replay import REPLAY_ARCH, REPLAY_POLICIES, SegmentReplay
 from skillbank.errors import MemoryCorruptionError
+from skillbank.memory.packs import export_pack, import_pack
 from skillbank.memory.store import SkillMemory
 from skillbank.types import Provenance, RetrievalFilter
 
@@ -92,6 +93,27 @@ def test_v2_record_is_accepted_by_the_memory_and_loads_back(tmp_path: Path) -> N
         record = memory.add(
             "agent/replay", np.eye(4)[0], REPLAY_ARCH, config, weights, Provenance("test")
         )
+        back = SegmentReplay.from_record(record.arch_config, memory.load_weights(record))
+    _assert_same(replay, back)
+
+
+@pytest.mark.parametrize("columns", [OBS, 9])  # 9: only constant and float columns
+def test_v2_record_survives_a_pack_export_and_import(tmp_path: Path, columns: int) -> None:
+    full = _replay()
+    replay = SegmentReplay(
+        tuple(f[:, np.r_[9:13, 18:23]] if columns == 9 else f for f in full.features),
+        full.actions,
+        full.skill_ids,
+        (0, 0, 1, 2, 2),
+    )
+    config, weights = replay.to_record(columns)
+    assert (config["num_binary"] == 0) == (columns == 9)
+    with SkillMemory(tmp_path / "a") as memory:
+        memory.add("agent/replay", np.eye(4)[0], REPLAY_ARCH, config, weights, Provenance("t"))
+        export_pack(memory, tmp_path / "pack")
+    with SkillMemory(tmp_path / "b") as memory:
+        import_pack(memory, tmp_path / "pack")
+        (record,) = memory.list(RetrievalFilter(arch_id=REPLAY_ARCH))
         back = SegmentReplay.from_record(record.arch_config, memory.load_weights(record))
     _assert_same(replay, back)
 
