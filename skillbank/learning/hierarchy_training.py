@@ -167,7 +167,7 @@ def train_hierarchy(
                 latent_dim=key_tensor.shape[1],
                 hidden_dims=controller_config.hidden_dims,
                 arg_dim=arg_dim,
-                grid=controller_config.grid_spec(segments.grids),
+                grid=controller_config.grid_spec(segments.grids, target is not None),
                 target=target,
             )
         )

@@ -120,6 +120,7 @@ def test_hindsight_training_predicts_the_target_and_feeds_pointer_skills() -> No
     target = controller.config.target
     assert target is not None and controller.config.arch_id == "skill-controller-target-v1"
     assert controller.config.arg_dim == target.dim
+    assert controller.config.grid is not None  # the unset switch turns the CNN on for targets
     for skill in new:
         assert skill.config.argument == "hindsight" and skill.config.arg_dim == target.dim
         assert skill.config.grid is not None and skill.config.grid.arg_film == "pointer"
@@ -143,6 +144,7 @@ def test_learned_argument_stays_the_default_path() -> None:
     _, controller, new = _train([ball_episode(s) for s in range(8)], "learned")
     assert all(s.config.argument == "learned" for s in new)
     assert controller.config.target is None and controller.config.arch_id == "skill-controller-v2"
+    assert controller.config.grid is None  # learned arguments keep the MLP controller
     assert controller.config.arg_dim == SkillTrainConfig().arg_dim
 
 
