@@ -53,7 +53,7 @@ class AgentConfig:
             curriculum (GoToLocal, PickupLoc, Open, PutNextLocal, GoTo learned one by one; seeds
             0-2; 128 eval episodes): mean final success over the five levels 0.457 vs 0.413 at
             2048 (PickupLoc 0.23 vs 0.07, GoToLocal 0.59 vs 0.55), learning CPU 126 s vs 101 s;
-            16384 gave no more (0.461 on seed 0, 155 s).
+            16384 did not help (0.439, 160 s: the last level learns worse, GoTo 0.49 vs 0.56).
         composites: Learn composite skills (recurring sequences of skills, see
             :mod:`skillbank.learning.composite_mining`) and let the controller choose them; off:
             flat skills only, and composites already in the memory are not used.
