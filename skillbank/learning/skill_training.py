@@ -68,8 +68,17 @@ class SkillTrainConfig:
             the content of the interaction cell where the segment ends, one-hot per group,
             e.g. the object a go-to skill ends facing; the controller learns to predict it,
             the skills read it with ``arg_film="pointer"``; see
-            :func:`skillbank.learning.hierarchy_training.hindsight_target`). Vector worlds, and
-            memories whose stored skills take a learned argument, keep ``"learned"``.
+            :func:`skillbank.learning.hierarchy_training.hindsight_target`; the controller
+            gets a grid trunk unless ``ControllerTrainConfig.grid_trunk`` says otherwise).
+            Vector worlds keep ``"learned"``; stored skills fix the kind for later calls. Off
+            by default: on the demo data (150/150/100/100 demos, 4 seeds x 128 unseen episodes
+            per level, seeds >= 1e9) hindsight vs learned mean success: GoToLocal 0.750 vs
+            0.770, PickupLoc 0.379 vs 0.260 (0.52, 0.52, 0.29, 0.19 vs 0.26, 0.23, 0.29, 0.26:
+            two seeds double it, two do not), Open 0.850 vs 0.893, PutNextLocal 0.068 vs
+            0.051, GoTo (unseen) 0.449 vs 0.543 (worse on 3 of 4 seeds); PutNextLocal's first
+            pick-up right in 26.5 vs 18 of 128 episodes (mean); held-out target accuracy of the
+            controller on segments ending at an object: type 0.77-1.0, colour 0.40-0.90 (lowest
+            on Open and PickupLoc).
         seed: Seed of initialisation and batching.
     """
 
