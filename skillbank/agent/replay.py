@@ -16,7 +16,8 @@ Which segments stay (:meth:`SegmentReplay.bounded`): by default a uniform random
 early call's share shrinks as later calls bring more data. An equal share per learn call
 (``policy="call"``) forgets less at a small bound but not at the default one; measured on the
 small BabyAI curriculum (5 levels learned one by one, seeds 0-2), mean final success over the
-levels: 2048 steps 0.440 (call) vs 0.413 (uniform); 8192 steps 0.444 (call) vs 0.457 (uniform).
+levels: 2048 steps 0.440 (call), 0.431 (skill) vs 0.413 (uniform); 8192 steps 0.444 (call) vs
+0.457 (uniform).
 
 Example:
     >>> replay = SegmentReplay.from_segments(segments, assignment, skill_ids)  # doctest: +SKIP
