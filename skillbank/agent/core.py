@@ -278,17 +278,15 @@ class ProceduralMemoryAgent:
         unexplained = np.flatnonzero(assignment < 0)
         if len(unexplained):
             clustering = cluster_or_single(codes[unexplained], cfg.cluster)
-            if self.config.merge_tolerance > 0:
-                assert self.vae is not None
-                clustering = merge_alike_clusters(
-                    self.vae,
-                    segments,
-                    codes,
-                    unexplained,
-                    clustering,
-                    tolerance=cfg.merge_tolerance,
-                    max_segment_length=cfg.vae.max_segment_length,
-                )
+            clustering = merge_alike_clusters(  # no-op unless merge_tolerance > 0
+                self.vae,
+                segments,
+                codes,
+                unexplained,
+                clustering,
+                tolerance=cfg.merge_tolerance,
+                max_segment_length=cfg.vae.max_segment_length,
+            )
             for j in range(clustering.num_clusters):
                 assignment[unexplained[clustering.labels == j]] = len(old_ids) + j
         num_new = clustering.num_clusters if clustering is not None else 0

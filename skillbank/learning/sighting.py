@@ -53,6 +53,12 @@ def grid_cells(features: npt.NDArray[np.floating], grid: GridSlice) -> npt.NDArr
     return cells
 
 
+def _changed_cells(grid_feats: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """(T+1, N, C) cell contents -> (T, N): True where a step changed the cell."""
+    changed: npt.NDArray[np.bool_] = (grid_feats[1:] != grid_feats[:-1]).any(-1)
+    return changed
+
+
 def interaction_cell(
     cells: Sequence[npt.NDArray[np.bool_]], event_steps: Sequence[npt.NDArray[np.bool_]]
 ) -> int | None:
@@ -72,7 +78,7 @@ def interaction_cell(
     move_changes = np.zeros(cells[0].shape[1])  # (N,)
     num_events = num_moves = 0
     for grid_feats, events in zip(cells, event_steps, strict=True):
-        changed = (grid_feats[1:] != grid_feats[:-1]).any(-1)  # (T, N)
+        changed = _changed_cells(grid_feats)  # (T, N)
         events = np.asarray(events, bool)
         event_changes += changed[events].sum(0)
         move_changes += changed[~events].sum(0)
@@ -117,7 +123,7 @@ def local_actions(
     changed = np.zeros(num_actions)  # (A,) cells changed, summed over steps
     count = np.zeros(num_actions)  # (A,)
     for grid_feats, acts in zip(cells, actions, strict=True):
-        per_step = (grid_feats[1:] != grid_feats[:-1]).any(-1).sum(-1)  # (T,)
+        per_step = _changed_cells(grid_feats).sum(-1)  # (T,)
         np.add.at(changed, acts, per_step)
         np.add.at(count, acts, 1)
     mean = changed / np.maximum(count, 1)  # (A,)
