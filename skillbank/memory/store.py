@@ -88,6 +88,7 @@ from skillbank.errors import (
 from skillbank.memory.blobs import BlobStore
 from skillbank.memory.index import INDEX_KINDS
 from skillbank.memory.keyview import LATEST_JOIN, KeyView, filter_sql
+from skillbank.memory.pack_manifest import MANIFEST_NAME
 from skillbank.memory.retrieval import Metric, attention_weights
 from skillbank.memory.schema import (
     DB_NAME,
@@ -144,6 +145,13 @@ class SkillMemory:
         self.path = Path(path)
         self.db_path = self.path / DB_NAME
         if not self.db_path.is_file():
+            if (self.path / MANIFEST_NAME).is_file():
+                # Never turn a pack directory into an (empty) memory beside its files.
+                raise SkillMemoryError(
+                    f"{self.path} is a skill pack, not a skill memory",
+                    hint="import it with `skillbank skills import PACK --memory DIR`; "
+                    "`skillbank eval --memory PACK` reads packs directly",
+                )
             if not create:
                 raise SkillMemoryError(
                     f"no skill memory at {self.path} ({DB_NAME} is missing)",

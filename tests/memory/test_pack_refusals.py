@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, save
 
-from skillbank.errors import PackError
+from skillbank.errors import PackError, SkillMemoryError
 from skillbank.memory.pack_archive import PackLimits, read_pack_files
 from skillbank.memory.packs import export_pack, import_pack
 from skillbank.memory.store import SkillMemory
@@ -507,3 +507,12 @@ def test_missing_or_special_pack_refused(target: SkillMemory, tmp_path: Path) ->
     _check_refused(target, tmp_path / "nope.tar.gz", "nope.tar.gz", "no such pack")
     os.mkfifo(tmp_path / "fifo.tar.gz")  # opening it would block: refused before any read
     _check_refused(target, tmp_path / "fifo.tar.gz", "fifo.tar.gz", "neither a directory")
+
+
+def test_opening_a_pack_directory_as_a_memory_is_refused(base_files: Files, tmp_path: Path) -> None:
+    pack = write_dir(base_files, tmp_path / "pack")
+    before = sorted(p.relative_to(pack) for p in pack.rglob("*"))
+    with pytest.raises(SkillMemoryError, match="is a skill pack, not a skill memory") as info:
+        SkillMemory(pack)
+    assert "skills import" in (info.value.hint or "")
+    assert sorted(p.relative_to(pack) for p in pack.rglob("*")) == before  # nothing written
