@@ -298,6 +298,7 @@ class ProceduralMemoryAgent:
         replayed, replayed_assignment = self._replay.merged_with(
             segments, assignment.tolist(), old_ids
         )
+        histories = self._replay.merged_histories(segments, assignment.tolist(), old_ids)
         self.controller, new_policies = train_skills_and_controller(
             segments,
             assignment,
@@ -308,6 +309,7 @@ class ProceduralMemoryAgent:
             num_new,
             self.action,
             cfg,
+            histories,
         )
         for j, policy in enumerate(new_policies):
             assert clustering is not None

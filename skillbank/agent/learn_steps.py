@@ -114,6 +114,7 @@ def train_skills_and_controller(
     num_new: int,
     action: ActionSpec,
     config: AgentConfig,
+    histories: Sequence[Sequence[int]] | None = None,
 ) -> tuple[Controller, list[SkillPolicy]]:
     """Train the ``num_new`` new skills and the controller over all N keys (N, Z).
 
@@ -135,6 +136,7 @@ def train_skills_and_controller(
             action,
             config.skill,
             config.controller,
+            histories,
         )
     first = len(old_policies)
     policies = [
@@ -143,5 +145,7 @@ def train_skills_and_controller(
         )
         for j in range(num_new)
     ]
-    controller = train_controller(replayed, replayed_assignment.tolist(), keys, config.controller)
+    controller = train_controller(
+        replayed, replayed_assignment.tolist(), keys, config.controller, histories
+    )
     return controller, policies
