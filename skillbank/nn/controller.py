@@ -136,7 +136,8 @@ def group_cross_entropy(
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
     """Shape of the controller (:attr:`arch_id`: ``skill-controller-v1``, ``-v2`` with arguments,
-    ``-v3`` with a grid trunk, ``skill-controller-target-v1`` with a hindsight target head).
+    ``-v3`` with a grid trunk, ``skill-controller-target-v1`` with a hindsight target head,
+    ``skill-controller-history-v1`` with a call-history input beside any of these).
 
     Attributes:
         obs_dim: O, observation features in (the mission or task id is part of them).
