@@ -284,7 +284,7 @@ class SkillExecutor:
         counts = self._counts[envs, :num]  # (B', min(N, N_p))
         if counts.shape[1] < num:
             counts = torch.nn.functional.pad(counts, (0, num - counts.shape[1]))  # (B', N)
-        return history_features(self._last[envs], counts)
+        return history_features(self._last[envs], counts, self.controller.config.history_cap)
 
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
         self.retrieved.update(retrieved)

@@ -28,7 +28,13 @@ from torch import nn
 
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
-from skillbank.nn.controller import Controller, ControllerConfig, attention_logits, call_history
+from skillbank.nn.controller import (
+    HISTORY_COUNT_CAP,
+    Controller,
+    ControllerConfig,
+    attention_logits,
+    call_history,
+)
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 
 __all__ = [
@@ -67,6 +73,7 @@ class ControllerTrainConfig:
         history: The controller also reads the episode's call history (the last skill called
             and each skill's call count, ``skill-controller-history-v1``), learned from the
             skills of each segment's earlier segments in its episode.
+        history_cap: With ``history``, call counts above this read as this many.
         history_retry: With ``history``, the share of the steps inside a segment (not its
             first) trained with the segment's own skill already in the history, still labelled
             with that skill: a call that stopped before its job was done is called again.
@@ -86,6 +93,7 @@ class ControllerTrainConfig:
     kernel_size: int = 3
     target_weight: float = 1.0
     history: bool = False
+    history_cap: int = HISTORY_COUNT_CAP
     history_retry: float = 0.5
     seed: int = 0
 
@@ -97,6 +105,10 @@ class ControllerTrainConfig:
         if not self.conv_channels or min(self.conv_channels) < 1 or self.kernel_size < 1:
             raise ValueError(
                 "ControllerTrainConfig.conv_channels and .kernel_size must be positive"
+            )
+        if self.history_cap < 1:
+            raise ValueError(
+                f"ControllerTrainConfig.history_cap must be >= 1, got {self.history_cap}"
             )
         if not 0.0 <= self.history_retry <= 1.0:
             raise ValueError(
@@ -122,6 +134,7 @@ def step_histories(
     histories: Sequence[Sequence[int]],
     assignment: Sequence[int],
     num_skills: int,
+    cap: int = HISTORY_COUNT_CAP,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per segment, its call history (N_seg, H) and its *retry* history (N_seg, H): the same
     with the segment's own skill appended (what the executor feeds after that skill stopped
@@ -129,7 +142,7 @@ def step_histories(
     if len(histories) != len(assignment):
         raise TrainingError("controller training: one call history per segment is needed")
     retry = [(*h, int(k)) for h, k in zip(histories, assignment, strict=True)]
-    return call_history(histories, num_skills), call_history(retry, num_skills)
+    return call_history(histories, num_skills, cap), call_history(retry, num_skills, cap)
 
 
 def mix_retry(
@@ -209,7 +222,7 @@ def train_controller(
     if num_history:
         if histories is None:
             histories = episode_call_prefixes(segments.spans, assignment)
-        plain, retry = step_histories(histories, assignment, num_history)
+        plain, retry = step_histories(histories, assignment, num_history, config.history_cap)
         step_history = (plain[owner], retry[owner])
     first_step = torch.from_numpy(first)  # (S,)
     with torch.random.fork_rng(devices=[]):
@@ -222,6 +235,7 @@ def train_controller(
                 hidden_dims=config.hidden_dims,
                 grid=config.grid_spec(segments.grids),
                 history_skills=num_history,
+                history_cap=config.history_cap,
             )
         )
         optimizer = torch.optim.Adam(controller.parameters(), lr=config.learning_rate)

@@ -179,7 +179,9 @@ def train_hierarchy(
     if num_history:
         if histories is None:
             histories = episode_call_prefixes(segments.spans, labels_np.tolist())
-        seg_history, seg_retry = step_histories(histories, labels_np.tolist(), num_history)
+        seg_history, seg_retry = step_histories(
+            histories, labels_np.tolist(), num_history, controller_config.history_cap
+        )
     step_first = torch.from_numpy(first)  # (S,)
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
@@ -195,6 +197,7 @@ def train_hierarchy(
                 grid=controller_config.grid_spec(segments.grids, target is not None),
                 target=target,
                 history_skills=num_history,
+                history_cap=controller_config.history_cap,
             )
         )
         new = [
@@ -340,6 +343,7 @@ def segment_arguments(
     history = None
     if controller.config.history_skills:
         prefixes = histories if histories is not None else [()] * len(starts)
-        history = call_history(prefixes, controller.config.history_skills)  # (N, H)
+        config = controller.config
+        history = call_history(prefixes, config.history_skills, config.history_cap)  # (N, H)
     _, argument = controller.query_and_argument(torch.from_numpy(starts), history)
     return argument

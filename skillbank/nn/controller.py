@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 HISTORY_COUNT_CAP = 3
-"""Call counts above this read as this many (a history feature is count / cap, in [0, 1])."""
+"""Default cap of the call counts: above it they read as this many (count / cap, in [0, 1])."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +150,7 @@ class ControllerConfig:
             ``arg_dim`` must equal ``target.dim``. ``None``: a learned argument (or none).
         history_skills: N, the primitive skills (key rows ``0 .. N-1``) whose calls so far in
             the episode the controller reads (``skill-controller-history-v1``); 0: none.
+        history_cap: Call counts above this read as this many (with a history).
     """
 
     obs_dim: int
@@ -159,11 +160,13 @@ class ControllerConfig:
     grid: GridTrunkSpec | None = None
     target: TargetSpec | None = None
     history_skills: int = 0
+    history_cap: int = HISTORY_COUNT_CAP
 
     def __post_init__(self) -> None:
-        if self.history_skills < 0:
+        if self.history_skills < 0 or self.history_cap < 1:
             raise ValueError(
-                f"ControllerConfig.history_skills must be >= 0, got {self.history_skills}"
+                "ControllerConfig.history_skills must be >= 0 and .history_cap >= 1, got "
+                f"{self.history_skills} and {self.history_cap}"
             )
         if self.obs_dim < 1 or self.latent_dim < 1:
             raise ValueError("ControllerConfig.obs_dim and .latent_dim must be >= 1")
@@ -217,6 +220,7 @@ class ControllerConfig:
             data["target"] = self.target.to_json()
         if self.history_skills:
             data["history_skills"] = self.history_skills
+            data["history_cap"] = self.history_cap
         return data
 
     @classmethod
@@ -231,6 +235,7 @@ class ControllerConfig:
             grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
             target=TargetSpec.from_json(target) if target is not None else None,
             history_skills=int(data.get("history_skills", 0)),
+            history_cap=int(data.get("history_cap", HISTORY_COUNT_CAP)),
         )
 
 
@@ -309,25 +314,30 @@ class Controller(nn.Module):
         return self.query_head(hidden), self.target_head(hidden)
 
 
-def history_features(last: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def history_features(
+    last: torch.Tensor, counts: torch.Tensor, cap: int = HISTORY_COUNT_CAP
+) -> torch.Tensor:
     """The call-history input (B, 2N + 1) of a controller over N skills.
 
     Args:
         last: (B,) the key row of the last skill called, -1: none yet (rows >= N read as none).
         counts: (B, N) calls of each skill so far.
+        cap: Counts above this read as this many.
 
     Returns:
         One-hot of the last call over N + 1 slots (slot N: none), then the counts capped at
-        :data:`HISTORY_COUNT_CAP` and divided by it.
+        ``cap`` and divided by it.
     """
     num_skills = counts.shape[-1]
     slot = torch.where((last >= 0) & (last < num_skills), last, num_skills)  # (B,)
     one_hot = nn.functional.one_hot(slot, num_skills + 1).float()  # (B, N + 1)
-    scaled = counts.clamp(0, HISTORY_COUNT_CAP).float() / HISTORY_COUNT_CAP  # (B, N)
+    scaled = counts.clamp(0, cap).float() / cap  # (B, N)
     return torch.cat([one_hot, scaled], dim=-1)
 
 
-def call_history(prefixes: Sequence[Sequence[int]], num_skills: int) -> torch.Tensor:
+def call_history(
+    prefixes: Sequence[Sequence[int]], num_skills: int, cap: int = HISTORY_COUNT_CAP
+) -> torch.Tensor:
     """:func:`history_features` (B, 2N + 1) of B call sequences (key rows, oldest first);
     rows outside ``0 .. N-1`` (unknown skills) are left out."""
     last = torch.full((len(prefixes),), -1, dtype=torch.long)  # (B,)
@@ -337,7 +347,7 @@ def call_history(prefixes: Sequence[Sequence[int]], num_skills: int) -> torch.Te
         if known:
             last[b] = known[-1]
             counts[b] = torch.bincount(torch.tensor(known), minlength=num_skills)
-    return history_features(last, counts)
+    return history_features(last, counts, cap)
 
 
 def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -97,3 +97,15 @@ def test_a_controller_without_history_is_unchanged() -> None:
         Controller(config)(torch.zeros(1, 6), call_history([()], 2))
     with pytest.raises(ValueError, match="history_skills"):
         ControllerConfig(obs_dim=6, latent_dim=4, history_skills=-1)
+
+
+def test_the_cap_is_stored_and_applied() -> None:
+    config = ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=1)
+    assert config.to_json()["history_cap"] == 1
+    assert ControllerConfig.from_json(config.to_json()) == config
+    h = call_history([(0, 0, 1)], 2, cap=1)  # counts read as presence
+    torch.testing.assert_close(h, torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0]]))
+    old = {"obs_dim": 6, "latent_dim": 4, "hidden_dims": [8], "history_skills": 2}
+    assert ControllerConfig.from_json(old).history_cap == HISTORY_COUNT_CAP
+    with pytest.raises(ValueError, match="history_cap"):
+        ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=0)
