@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -126,6 +127,11 @@ def train_skills_and_controller(
     Returns:
         The controller and the new skills.
     """
+    if config.composites and config.controller.history is None:
+        # composites relabel the controller on calls without histories: an unset switch is off
+        config = dataclasses.replace(
+            config, controller=dataclasses.replace(config.controller, history=False)
+        )
     if config.skill.arg_dim:
         return train_hierarchy(
             replayed,

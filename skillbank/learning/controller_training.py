@@ -72,8 +72,11 @@ class ControllerTrainConfig:
             ``SkillTrainConfig.argument``) against the query loss.
         history: The controller also reads the episode's call history (the last skill called
             and each skill's call count, ``skill-controller-history-v1``), learned from the
-            skills of each segment's earlier segments in its episode.
-        history_cap: With ``history``, call counts above this read as this many.
+            skills of each segment's earlier segments in its episode. ``None`` (default): on
+            exactly when the arguments are learned, not hindsight targets (and off with
+            composites, whose relabelling reads no history). FIGURES
+        history_cap: With ``history``, call counts above this read as this many (1: whether
+            each skill has been called at all).
         history_retry: With ``history``, the share of the steps inside a segment (not its
             first) trained with the segment's own skill already in the history, still labelled
             with that skill: a call that stopped before its job was done is called again.
@@ -92,8 +95,8 @@ class ControllerTrainConfig:
     conv_channels: tuple[int, ...] = (16, 16)
     kernel_size: int = 3
     target_weight: float = 1.0
-    history: bool = False
-    history_cap: int = HISTORY_COUNT_CAP
+    history: bool | None = None
+    history_cap: int = 1
     history_retry: float = 0.5
     seed: int = 0
 
@@ -118,6 +121,10 @@ class ControllerTrainConfig:
             raise ValueError(
                 f"ControllerTrainConfig.target_weight must be >= 0, got {self.target_weight}"
             )
+
+    def reads_history(self, hindsight: bool = False) -> bool:
+        """Whether the controller reads the call history (``hindsight``: it names targets)."""
+        return not hindsight if self.history is None else self.history
 
     def grid_spec(
         self, grids: tuple[GridSlice, ...], hindsight: bool = False
@@ -217,7 +224,7 @@ def train_controller(
     weights = torch.from_numpy(np.where(first, config.decision_weight, 1.0).astype(np.float32))
     x = torch.from_numpy(feats)
     key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
-    num_history = len(key_tensor) if config.history else 0
+    num_history = len(key_tensor) if config.reads_history() else 0
     step_history: tuple[torch.Tensor, torch.Tensor] | None = None  # (S, H) plain and retry
     if num_history:
         if histories is None:

@@ -130,7 +130,8 @@ def test_retrieve_returns_skills_never_components(tmp_path: Path) -> None:
         report = agent.learn([_demos(("pickup",), 20)])
         components = memory.list(RetrievalFilter(tags=("component",)))
         roles = {r.arch_id for r in components}
-        assert {"skill-controller-v2", "skill-vae-v1", REPLAY_ARCH} <= roles
+        assert agent.controller is not None
+        assert {agent.controller.config.arch_id, "skill-vae-v1", REPLAY_ARCH} <= roles
         # a query aimed straight at the components' key still only finds skills
         key = np.zeros(FAST.vae.latent_dim, np.float32)
         key[0] = 1.0

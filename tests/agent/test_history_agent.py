@@ -114,3 +114,26 @@ def test_without_the_switch_the_controller_reads_no_history(tmp_path: Path) -> N
 def test_composites_and_history_are_refused_together() -> None:
     with pytest.raises(ValueError, match="composites"):
         dataclasses.replace(HISTORY_FAST, composites=True)
+
+
+@pytest.mark.parametrize(
+    ("argument", "composites", "reads"),
+    # the toy world has no grid: hindsight falls back to learned arguments (and the history);
+    # with targets the history is off (tests/learning/test_hindsight.py)
+    [("learned", False, True), ("hindsight", False, True), ("learned", True, False)],
+)
+def test_an_unset_switch_reads_history_with_learned_arguments_only(
+    tmp_path: Path, argument: str, composites: bool, reads: bool
+) -> None:
+    config = dataclasses.replace(
+        HISTORY_FAST,
+        skill=dataclasses.replace(HISTORY_FAST.skill, argument=argument, conv_channels=(4,)),
+        controller=dataclasses.replace(HISTORY_FAST.controller, history=None),
+        composites=composites,
+    )
+    assert AgentConfig().controller.history is None  # the default
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, config)
+        agent.learn([_demos(("pickup", "fetch"), 6)])
+        assert agent.controller is not None
+        assert (agent.controller.config.history_skills > 0) == reads
