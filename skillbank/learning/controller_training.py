@@ -107,7 +107,7 @@ class ControllerTrainConfig:
     kernel_size: int = 3
     target_weight: float = 1.0
     history: bool | None = None
-    history_cap: int = 1
+    history_cap: int = HISTORY_COUNT_CAP
     history_retry: float = 0.5
     seed: int = 0
 
@@ -253,7 +253,7 @@ def train_controller(
                 hidden_dims=config.hidden_dims,
                 grid=config.grid_spec(segments.grids),
                 history_skills=num_history,
-                history_cap=config.history_cap,
+                history_cap=config.history_cap if num_history else HISTORY_COUNT_CAP,
             )
         )
         optimizer = torch.optim.Adam(controller.parameters(), lr=config.learning_rate)

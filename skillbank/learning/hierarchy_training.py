@@ -55,6 +55,7 @@ from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.nn.controller import (
+    HISTORY_COUNT_CAP,
     Controller,
     ControllerConfig,
     TargetSpec,
@@ -197,7 +198,7 @@ def train_hierarchy(
                 grid=controller_config.grid_spec(segments.grids, target is not None),
                 target=target,
                 history_skills=num_history,
-                history_cap=controller_config.history_cap,
+                history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
             )
         )
         new = [

@@ -51,8 +51,9 @@ __all__ = [
     "top_k_attention",
 ]
 
-HISTORY_COUNT_CAP = 3
-"""Default cap of the call counts: above it they read as this many (count / cap, in [0, 1])."""
+HISTORY_COUNT_CAP = 1
+"""Default cap of the call counts: above it they read as this many (count / cap, in [0, 1]);
+1: whether each skill has been called (measured best, see ``ControllerTrainConfig.history``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 def test_history_features_one_hot_last_and_capped_counts() -> None:
     last = torch.tensor([-1, 2, 7])  # none, skill 2, a skill the controller never saw
     counts = torch.tensor([[0, 0, 0], [1, 0, 5], [0, 2, 0]])
-    h = history_features(last, counts)  # (3, 2 * 3 + 1)
+    h = history_features(last, counts, cap=3)  # (3, 2 * 3 + 1)
     assert h.shape == (3, 7)
     np.testing.assert_array_equal(h[:, :4].numpy(), [[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]])
     assert h[1, 6].item() == 1.0  # 5 calls read as the cap
-    assert h[2, 5].item() == pytest.approx(2 / HISTORY_COUNT_CAP)
+    assert h[2, 5].item() == pytest.approx(2 / 3)
 
 
 def test_call_history_of_prefixes_leaves_unknown_rows_out() -> None:
