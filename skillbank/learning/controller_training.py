@@ -80,9 +80,10 @@ class ControllerTrainConfig:
             GoToLocal 0.770 vs 0.766, PickupLoc 0.260 vs 0.311, Open 0.893 vs 0.893,
             PutNextLocal 0.051 vs 0.107, GoTo (never trained on) 0.543 vs 0.523; sum 2.516 vs
             2.600 (+0.156, +0.054, +0.195, -0.070 per seed; the third variant tried on these
-            seeds). BossLevel alone (250 demos, seeds 0-1, cap 3): 0.352 vs 0.426. Held-out
-            choice of "drop" at PutNextLocal drop points (perfect earlier calls, cap 3): 0.55
-            vs 0.69. With hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727 vs 2.227).
+            seeds). BossLevel alone (250 demos, seeds 0-1): 0.352 vs 0.418 (0.426 at cap 3).
+            Held-out choice of "drop" at PutNextLocal drop points (earlier calls as the bot made
+            them): 0.55 vs 0.68. With hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727
+            vs 2.227), hence off there.
         history_cap: With ``history``, call counts above this read as this many (1: whether
             each skill has been called at all). Cap 3 (retry 0.5): sum 2.533 over the same 4
             seeds (GoToLocal 0.742, PutNextLocal 0.061).
