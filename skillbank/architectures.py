@@ -432,6 +432,25 @@ register(
 )
 
 
+def _segment_replay_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """v2 plus each segment's call history: the skills (indices into ``skill_ids``) of the
+    segments before it in its episode, flat, with their count per segment."""
+    arch = "segment-replay-v3"
+    tensors = _segment_replay_v2(config)
+    tensors["history_lengths"] = TensorSpec((_count(config, "num_segments", arch),), "I64")
+    tensors["history_skills"] = TensorSpec((_count(config, "num_history", arch),), "I64")
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="segment-replay-v3",
+        tensors=_segment_replay_v3,
+        description="Agent component: bounded replay (v2 + each segment's earlier skill calls)",
+    )
+)
+
+
 # --- composite skills (skillbank.learning.composite_training) -------------------------------------
 
 
@@ -626,5 +645,35 @@ register(
         arch_id="skill-controller-target-v1",
         tensors=_skill_controller_target_v1,
         description="Controller: (CNN +) MLP -> query over skill keys + target cell content",
+    )
+)
+
+
+# --- call history (skillbank.nn.controller.history_features): what the episode has called so far -
+
+
+def _skill_controller_history_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """Any controller (v1/v2/v3/target-v1 by its fields) whose trunk also reads the call history,
+    2 * ``history_skills`` + 1 inputs joined after the grid trunk (or the flat features)."""
+    arch = "skill-controller-history-v1"
+    history = 2 * positive_int(config, "history_skills", arch) + 1
+    if "target" in config:
+        tensors = _skill_controller_target_v1(config)
+    elif "grid_trunk" in config:
+        tensors = _skill_controller_v3(config)
+    elif "arg_dim" in config and _count(config, "arg_dim", arch):
+        tensors = _skill_controller_v2(config)
+    else:
+        tensors = _skill_controller_v1(config)
+    first = tensors["trunk.0.weight"].shape  # (hidden[0], in_dim) without the history
+    tensors.update(linear("trunk.0", first[1] + history, first[0]))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-history-v1",
+        tensors=_skill_controller_history_v1,
+        description="Controller (any trunk and heads) that also reads the episode's call history",
     )
 )

@@ -90,6 +90,12 @@ class AgentConfig:
             raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
         if self.max_skill_steps < 1 or self.num_envs < 1:
             raise ValueError("AgentConfig.max_skill_steps and .num_envs must be >= 1")
+        if self.composites and self.controller.history is True:
+            raise ValueError(
+                "AgentConfig.composites with controller.history=True: composites relabel "
+                "the controller without call histories; turn one of them off (or leave "
+                "controller.history unset: off with composites)"
+            )
 
     def seeded(self) -> AgentConfig:
         """This config with ``seed`` pushed into every learning step's own seed."""

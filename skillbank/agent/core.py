@@ -97,7 +97,9 @@ logger = logging.getLogger(__name__)
 
 SKILL_ARCH = "skill-policy-v2"  # parameterised skills; "skill-policy-v1" with skill.arg_dim = 0
 VAE_ARCH = "skill-vae-v1"
-CONTROLLER_ARCH = "skill-controller-v2"  # "skill-controller-v1" with skill.arg_dim = 0
+# the default controller (learned arguments, call history); "skill-controller-v2" without the
+# history, "-v1" with skill.arg_dim = 0, "-target-v1" with hindsight targets
+CONTROLLER_ARCH = "skill-controller-history-v1"
 
 
 class ProceduralMemoryAgent:
@@ -298,6 +300,7 @@ class ProceduralMemoryAgent:
         replayed, replayed_assignment = self._replay.merged_with(
             segments, assignment.tolist(), old_ids
         )
+        histories = self._replay.merged_histories(segments, assignment.tolist(), old_ids)
         self.controller, new_policies = train_skills_and_controller(
             segments,
             assignment,
@@ -308,6 +311,7 @@ class ProceduralMemoryAgent:
             num_new,
             self.action,
             cfg,
+            histories,
         )
         for j, policy in enumerate(new_policies):
             assert clustering is not None

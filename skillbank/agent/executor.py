@@ -16,6 +16,12 @@ made ``2 L`` calls), and the controller decides again. Children are primitives a
 batched pass as every other skill. Usage counts a composite when the controller picks it and a
 child each time a composite calls it.
 
+A controller that reads the call history (``history_skills`` > 0) is fed, per environment, the
+primitives called so far in its episode (:func:`~skillbank.nn.controller.history_features`): a
+call enters the history when the next decision replaces it (so a running skill is not yet in
+it, as a segment's own skill is not in its training history), a composite's children count as
+the primitives they are, and :meth:`reset` and :meth:`on_done` clear it.
+
 Example:
     >>> executor = SkillExecutor(  # doctest: +SKIP
     ...     featurizer, controller, ids, keys, policies, action)
@@ -34,7 +40,12 @@ import torch
 
 from skillbank.learning.composite_skill import CompositeSkill
 from skillbank.learning.features import ObservationFeaturizer
-from skillbank.nn.controller import Controller, attention_logits, top_k_attention
+from skillbank.nn.controller import (
+    Controller,
+    attention_logits,
+    history_features,
+    top_k_attention,
+)
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, StackedSkillPolicies
 
 __all__ = ["SkillExecutor"]
@@ -149,6 +160,8 @@ class SkillExecutor:
         self._episode_skills: dict[int, set[int]] = {}
         self._composite = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) running composite
         self._calls = torch.zeros(num_envs, dtype=torch.long)  # (B,) its children called so far
+        self._last = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) last primitive called
+        self._counts = torch.zeros(num_envs, self.num_primitives, dtype=torch.long)  # (B, N_p)
         self.retrieved: Counter[int] = Counter()
         self.executed: Counter[int] = Counter()
 
@@ -169,7 +182,7 @@ class SkillExecutor:
                 # Interruption (Sutton, Precup & Singh, 1999): leave a running skill when the
                 # controller now prefers another by more than the margin of attention.
                 attention = torch.softmax(
-                    attention_logits(self.controller(x), self.keys), dim=-1
+                    attention_logits(self.controller(x, self._history(rows)), self.keys), dim=-1
                 )  # (B, N)
                 running = torch.where(
                     self._composite >= 0, self._composite + self.num_primitives, active[:, 0]
@@ -179,6 +192,7 @@ class SkillExecutor:
                 self._composite[left] = -1
                 need |= left
         if need.any():
+            self._record_calls(need)
             # a running composite picks its next child (or ends), then the controller decides
             self._ask_composites(x, need & (self._composite >= 0))
             top = need & (self._composite < 0)
@@ -203,7 +217,9 @@ class SkillExecutor:
     def _ask_controller(self, x: torch.Tensor, chosen: torch.Tensor) -> None:
         """The top controller decides for environments ``chosen`` (B',) on features x (B, O):
         primitives start at once; a composite is pushed (its sub-controller then picks)."""
-        query, argument = self.controller.query_and_argument(x[chosen])  # (B', Z), (B', D)
+        query, argument = self.controller.query_and_argument(
+            x[chosen], self._history(chosen)
+        )  # (B', Z), (B', D)
         logits = attention_logits(query, self.keys)  # (B', N)
         if self.sample_skills and self.top_k == 1:
             probs = torch.softmax(logits, dim=-1)
@@ -251,6 +267,25 @@ class SkillExecutor:
             for b, k in zip(go.tolist(), child.tolist(), strict=True):
                 self._note(b, k, [k])
 
+    def _record_calls(self, mask: torch.Tensor) -> None:
+        """Environments in ``mask`` (B,) leave their primitive: it enters their call history."""
+        ended = mask & (self._active[:, 0] >= 0)  # (B,)
+        envs = torch.nonzero(ended).squeeze(1)  # (B',)
+        skills = self._active[envs, 0]  # (B',)
+        self._last[envs] = skills
+        self._counts[envs, skills] += 1
+
+    def _history(self, envs: torch.Tensor) -> torch.Tensor | None:
+        """The call history (B', H) of environments ``envs`` (B',) for the controller, ``None``
+        when it reads none; primitives beyond the N it was trained over are left out."""
+        num = self.controller.config.history_skills
+        if not num:
+            return None
+        counts = self._counts[envs, :num]  # (B', min(N, N_p))
+        if counts.shape[1] < num:
+            counts = torch.nn.functional.pad(counts, (0, num - counts.shape[1]))  # (B', N)
+        return history_features(self._last[envs], counts, self.controller.config.history_cap)
+
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
         self.retrieved.update(retrieved)
         self.executed[executed] += 1
@@ -269,6 +304,8 @@ class SkillExecutor:
             self._argument[i] = 0.0
             self._composite[i] = -1
             self._calls[i] = 0
+            self._last[i] = -1
+            self._counts[i] = 0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 

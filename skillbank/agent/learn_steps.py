@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -114,6 +115,7 @@ def train_skills_and_controller(
     num_new: int,
     action: ActionSpec,
     config: AgentConfig,
+    histories: Sequence[Sequence[int]] | None = None,
 ) -> tuple[Controller, list[SkillPolicy]]:
     """Train the ``num_new`` new skills and the controller over all N keys (N, Z).
 
@@ -125,6 +127,11 @@ def train_skills_and_controller(
     Returns:
         The controller and the new skills.
     """
+    if config.composites and config.controller.history is None:
+        # composites relabel the controller on calls without histories: an unset switch is off
+        config = dataclasses.replace(
+            config, controller=dataclasses.replace(config.controller, history=False)
+        )
     if config.skill.arg_dim:
         return train_hierarchy(
             replayed,
@@ -135,6 +142,7 @@ def train_skills_and_controller(
             action,
             config.skill,
             config.controller,
+            histories,
         )
     first = len(old_policies)
     policies = [
@@ -143,5 +151,7 @@ def train_skills_and_controller(
         )
         for j in range(num_new)
     ]
-    controller = train_controller(replayed, replayed_assignment.tolist(), keys, config.controller)
+    controller = train_controller(
+        replayed, replayed_assignment.tolist(), keys, config.controller, histories
+    )
     return controller, policies

@@ -6,11 +6,14 @@ the id of the skill it was assigned to; afterwards the union is subsampled (seed
 segments) back to at most ``max_steps`` steps and stored in the memory as a ``component`` record,
 so a learn in a fresh process remembers as well.
 
-The record is ``segment-replay-v2``: read from the data, with no knowledge of the domain, each
+The record is ``segment-replay-v3``: read from the data, with no knowledge of the domain, each
 feature column is stored by what it holds -- a column with one value throughout once, a column of
 0/1 values bit-packed (``np.packbits``: one bit a value, exact), any other column as float16 --
-plus the learn call each segment came from. BabyAI's 2016 one-hot features come to ~0.15 KB a
-step instead of ~4.7 KB in ``segment-replay-v1`` (all float16), which still loads.
+plus the learn call each segment came from and its call history (the ids of the skills of the
+earlier segments of its episode, so a controller that reads the call history learns from replayed
+segments too; skill ids, not key rows, as rows move when skills are added). BabyAI's 2016 one-hot
+features come to ~0.15 KB a step instead of ~4.7 KB in ``segment-replay-v1`` (all float16);
+``-v1`` and ``-v2`` (no history: every segment reads as the first of its episode) still load.
 
 Which segments stay (:meth:`SegmentReplay.bounded`): by default a uniform random subset, so an
 early call's share shrinks as later calls bring more data. An equal share per learn call
@@ -34,11 +37,12 @@ import numpy as np
 import numpy.typing as npt
 
 from skillbank.errors import MemoryCorruptionError
+from skillbank.learning.controller_training import episode_call_prefixes
 from skillbank.learning.segment_set import SegmentSet
 
 __all__ = ["REPLAY_ARCH", "REPLAY_POLICIES", "SegmentReplay"]
 
-REPLAY_ARCH = "segment-replay-v2"
+REPLAY_ARCH = "segment-replay-v3"
 REPLAY_POLICIES = ("uniform", "call", "skill")
 
 _CONSTANT, _BINARY, _FLOAT = 0, 1, 2  # column kinds of a v2 record
@@ -55,16 +59,23 @@ class SegmentReplay:
         actions: Per segment, (T,) int64 ids or (T, A) float32 values.
         skill_ids: Per segment, the id of its skill.
         calls: Per segment, the learn call it came from (0 first; :meth:`union` numbers on).
+        histories: Per segment, the skill ids of the segments before it in its episode, oldest
+            first; ``()`` (the default): none for every segment (unknown reads as none).
     """
 
     features: tuple[npt.NDArray[np.float32], ...]
     actions: tuple[npt.NDArray[np.generic], ...]
     skill_ids: tuple[str, ...]
     calls: tuple[int, ...]
+    histories: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.features) == len(self.actions) == len(self.skill_ids) == len(self.calls):
             raise ValueError("SegmentReplay: one features, actions, skill id and call per segment")
+        if not self.histories and self.skill_ids:
+            object.__setattr__(self, "histories", ((),) * len(self.skill_ids))
+        if len(self.histories) != len(self.skill_ids):
+            raise ValueError("SegmentReplay.histories: one call history per segment (or none)")
         for f, a in zip(self.features, self.actions, strict=True):
             if len(f) != len(a) + 1 or not len(a):
                 raise ValueError("SegmentReplay: features need one row more than actions (T>=1)")
@@ -95,15 +106,18 @@ class SegmentReplay:
     def from_segments(
         cls, segments: SegmentSet, assignment: Sequence[int], skill_ids: Sequence[str]
     ) -> SegmentReplay:
-        """Copy each segment (with the observation after it) and the id of its skill (call 0)."""
-        feats, acts, ids = [], [], []
-        for (e, a, b), k in zip(segments.spans, assignment, strict=True):
+        """Copy each segment (with the observation after it), the id of its skill (call 0) and
+        the ids of the skills of the segments before it in its episode."""
+        feats, acts, ids, histories = [], [], [], []
+        prefixes = episode_call_prefixes(segments.spans, assignment)
+        for (e, a, b), k, prefix in zip(segments.spans, assignment, prefixes, strict=True):
             if k < 0:
                 continue
             feats.append(segments.features[e][a : b + 1].astype(np.float32))
             acts.append(segments.actions[e][a:b])
             ids.append(skill_ids[k])
-        return cls(tuple(feats), tuple(acts), tuple(ids), (0,) * len(ids))
+            histories.append(tuple(skill_ids[j] for j in prefix))
+        return cls(tuple(feats), tuple(acts), tuple(ids), (0,) * len(ids), tuple(histories))
 
     def union(self, other: SegmentReplay) -> SegmentReplay:
         """Both replays' segments, this one's first; ``other``'s calls numbered after this one's."""
@@ -113,6 +127,7 @@ class SegmentReplay:
             self.actions + other.actions,
             self.skill_ids + other.skill_ids,
             self.calls + tuple(offset + c for c in other.calls),
+            self.histories + other.histories,
         )
 
     def _subset(self, keep: Sequence[int]) -> SegmentReplay:
@@ -121,6 +136,7 @@ class SegmentReplay:
             tuple(self.actions[i] for i in keep),
             tuple(self.skill_ids[i] for i in keep),
             tuple(self.calls[i] for i in keep),
+            tuple(self.histories[i] for i in keep),
         )
 
     def bounded(self, max_steps: int, seed: int, *, policy: str = "uniform") -> SegmentReplay:
@@ -182,10 +198,25 @@ class SegmentReplay:
         ).astype(np.int64)
         return merged, labels
 
+    def merged_histories(
+        self, segments: SegmentSet, assignment: Sequence[int], skill_ids: Sequence[str]
+    ) -> list[tuple[int, ...]]:
+        """Per segment of :meth:`merged_with`'s union (same order), the skill rows called before
+        it in its episode: from the spans for ``segments``, from the stored ids (mapped to rows
+        of ``skill_ids``; ids not there are left out) for the replayed ones."""
+        index = {s: i for i, s in enumerate(skill_ids)}
+        own = episode_call_prefixes(segments.spans, assignment)
+        replayed = [
+            tuple(index[h] for h in self.histories[i] if h in index)
+            for i, s in enumerate(self.skill_ids)
+            if s in index
+        ]
+        return [*own, *replayed]
+
     # --- storage as a component record ------------------------------------------------------
 
     def to_record(self, obs_dim: int) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
-        """(config, weights) of a ``segment-replay-v2`` record.
+        """(config, weights) of a ``segment-replay-v3`` record.
 
         Each column of the (T+N, O) feature rows is stored by what it holds: one value
         throughout (``constants``, float32, exact), only 0 and 1 (``binary_bits``, packed 8 to
@@ -195,7 +226,7 @@ class SegmentReplay:
         sample = self.actions[0] if self.actions else np.zeros(0, np.int64)
         discrete = sample.dtype.kind in "biu"
         width = 1 if discrete else int(np.prod(sample.shape[1:]))
-        unique = sorted(set(self.skill_ids))
+        unique = sorted(set(self.skill_ids).union(*self.histories))
         rows = sum(len(f) for f in self.features)
         feats = np.concatenate(self.features) if rows else np.zeros((0, obs_dim), np.float32)
         if feats.shape[1] != obs_dim:
@@ -217,6 +248,7 @@ class SegmentReplay:
             "action_kind": "discrete" if discrete else "continuous",
             "action_size": width,
             "skill_ids": unique,
+            "num_history": sum(len(h) for h in self.histories),
         }
         weights = {
             "column_kinds": kinds,
@@ -227,6 +259,8 @@ class SegmentReplay:
             "lengths": lengths,
             "skills": np.array([position[s] for s in self.skill_ids], np.int64),
             "calls": np.array(self.calls, np.int64),
+            "history_lengths": np.array([len(h) for h in self.histories], np.int64),
+            "history_skills": np.array([position[s] for h in self.histories for s in h], np.int64),
         }
         return config, weights
 
@@ -234,7 +268,8 @@ class SegmentReplay:
     def from_record(
         cls, config: Mapping[str, Any], weights: Mapping[str, npt.NDArray[Any]]
     ) -> SegmentReplay:
-        """Rebuild from a ``segment-replay-v2`` (or ``-v1``) record, checking every shape.
+        """Rebuild from a ``segment-replay-v3`` (or ``-v2``, ``-v1``: no histories) record,
+        checking every shape.
 
         Raises:
             MemoryCorruptionError: the record's tensors do not fit together or its config.
@@ -258,12 +293,22 @@ class SegmentReplay:
         _check(bool(np.isfinite(feats).all()), "features must be finite")
         _check(((skills >= 0) & (skills < len(names))).all(), "'skills' must index skill_ids")
         _check(bool((calls >= 0).all()), "'calls' must be >= 0")
+        histories: tuple[tuple[str, ...], ...] = ()
+        if "history_lengths" in weights:  # v3
+            h_lengths = np.asarray(_tensor(weights, "history_lengths"), np.int64)
+            h_skills = np.asarray(_tensor(weights, "history_skills"), np.int64)
+            _check(h_lengths.shape == lengths.shape, "'history_lengths' must be (N,)")
+            _check(bool((h_lengths >= 0).all()), "'history_lengths' must be >= 0")
+            _check(h_skills.shape == (int(h_lengths.sum()),), "'history_skills' length")
+            _check(((h_skills >= 0) & (h_skills < len(names))).all(), "bad 'history_skills'")
+            parts = np.split(h_skills, np.cumsum(h_lengths)[:-1]) if len(lengths) else []
+            histories = tuple(tuple(names[int(i)] for i in part) for part in parts)
         row_ends = np.cumsum(lengths + 1)
         step_ends = np.cumsum(lengths)
         features = tuple(np.split(feats, row_ends[:-1])) if len(lengths) else ()
         actions = tuple(np.split(acts, step_ends[:-1])) if len(lengths) else ()
         ids = tuple(names[int(i)] for i in skills)
-        return cls(features, actions, ids, tuple(int(c) for c in calls))
+        return cls(features, actions, ids, tuple(int(c) for c in calls), histories)
 
 
 def _check(ok: bool | np.bool_, what: str) -> None:

@@ -21,6 +21,12 @@ et al., 2019; Andrychowicz et al., 2017), read it with ``arg_film="pointer"``, a
 controller's target head learns to predict it from the decision point (cross-entropy per one-hot
 group); at run time the controller's argmax per group is the argument.
 
+With ``ControllerTrainConfig.history`` the controller also reads each segment's call history
+(the skills of the earlier segments of its episode, :func:`episode_call_prefixes`, or those a
+replayed segment brings), at its decision point and at every step inside it; a share
+(``history_retry``) of the inner steps reads the segment's own skill as called already, so a
+call that stopped early is retried.
+
 Example:
     >>> controller, new = train_hierarchy(  # doctest: +SKIP
     ...     segments, assignment, keys, frozen, num_new=3, action=action,
@@ -39,15 +45,22 @@ import torch
 from torch import nn
 
 from skillbank.errors import TrainingError
-from skillbank.learning.controller_training import ControllerTrainConfig
+from skillbank.learning.controller_training import (
+    ControllerTrainConfig,
+    episode_call_prefixes,
+    mix_retry,
+    step_histories,
+)
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.nn.controller import (
+    HISTORY_COUNT_CAP,
     Controller,
     ControllerConfig,
     TargetSpec,
     attention_logits,
+    call_history,
     group_cross_entropy,
 )
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
@@ -98,6 +111,7 @@ def train_hierarchy(
     action: ActionSpec,
     skill_config: SkillTrainConfig,
     controller_config: ControllerTrainConfig,
+    histories: Sequence[Sequence[int]] | None = None,
 ) -> tuple[Controller, list[SkillPolicy]]:
     """Fit the controller (query + argument heads) and ``num_new`` new skills jointly.
 
@@ -111,6 +125,8 @@ def train_hierarchy(
         action: The action space.
         skill_config: New skills' shape and training (``arg_dim``, epochs, batch, rate, ...).
         controller_config: The controller's shape and its loss weights.
+        histories: Per segment, the skill rows called before it in its episode (read with
+            ``controller_config.history``); ``None``: from the spans.
 
     Returns:
         The controller and the new skills, in key order.
@@ -156,6 +172,18 @@ def train_hierarchy(
     # Hindsight: every segment's target, the interaction cell's content at its end (N, C).
     seg_target = target.content(end_x) if target is not None else None
     key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
+    # Call history: per segment, what its episode called before it (N_seg, H); steps share it.
+    # A retry history (its own skill already called) trains a share of the inner steps.
+    num_history = total if controller_config.reads_history(target is not None) else 0
+    seg_history: torch.Tensor | None = None
+    seg_retry = torch.zeros(0)
+    if num_history:
+        if histories is None:
+            histories = episode_call_prefixes(segments.spans, labels_np.tolist())
+        seg_history, seg_retry = step_histories(
+            histories, labels_np.tolist(), num_history, controller_config.history_cap
+        )
+    step_first = torch.from_numpy(first)  # (S,)
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
     with torch.random.fork_rng(devices=[]):
@@ -169,6 +197,8 @@ def train_hierarchy(
                 arg_dim=arg_dim,
                 grid=controller_config.grid_spec(segments.grids, target is not None),
                 target=target,
+                history_skills=num_history,
+                history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
             )
         )
         new = [
@@ -202,19 +232,26 @@ def train_hierarchy(
                 step_in = step_in + noise * torch.randn(step_in.shape, generator=generator)
                 end_in = end_in + noise * torch.randn(end_in.shape, generator=generator)
             # Query on the step's own context (the controller is asked again after a stop).
-            query, _ = controller.query_and_argument(step_in)
+            step_hist = None  # (b, H)
+            if seg_history is not None:
+                retry = controller_config.history_retry if train else 0.0
+                step_hist = mix_retry(
+                    seg_history[seg], seg_retry[seg], step_first[idx], retry, generator
+                )
+            query, _ = controller.query_and_argument(step_in, step_hist)
             ce = nn.functional.cross_entropy(
                 attention_logits(query, key_tensor), seg_skill[seg], reduction="none"
             )
             query_loss = (ce * step_w[idx]).sum() / step_w[idx].sum()
             # Arguments from each segment's decision point, shared by its steps and its end.
             both = torch.cat([seg, end_idx])
+            both_hist = seg_history[both] if seg_history is not None else None  # (b + e, H)
             if seg_target is None:
-                _, argument = controller.query_and_argument(start_x[both])  # (b + e, D)
+                _, argument = controller.query_and_argument(start_x[both], both_hist)  # (b+e, D)
             else:
                 # Teacher forcing: skills read the true target; the head learns to predict it.
                 assert target is not None
-                _, logits = controller.query_and_target_logits(start_x[both])  # (b + e, C)
+                _, logits = controller.query_and_target_logits(start_x[both], both_hist)
                 argument = seg_target[both]  # (b + e, C)
                 query_loss = query_loss + controller_config.target_weight * (
                     group_cross_entropy(logits, argument, target.groups).mean()
@@ -285,10 +322,18 @@ def train_hierarchy(
 
 
 @torch.no_grad()
-def segment_arguments(controller: Controller | None, segments: SegmentSet) -> torch.Tensor:
+def segment_arguments(
+    controller: Controller | None,
+    segments: SegmentSet,
+    histories: Sequence[Sequence[int]] | None = None,
+) -> torch.Tensor:
     """The argument (N, D) each segment's skill reads (D may be 0): the one the controller gives
     at its decision point, or with a target head the segment's hindsight target (the argument
-    its skill was trained with: what the segment ends facing)."""
+    its skill was trained with: what the segment ends facing).
+
+    A controller that reads the call history is given ``histories`` (per segment, the skill
+    rows called before it); ``None``: none called yet (before segments are assigned to skills,
+    their history is not known)."""
     starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
     if controller is None:
         return torch.zeros(len(starts), 0)
@@ -296,5 +341,10 @@ def segment_arguments(controller: Controller | None, segments: SegmentSet) -> to
     if target is not None:
         ends = segments.end_features(list(range(segments.num_segments)))  # (N, O)
         return target.content(torch.from_numpy(ends))  # (N, C)
-    _, argument = controller.query_and_argument(torch.from_numpy(starts))
+    history = None
+    if controller.config.history_skills:
+        prefixes = histories if histories is not None else [()] * len(starts)
+        config = controller.config
+        history = call_history(prefixes, config.history_skills, config.history_cap)  # (N, H)
+    _, argument = controller.query_and_argument(torch.from_numpy(starts), history)
     return argument

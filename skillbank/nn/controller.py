@@ -11,6 +11,13 @@ the argmax of each group as one-hot (a "hindsight" target: trained on the conten
 interaction cell where each demonstrated segment ended, as in hindsight relabelling, Andrychowicz
 et al., 2017; Ghosh et al., 2019).
 
+With ``history_skills`` N > 0 (``skill-controller-history-v1``) the controller also reads the
+episode's *call history*, a (B, 2N + 1) vector (:func:`history_features`): a one-hot of the last
+skill called (or "none yet") and each skill's call count (capped at :data:`HISTORY_COUNT_CAP`,
+scaled to [0, 1]), joined to the trunk's input. Two states that look alike (before and after
+"go next to Y") then differ by what has been done, as in options with a previous-option input
+(Bacon et al., 2017; the call history of HAL, Jiang et al., 2019).
+
 Example:
     >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
     >>> keys = torch.eye(4)
@@ -21,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +39,21 @@ from skillbank.nn.grid_trunk import GridSlice, GridTrunk, GridTrunkSpec
 from skillbank.nn.skill_policy import make_mlp
 
 __all__ = [
+    "HISTORY_COUNT_CAP",
     "Controller",
     "ControllerConfig",
     "TargetSpec",
     "attention_logits",
+    "call_history",
     "group_cross_entropy",
     "group_one_hot",
+    "history_features",
     "top_k_attention",
 ]
+
+HISTORY_COUNT_CAP = 1
+"""Default cap of the call counts: above it they read as this many (count / cap, in [0, 1]);
+1: whether each skill has been called (measured best, see ``ControllerTrainConfig.history``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +137,8 @@ def group_cross_entropy(
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
     """Shape of the controller (:attr:`arch_id`: ``skill-controller-v1``, ``-v2`` with arguments,
-    ``-v3`` with a grid trunk, ``skill-controller-target-v1`` with a hindsight target head).
+    ``-v3`` with a grid trunk, ``skill-controller-target-v1`` with a hindsight target head,
+    ``skill-controller-history-v1`` with a call-history input beside any of these).
 
     Attributes:
         obs_dim: O, observation features in (the mission or task id is part of them).
@@ -134,6 +149,9 @@ class ControllerConfig:
             ``None``: an MLP over the flat features (v1/v2).
         target: The argument is a target cell content (a target head, no arg head); then
             ``arg_dim`` must equal ``target.dim``. ``None``: a learned argument (or none).
+        history_skills: N, the primitive skills (key rows ``0 .. N-1``) whose calls so far in
+            the episode the controller reads (``skill-controller-history-v1``); 0: none.
+        history_cap: Call counts above this read as this many (with a history).
     """
 
     obs_dim: int
@@ -142,8 +160,15 @@ class ControllerConfig:
     arg_dim: int = 0
     grid: GridTrunkSpec | None = None
     target: TargetSpec | None = None
+    history_skills: int = 0
+    history_cap: int = HISTORY_COUNT_CAP
 
     def __post_init__(self) -> None:
+        if self.history_skills < 0 or self.history_cap < 1:
+            raise ValueError(
+                "ControllerConfig.history_skills must be >= 0 and .history_cap >= 1, got "
+                f"{self.history_skills} and {self.history_cap}"
+            )
         if self.obs_dim < 1 or self.latent_dim < 1:
             raise ValueError("ControllerConfig.obs_dim and .latent_dim must be >= 1")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -164,9 +189,17 @@ class ControllerConfig:
                 raise ValueError("ControllerConfig.target's grid reaches past obs_dim")
 
     @property
+    def history_dim(self) -> int:
+        """H = 2 N + 1, the width of the call-history input (0 without one)."""
+        return 2 * self.history_skills + 1 if self.history_skills else 0
+
+    @property
     def arch_id(self) -> str:
-        """``skill-controller-target-v1`` with a target head, ``skill-controller-v3`` with a grid
+        """``skill-controller-history-v1`` with a call-history input (any trunk and heads),
+        ``skill-controller-target-v1`` with a target head, ``skill-controller-v3`` with a grid
         trunk, ``-v2`` when it gives arguments, else ``-v1``."""
+        if self.history_skills:
+            return "skill-controller-history-v1"
         if self.target is not None:
             return "skill-controller-target-v1"
         if self.grid is not None:
@@ -186,6 +219,9 @@ class ControllerConfig:
             data["grid_trunk"] = self.grid.to_json()
         if self.target is not None:
             data["target"] = self.target.to_json()
+        if self.history_skills:
+            data["history_skills"] = self.history_skills
+            data["history_cap"] = self.history_cap
         return data
 
     @classmethod
@@ -199,6 +235,8 @@ class ControllerConfig:
             arg_dim=int(data.get("arg_dim", 0)),
             grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
             target=TargetSpec.from_json(target) if target is not None else None,
+            history_skills=int(data.get("history_skills", 0)),
+            history_cap=int(data.get("history_cap", HISTORY_COUNT_CAP)),
         )
 
 
@@ -208,6 +246,8 @@ class Controller(nn.Module):
     The argument head (v2) sees the same context as the query; its output, in [-1, 1], is what a
     parameterised skill reads beside its observations until it stops (e.g. which object to go to).
     With a target head instead, the argument is the predicted target content (one-hot per group).
+    With ``history_skills`` > 0 every method also takes the call history (B, H) of
+    :func:`history_features`, joined to the features after the grid trunk.
     """
 
     def __init__(self, config: ControllerConfig) -> None:
@@ -218,6 +258,7 @@ class Controller(nn.Module):
         if config.grid is not None:
             self.grid = GridTrunk(config.obs_dim, config.grid)
             in_dim = self.grid.out_dim
+        in_dim += config.history_dim
         self.trunk = make_mlp(in_dim, config.hidden_dims)
         self.query_head = nn.Linear(config.hidden_dims[-1], config.latent_dim)
         self.arg_head: nn.Linear | None = None
@@ -227,20 +268,30 @@ class Controller(nn.Module):
         elif config.arg_dim:
             self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
-    def _hidden(self, features: torch.Tensor) -> torch.Tensor:
-        """Features (B, O) -> the MLP's last hidden layer (B, H)."""
+    def _hidden(self, features: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
+        """Features (B, O) and call history (B, H) -> the MLP's last hidden layer (B, D_h)."""
+        if (history is None) != (self.config.history_dim == 0):
+            raise ValueError(
+                "Controller: a call history (B, H) is needed exactly when "
+                f"ControllerConfig.history_skills > 0 (here {self.config.history_skills})"
+            )
         if self.grid is not None:
             features = self.grid(features)  # (B, F)
+        if history is not None:
+            features = torch.cat([features, history], dim=-1)  # (B, F + H)
         hidden: torch.Tensor = self.trunk(features)
         return hidden
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Features (B, O) -> queries (B, Z)."""
-        return self.query_head(self._hidden(features))  # type: ignore[no-any-return]
+    def forward(self, features: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        """Features (B, O) (and call history (B, H)) -> queries (B, Z)."""
+        return self.query_head(self._hidden(features, history))  # type: ignore[no-any-return]
 
-    def query_and_argument(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O) -> queries (B, Z) and arguments (B, D) (D = 0 without an arg head)."""
-        hidden = self._hidden(features)
+    def query_and_argument(
+        self, features: torch.Tensor, history: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) (and call history (B, H)) -> queries (B, Z) and arguments (B, D)
+        (D = 0 without an arg head)."""
+        hidden = self._hidden(features, history)
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
@@ -249,16 +300,55 @@ class Controller(nn.Module):
             return query, hidden.new_zeros(hidden.shape[0], 0)
         return query, torch.tanh(self.arg_head(hidden))
 
-    def query_and_target_logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O) -> queries (B, Z) and target logits (B, C) (a target head only).
+    def query_and_target_logits(
+        self, features: torch.Tensor, history: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, O) (and call history (B, H)) -> queries (B, Z) and target logits (B, C)
+        (a target head only).
 
         Raises:
             ValueError: If the controller has no target head.
         """
         if self.target_head is None:
             raise ValueError("Controller.query_and_target_logits: this controller has no target")
-        hidden = self._hidden(features)
+        hidden = self._hidden(features, history)
         return self.query_head(hidden), self.target_head(hidden)
+
+
+def history_features(
+    last: torch.Tensor, counts: torch.Tensor, cap: int = HISTORY_COUNT_CAP
+) -> torch.Tensor:
+    """The call-history input (B, 2N + 1) of a controller over N skills.
+
+    Args:
+        last: (B,) the key row of the last skill called, -1: none yet (rows >= N read as none).
+        counts: (B, N) calls of each skill so far.
+        cap: Counts above this read as this many.
+
+    Returns:
+        One-hot of the last call over N + 1 slots (slot N: none), then the counts capped at
+        ``cap`` and divided by it.
+    """
+    num_skills = counts.shape[-1]
+    slot = torch.where((last >= 0) & (last < num_skills), last, num_skills)  # (B,)
+    one_hot = nn.functional.one_hot(slot, num_skills + 1).float()  # (B, N + 1)
+    scaled = counts.clamp(0, cap).float() / cap  # (B, N)
+    return torch.cat([one_hot, scaled], dim=-1)
+
+
+def call_history(
+    prefixes: Sequence[Sequence[int]], num_skills: int, cap: int = HISTORY_COUNT_CAP
+) -> torch.Tensor:
+    """:func:`history_features` (B, 2N + 1) of B call sequences (key rows, oldest first);
+    rows outside ``0 .. N-1`` (unknown skills) are left out."""
+    last = torch.full((len(prefixes),), -1, dtype=torch.long)  # (B,)
+    counts = torch.zeros(len(prefixes), num_skills, dtype=torch.long)  # (B, N)
+    for b, prefix in enumerate(prefixes):
+        known = [k for k in prefix if 0 <= k < num_skills]
+        if known:
+            last[b] = known[-1]
+            counts[b] = torch.bincount(torch.tensor(known), minlength=num_skills)
+    return history_features(last, counts, cap)
 
 
 def attention_logits(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

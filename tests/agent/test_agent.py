@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.agent.replay import REPLAY_ARCH
 from skillbank.envs.rollout import evaluate_policy, info_success
 from skillbank.envs.toy import ToyDemonstrator, make_toy_env
 from skillbank.learning.controller_training import ControllerTrainConfig
@@ -129,13 +130,14 @@ def test_retrieve_returns_skills_never_components(tmp_path: Path) -> None:
         report = agent.learn([_demos(("pickup",), 20)])
         components = memory.list(RetrievalFilter(tags=("component",)))
         roles = {r.arch_id for r in components}
-        assert {"skill-controller-v2", "skill-vae-v1", "segment-replay-v2"} <= roles
+        assert agent.controller is not None
+        assert {agent.controller.config.arch_id, "skill-vae-v1", REPLAY_ARCH} <= roles
         # a query aimed straight at the components' key still only finds skills
         key = np.zeros(FAST.vae.latent_dim, np.float32)
         key[0] = 1.0
         found = agent.retrieve(key, k=len(report.skill_ids) + len(components))
         assert set(found.skill_ids) == set(report.skill_ids)
-        found = agent.retrieve(key, k=50, filters=RetrievalFilter(arch_id="segment-replay-v2"))
+        found = agent.retrieve(key, k=50, filters=RetrievalFilter(arch_id=REPLAY_ARCH))
         assert not found.skill_ids
 
 

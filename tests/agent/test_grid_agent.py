@@ -17,7 +17,10 @@ from tests.learning.test_hierarchy_grid import grid_episode
 GRID_FAST = AgentConfig(
     vae=SkillVAETrainConfig(num_epochs=2),
     skill=SkillTrainConfig(num_epochs=2, grid_trunk=True, conv_channels=(4, 4)),
-    controller=ControllerTrainConfig(num_epochs=2, grid_trunk=True, conv_channels=(4,)),
+    # history off: the v3 controller exactly (a grid + history controller: test_history_agent)
+    controller=ControllerTrainConfig(
+        num_epochs=2, grid_trunk=True, conv_channels=(4,), history=False
+    ),
     num_envs=4,
     seed=0,
 )

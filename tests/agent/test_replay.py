@@ -1,7 +1,9 @@
-"""The agent's bounded segment replay: the compact v2 record, v1 records, corruption, the bound."""
+"""The agent's bounded segment replay: the compact v3 record (v2 + call histories), v1 and v2
+records, corruption, the bound, call histories mapped to key rows."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from skillbank.agent.replay import REPLAY_ARCH, REPLAY_POLICIES, SegmentReplay
 from skillbank.errors import MemoryCorruptionError
+from skillbank.learning.segment_set import SegmentSet
 from skillbank.memory.packs import export_pack, import_pack
 from skillbank.memory.store import SkillMemory
 from skillbank.types import Provenance, RetrievalFilter
@@ -45,11 +48,14 @@ def _replay(
         for t in lengths
     )
     ids = tuple(f"skill-{i % 3}" for i in range(len(lengths)))
-    return SegmentReplay(feats, acts, ids, calls if calls is not None else (0,) * len(lengths))
+    # each segment's history: the skills before it ("skill-9": one whose segments all left)
+    histories = tuple(("skill-9", *ids[:i])[-i:] if i else () for i in range(len(lengths)))
+    calls = calls if calls is not None else (0,) * len(lengths)
+    return SegmentReplay(feats, acts, ids, calls, histories)
 
 
 def _assert_same(a: SegmentReplay, b: SegmentReplay) -> None:
-    assert a.skill_ids == b.skill_ids and a.calls == b.calls
+    assert a.skill_ids == b.skill_ids and a.calls == b.calls and a.histories == b.histories
     for x, y in zip(a.actions, b.actions, strict=True):
         np.testing.assert_array_equal(x, y)
         assert x.dtype == y.dtype
@@ -57,7 +63,7 @@ def _assert_same(a: SegmentReplay, b: SegmentReplay) -> None:
         assert x.shape == y.shape and y.dtype == np.float32
 
 
-# --- the v2 record ------------------------------------------------------------------------------
+# --- the v3 record (v2 columns + call histories) ---------------------------------------------
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -154,12 +160,50 @@ def test_v1_record_still_loads(tmp_path: Path) -> None:
             "agent/replay", np.eye(4)[0], "segment-replay-v1", config, weights, Provenance("t")
         )
         back = SegmentReplay.from_record(record.arch_config, memory.load_weights(record))
-    _assert_same(replay, back)  # calls all 0: one learn call
+    _assert_same(dataclasses.replace(replay, histories=()), back)  # calls 0, no histories
     for x, y in zip(replay.features, back.features, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-3)
     weights["features"] = weights["features"][:-1]  # a row short
     with pytest.raises(MemoryCorruptionError, match="rows"):
         SegmentReplay.from_record(config, weights)
+
+
+def test_v2_record_still_loads_with_no_histories(tmp_path: Path) -> None:
+    """A ``segment-replay-v2`` record (no call histories): every segment reads as the first."""
+    replay = _replay(calls=(0, 1, 1, 2, 2))
+    config, weights = replay.to_record(OBS)
+    del weights["history_lengths"], weights["history_skills"], config["num_history"]
+    with SkillMemory(tmp_path / "m") as memory:
+        record = memory.add(
+            "agent/replay", np.eye(4)[0], "segment-replay-v2", config, weights, Provenance("t")
+        )
+        back = SegmentReplay.from_record(record.arch_config, memory.load_weights(record))
+    assert back.histories == ((),) * 5
+    _assert_same(dataclasses.replace(replay, histories=()), back)
+
+
+def test_histories_follow_the_episode_and_map_to_key_rows() -> None:
+    # episode 0: A then B then A; episode 1: B alone (spans out of order on purpose)
+    feats = tuple(np.zeros((7, 2), np.float32) for _ in range(2))
+    acts = tuple(np.zeros(6, np.int64) for _ in range(2))
+    spans = ((0, 4, 6), (1, 0, 6), (0, 0, 2), (0, 2, 4))
+    segments = SegmentSet(feats, acts, spans)
+    replay = SegmentReplay.from_segments(segments, [0, 1, 0, 1], ["A", "B"])
+    assert replay.histories == (("A", "B"), (), (), ("A",))
+    # later, the rows have moved ("C" came first) and "B" is no longer offered
+    later = SegmentSet(feats[:1], acts[:1], ((0, 0, 3), (0, 3, 6)))
+    merged, labels = replay.merged_with(later, [2, 0], ["C", "X", "A"])
+    histories = replay.merged_histories(later, [2, 0], ["C", "X", "A"])
+    assert labels.tolist() == [2, 0, 2, 2] and merged.num_segments == 4
+    assert histories == [(), (2,), (2,), ()]  # "B" left out: not a skill of this controller
+    assert replay.union(replay).histories == replay.histories * 2
+    kept = replay.bounded(8, seed=0)  # a subset keeps each segment's own history
+    assert kept.num_segments < replay.num_segments
+    for f, h in zip(kept.features, kept.histories, strict=True):
+        (i,) = [j for j, g in enumerate(replay.features) if g is f]
+        assert h == replay.histories[i]
+    with pytest.raises(ValueError, match="histories"):
+        SegmentReplay(feats, acts, ("A", "B"), (0, 0), ((),))
 
 
 # --- corrupt records ----------------------------------------------------------------------------
@@ -179,13 +223,18 @@ def _corrupt(name: str, weights: dict[str, npt.NDArray[Any]]) -> None:
         weights["skills"] = weights["skills"] + 5
     elif name == "missing":
         del weights["calls"]
+    elif name == "history":
+        weights["history_skills"] = weights["history_skills"][:-1]
+    elif name == "history_ids":
+        weights["history_skills"] = weights["history_skills"] + 50
     elif name == "nan":
         weights["float_values"] = weights["float_values"].copy()
         weights["float_values"][0, 0] = np.nan
 
 
 @pytest.mark.parametrize(
-    "damage", ["kinds", "bits", "floats", "lengths", "skills", "missing", "nan"]
+    "damage",
+    ["kinds", "bits", "floats", "lengths", "skills", "missing", "history", "history_ids", "nan"],
 )
 def test_corrupt_v2_record_raises_a_clear_error_and_loses_nothing(
     tmp_path: Path, damage: str

@@ -88,7 +88,7 @@ def test_joint_training_builds_grid_modules_that_fit() -> None:
         conv_channels=(8, 8),
     )
     controller_config = ControllerTrainConfig(
-        hidden_dims=(32,), grid_trunk=True, conv_channels=(4,), kernel_size=2
+        hidden_dims=(32,), grid_trunk=True, conv_channels=(4,), kernel_size=2, history=False
     )
     controller, (skill,) = train_hierarchy(
         segments,
@@ -132,6 +132,6 @@ def test_separate_training_builds_grid_modules() -> None:
         segments,
         [0] * segments.num_segments,
         np.eye(2, 4, dtype=np.float32),
-        ControllerTrainConfig(hidden_dims=(16,), num_epochs=1, grid_trunk=True),
+        ControllerTrainConfig(hidden_dims=(16,), num_epochs=1, grid_trunk=True, history=False),
     )
     assert controller.config.arch_id == "skill-controller-v3"

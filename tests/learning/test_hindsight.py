@@ -121,6 +121,7 @@ def test_hindsight_training_predicts_the_target_and_feeds_pointer_skills() -> No
     assert target is not None and controller.config.arch_id == "skill-controller-target-v1"
     assert controller.config.arg_dim == target.dim
     assert controller.config.grid is not None  # the unset switch turns the CNN on for targets
+    assert controller.config.history_skills == 0  # and the call history off
     for skill in new:
         assert skill.config.argument == "hindsight" and skill.config.arg_dim == target.dim
         assert skill.config.grid is not None and skill.config.grid.arg_film == "pointer"
@@ -143,7 +144,9 @@ def test_learned_argument_stays_the_default_path() -> None:
     torch.manual_seed(0)
     _, controller, new = _train([ball_episode(s) for s in range(8)], "learned")
     assert all(s.config.argument == "learned" for s in new)
-    assert controller.config.target is None and controller.config.arch_id == "skill-controller-v2"
+    assert controller.config.target is None and controller.config.arg_dim > 0
+    # learned arguments: the controller reads the call history by default
+    assert controller.config.arch_id == "skill-controller-history-v1"
     assert controller.config.grid is None  # learned arguments keep the MLP controller
     assert controller.config.arg_dim == SkillTrainConfig().arg_dim
 
@@ -184,7 +187,7 @@ def test_vector_worlds_keep_the_learned_argument() -> None:
         config,
         ControllerTrainConfig(hidden_dims=(16,), num_epochs=1),
     )
-    assert controller.config.target is None and controller.config.arch_id == "skill-controller-v2"
+    assert controller.config.target is None and controller.config.arg_dim == 4
     assert skill.config.arg_dim == 4
 
 

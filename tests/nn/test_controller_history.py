@@ -1,0 +1,111 @@
+"""The controller's call-history input: encoding, config, registry, and old configs unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skillbank.architectures import expected_tensors
+from skillbank.nn.controller import (
+    HISTORY_COUNT_CAP,
+    Controller,
+    ControllerConfig,
+    TargetSpec,
+    call_history,
+    history_features,
+)
+from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
+
+
+def test_history_features_one_hot_last_and_capped_counts() -> None:
+    last = torch.tensor([-1, 2, 7])  # none, skill 2, a skill the controller never saw
+    counts = torch.tensor([[0, 0, 0], [1, 0, 5], [0, 2, 0]])
+    h = history_features(last, counts, cap=3)  # (3, 2 * 3 + 1)
+    assert h.shape == (3, 7)
+    np.testing.assert_array_equal(h[:, :4].numpy(), [[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]])
+    assert h[1, 6].item() == 1.0  # 5 calls read as the cap
+    assert h[2, 5].item() == pytest.approx(2 / 3)
+
+
+def test_call_history_of_prefixes_leaves_unknown_rows_out() -> None:
+    h = call_history([(), (1,), (0, 1, 1), (1, 9)], 2)  # (4, 5)
+    expected = history_features(
+        torch.tensor([-1, 1, 1, 1]), torch.tensor([[0, 0], [0, 1], [1, 2], [0, 1]])
+    )
+    torch.testing.assert_close(h, expected)
+
+
+def _grid() -> GridSlice:
+    return GridSlice(offset=2, height=2, width=2, channels=3, groups=(2, 1))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ControllerConfig(obs_dim=14, latent_dim=4, history_skills=3),
+        ControllerConfig(obs_dim=14, latent_dim=4, arg_dim=5, history_skills=2),
+        ControllerConfig(
+            obs_dim=14,
+            latent_dim=4,
+            arg_dim=3,
+            grid=GridTrunkSpec((_grid(),), (4,), 3),
+            history_skills=4,
+        ),
+        ControllerConfig(
+            obs_dim=14,
+            latent_dim=4,
+            arg_dim=3,
+            grid=GridTrunkSpec((_grid(),), (4,), 3),
+            target=TargetSpec(_grid(), 1, (2, 1)),
+            history_skills=1,
+        ),
+    ],
+)
+def test_history_config_round_trips_and_the_registry_knows_its_tensors(
+    config: ControllerConfig,
+) -> None:
+    assert config.arch_id == "skill-controller-history-v1"
+    assert ControllerConfig.from_json(config.to_json()) == config
+    controller = Controller(config)
+    expected = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
+    actual = {k: tuple(v.shape) for k, v in controller.state_dict().items()}
+    assert actual == expected
+    x = torch.randn(5, config.obs_dim)
+    h = call_history([(), (0,), (0, 0), (), (0,)], config.history_skills)  # (5, H)
+    query, argument = controller.query_and_argument(x, h)
+    assert query.shape == (5, 4) and argument.shape == (5, config.arg_dim)
+    assert controller(x, h).shape == (5, 4)
+    with pytest.raises(ValueError, match="call history"):
+        controller(x)
+
+
+def test_the_history_changes_the_query() -> None:
+    torch.manual_seed(0)
+    controller = Controller(ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2))
+    x = torch.randn(1, 6).expand(2, -1)
+    query = controller(x, call_history([(), (1,)], 2))
+    assert not torch.allclose(query[0], query[1])
+
+
+def test_a_controller_without_history_is_unchanged() -> None:
+    config = ControllerConfig(obs_dim=6, latent_dim=4, arg_dim=2)
+    assert "history_skills" not in config.to_json()
+    assert ControllerConfig.from_json(config.to_json()).history_skills == 0
+    assert config.arch_id == "skill-controller-v2"
+    with pytest.raises(ValueError, match="call history"):
+        Controller(config)(torch.zeros(1, 6), call_history([()], 2))
+    with pytest.raises(ValueError, match="history_skills"):
+        ControllerConfig(obs_dim=6, latent_dim=4, history_skills=-1)
+
+
+def test_the_cap_is_stored_and_applied() -> None:
+    config = ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=1)
+    assert config.to_json()["history_cap"] == 1
+    assert ControllerConfig.from_json(config.to_json()) == config
+    h = call_history([(0, 0, 1)], 2, cap=1)  # counts read as presence
+    torch.testing.assert_close(h, torch.tensor([[0.0, 1.0, 0.0, 1.0, 1.0]]))
+    old = {"obs_dim": 6, "latent_dim": 4, "hidden_dims": [8], "history_skills": 2}
+    assert ControllerConfig.from_json(old).history_cap == HISTORY_COUNT_CAP
+    with pytest.raises(ValueError, match="history_cap"):
+        ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=0)
