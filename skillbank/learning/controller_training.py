@@ -24,7 +24,7 @@ from torch import nn
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.nn.controller import Controller, ControllerConfig, attention_logits
-from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
+from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec, TokenSlice
 
 __all__ = ["ControllerTrainConfig", "train_controller"]
 
@@ -54,6 +54,12 @@ class ControllerTrainConfig:
         target_weight: Weight of the target head's cross-entropy (hindsight arguments, see
             ``SkillTrainConfig.argument``) against the query loss.
         seed: Seed of initialisation and batching.
+        read_tokens: Read every token sequence of the features (e.g. the mission) with a GRU
+            (:class:`~skillbank.nn.grid_trunk.TokenReader`) whose final state joins the MLP's
+            input (the positions' one-hots then reach the MLP only through it), with or
+            without the grid CNN (``skill-controller-v3``); off: the flat one-hots as before.
+        token_dim: The reader's GRU state (the mission vector's width).
+        token_film: With the grid CNN too, the mission vector FiLM-modulates its convolutions.
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -67,6 +73,9 @@ class ControllerTrainConfig:
     kernel_size: int = 3
     target_weight: float = 1.0
     seed: int = 0
+    read_tokens: bool = False
+    token_dim: int = 64
+    token_film: bool = True
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -81,16 +90,31 @@ class ControllerTrainConfig:
             raise ValueError(
                 f"ControllerTrainConfig.target_weight must be >= 0, got {self.target_weight}"
             )
+        if self.token_dim < 1:
+            raise ValueError(f"ControllerTrainConfig.token_dim must be >= 1, got {self.token_dim}")
 
     def grid_spec(
-        self, grids: tuple[GridSlice, ...], hindsight: bool = False
+        self,
+        grids: tuple[GridSlice, ...],
+        hindsight: bool = False,
+        tokens: tuple[TokenSlice, ...] = (),
     ) -> GridTrunkSpec | None:
-        """The controller's grid trunk over ``grids`` (``None``: off, or no grids: an MLP);
-        ``hindsight``: the controller names hindsight targets (turns an unset switch on)."""
+        """The controller's trunk over ``grids`` and, with ``read_tokens``, ``tokens`` (``None``:
+        neither: an MLP); ``hindsight``: the controller names hindsight targets (turns an unset
+        grid switch on)."""
         on = hindsight if self.grid_trunk is None else self.grid_trunk
-        if not on or not grids:
+        grids = grids if on else ()
+        tokens = tokens if self.read_tokens else ()
+        if not grids and not tokens:
             return None
-        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size)
+        return GridTrunkSpec(
+            grids,
+            self.conv_channels,
+            self.kernel_size,
+            tokens=tokens,
+            token_dim=self.token_dim,
+            token_film=self.token_film and bool(grids and tokens),
+        )
 
 
 def train_controller(
