@@ -348,7 +348,7 @@ class TokenReader(nn.Module):
         """Features (B, O) -> mission vectors (B, M)."""
         t = self.tokens
         one_hot = features[:, t.start : t.end].reshape(-1, t.positions, t.vocab)  # (B, P, V)
-        states, _ = self.gru(self.embed(one_hot))  # (B, P, M)
+        states: torch.Tensor = self.gru(self.embed(one_hot))[0]  # (B, P, M)
         length = (one_hot.sum(-1) > 0).sum(-1)  # (B,)
         last = (length - 1).clamp(min=0)  # (B,)
         return states[torch.arange(len(states)), last]  # (B, M)
