@@ -515,7 +515,8 @@ def _grid_trunk_tensors(
         )
     padding = (kernel - 1) // 2
     tensors: dict[str, TensorSpec] = dict(readers)
-    covered = sum(b - a for a, b in token_spans)
+    keep = isinstance(trunk.get("tokens"), Mapping) and trunk["tokens"].get("keep") is True
+    covered = 0 if keep else sum(b - a for a, b in token_spans)
     out_dim = reader_dim
     spans: list[tuple[int, int]] = list(token_spans)
     for g, grid in enumerate(grids):

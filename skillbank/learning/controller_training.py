@@ -60,6 +60,7 @@ class ControllerTrainConfig:
             without the grid CNN (``skill-controller-v3``); off: the flat one-hots as before.
         token_dim: The reader's GRU state (the mission vector's width).
         token_film: With the grid CNN too, the mission vector FiLM-modulates its convolutions.
+        token_keep: The positions' one-hots still reach the MLP too (the reader only adds).
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -76,6 +77,7 @@ class ControllerTrainConfig:
     read_tokens: bool = False
     token_dim: int = 64
     token_film: bool = True
+    token_keep: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -114,6 +116,7 @@ class ControllerTrainConfig:
             tokens=tokens,
             token_dim=self.token_dim,
             token_film=self.token_film and bool(grids and tokens),
+            token_keep=self.token_keep,
         )
 
 

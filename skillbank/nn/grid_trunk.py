@@ -182,6 +182,8 @@ class GridTrunkSpec:
         token_dim: M, the GRU state, one mission vector per token slice.
         token_film: The mission vectors FiLM-modulate every convolution of every grid
             ((gamma, beta) per channel from one linear map of the concatenated vectors).
+        token_keep: The positions' one-hots also pass through (the reader adds its vector to
+            what the module saw without it, rather than replacing them).
     """
 
     grids: tuple[GridSlice, ...]
@@ -192,13 +194,14 @@ class GridTrunkSpec:
     token_embed_dim: int = 32
     token_dim: int = 64
     token_film: bool = False
+    token_keep: bool = False
 
     def __post_init__(self) -> None:
         if not self.grids and not self.tokens:
             raise ValueError(
                 "GridTrunkSpec needs at least one GridSlice in .grids or TokenSlice in .tokens"
             )
-        spans = sorted(self.spans)
+        spans = sorted(self._layout)
         if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
             raise ValueError("GridTrunkSpec.grids and .tokens must not overlap")
         if min(self.token_embed_dim, self.token_dim) < 1:
@@ -224,17 +227,22 @@ class GridTrunkSpec:
             )
 
     @property
-    def spans(self) -> tuple[tuple[int, int], ...]:
-        """The [start, stop) feature ranges the trunk consumes: every grid, and the positions of
-        every token slice."""
+    def _layout(self) -> tuple[tuple[int, int], ...]:
+        """The [start, stop) feature ranges of every grid and every token slice's positions."""
         grids = tuple((g.offset, g.offset + g.size) for g in self.grids)
         return grids + tuple((t.start, t.end) for t in self.tokens)
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """The [start, stop) feature ranges the trunk consumes (not passed through): every grid,
+        and the positions of every token slice unless ``token_keep``."""
+        return self._layout[: len(self.grids)] if self.token_keep else self._layout
 
     @property
     def end(self) -> int:
         """One past the last feature any grid or token slice uses (the owner's obs_dim must
         reach it)."""
-        return max(stop for _, stop in self.spans)
+        return max(stop for _, stop in self._layout)
 
     def grid_out_dim(self, grid: GridSlice) -> int:
         """Features one grid contributes after the CNN: C_last * H' * W'."""
@@ -279,6 +287,7 @@ class GridTrunkSpec:
                 "embed_dim": self.token_embed_dim,
                 "dim": self.token_dim,
                 "film": self.token_film,
+                "keep": self.token_keep,
             }
         return data
 
@@ -293,6 +302,7 @@ class GridTrunkSpec:
                 "token_embed_dim": int(tokens["embed_dim"]),
                 "token_dim": int(tokens["dim"]),
                 "token_film": bool(tokens["film"]),
+                "token_keep": bool(tokens.get("keep", False)),
             }
         return cls(
             grids=tuple(GridSlice.from_json(g) for g in data["grids"]),

@@ -110,6 +110,19 @@ def test_the_reader_consumes_positions_and_keeps_the_bag_and_the_rest() -> None:
     torch.testing.assert_close(out[:, rest.shape[1] :], trunk.read_tokens(x))
 
 
+def test_kept_positions_pass_through_and_the_registry_agrees() -> None:
+    spec = GridTrunkSpec((GRID,), (8, 4), tokens=(TOKENS,), token_dim=7, token_keep=True)
+    trunk = GridTrunk(OBS, spec)
+    x = _features([[2, 3, 4, 0, 0]])
+    out = trunk(x)
+    assert trunk.out_dim == 4 * 4 * 5 + OBS - GRID.size + 7 == out.shape[1]
+    torch.testing.assert_close(out[:, 80:-7], torch.cat([x[:, :3], x[:, 3 + GRID.size :]], 1))
+    config = ControllerConfig(OBS, latent_dim=4, grid=spec)
+    shapes = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
+    assert shapes == _shapes(Controller(config))
+    assert ControllerConfig.from_json(config.to_json()) == config
+
+
 def test_the_mission_vector_is_the_gru_state_at_the_last_token_and_hears_the_order() -> None:
     torch.manual_seed(0)
     trunk = GridTrunk(OBS, _spec((), film=False))
