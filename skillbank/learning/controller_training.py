@@ -58,6 +58,13 @@ class ControllerTrainConfig:
             (:class:`~skillbank.nn.grid_trunk.TokenReader`) whose final state joins the MLP's
             input (the positions' one-hots then reach the MLP only through it), with or
             without the grid CNN (``skill-controller-v3``); off: the flat one-hots as before.
+            Off by default: it did not help. BossLevel alone (250 bot demos, 128 unseen
+            episodes, seeds 0/1), all at 32 positions: 0.406/0.422 with it vs 0.414/0.438
+            without (12 positions, main: 0.359/0.344). Demo data (4 seeds): summed success
+            2.46 vs 2.52 at main. With hindsight arguments (demo data, seeds 0/1) it hurts:
+            sum 2.18/2.23 vs 2.76/2.70, held-out target colour accuracy down on GoToLocal,
+            PickupLoc and PutNextLocal (e.g. 0.48/0.38 vs 0.57/0.64 on GoToLocal); without
+            FiLM too (2.15, seed 0). Learning CPU (60 BossLevel demos) 1.33x.
         token_dim: The reader's GRU state (the mission vector's width).
         token_film: With the grid CNN too, the mission vector FiLM-modulates its convolutions.
         token_keep: The positions' one-hots still reach the MLP too (the reader only adds).
