@@ -61,10 +61,11 @@ class ControllerTrainConfig:
             Off by default: it did not help. BossLevel alone (250 bot demos, 128 unseen
             episodes, seeds 0/1), all at 32 positions: 0.406/0.422 with it vs 0.414/0.438
             without (12 positions, main: 0.359/0.344). Demo data (4 seeds): summed success
-            2.46 vs 2.52 at main. With hindsight arguments (demo data, seeds 0/1) it hurts:
-            sum 2.18/2.23 vs 2.76/2.70, held-out target colour accuracy down on GoToLocal,
-            PickupLoc and PutNextLocal (e.g. 0.48/0.38 vs 0.57/0.64 on GoToLocal); without
-            FiLM too (2.15, seed 0). Learning CPU (60 BossLevel demos) 1.33x.
+            2.46 (seeds 0-3) vs 2.54/2.65 without it (seeds 0/1). With hindsight arguments
+            (demo data, seeds 0/1, 32 positions): sum 2.18/2.23 vs 2.20/2.03 without it, and
+            held-out target colour accuracy lower on GoToLocal and PickupLoc (0.48 vs 0.62 and
+            0.61 vs 0.70, seed 0), higher on Open (0.45 vs 0.37); without FiLM 2.15 (seed 0);
+            with ``token_keep`` 2.64/2.51. Learning CPU (60 BossLevel demos) 1.33x.
         token_dim: The reader's GRU state (the mission vector's width).
         token_film: With the grid CNN too, the mission vector FiLM-modulates its convolutions.
         token_keep: The positions' one-hots still reach the MLP too (the reader only adds).
