@@ -521,9 +521,11 @@ def _grid_trunk_tensors(
     channels = int_list(trunk, "conv_channels", arch_id)
     kernel = positive_int(trunk, "kernel_size", arch_id)
     grids = trunk.get("grids")
-    if not channels or not isinstance(grids, list) or not grids or len(grids) > 16:
+    readers, reader_dim, film_width, token_spans = _token_reader_tensors(trunk, arch_id)
+    if not channels or not isinstance(grids, list) or not (grids or readers) or len(grids) > 16:
         raise ArchitectureError(
-            f"{arch_id} config field 'grid_trunk' needs 1-16 'grids' and non-empty 'conv_channels'"
+            f"{arch_id} config field 'grid_trunk' needs 1-16 'grids' (or 'tokens') and "
+            "non-empty 'conv_channels'"
         )
     film = trunk.get("arg_film", "mlp")
     if film not in ("mlp", "grid", "pointer"):
@@ -531,9 +533,11 @@ def _grid_trunk_tensors(
             f"{arch_id} config field 'grid_trunk.arg_film' must be mlp|grid|pointer"
         )
     padding = (kernel - 1) // 2
-    tensors: dict[str, TensorSpec] = {}
-    covered = out_dim = 0
-    spans: list[tuple[int, int]] = []
+    tensors: dict[str, TensorSpec] = dict(readers)
+    keep = isinstance(trunk.get("tokens"), Mapping) and trunk["tokens"].get("keep") is True
+    covered = 0 if keep else sum(b - a for a, b in token_spans)
+    out_dim = reader_dim
+    spans: list[tuple[int, int]] = list(token_spans)
     for g, grid in enumerate(grids):
         if not isinstance(grid, Mapping):
             raise ArchitectureError(f"{arch_id} config field 'grid_trunk.grids' must hold objects")
@@ -558,11 +562,41 @@ def _grid_trunk_tensors(
         if min(height, width) < 1:
             raise ArchitectureError(f"{arch_id}: grid {g} vanishes under its convolutions")
         out_dim += channels[-1] * height * width
+        if film_width:
+            tensors.update(linear(f"grid.token_films.{g}", film_width, 2 * sum(channels)))
     spans.sort()
     if spans[-1][1] > obs_dim or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise ArchitectureError(f"{arch_id}: grid slices overlap or reach past obs_dim {obs_dim}")
     film_dim = {"mlp": 0, "grid": 2 * channels[0], "pointer": channels[0]}[film] * len(grids)
     return tensors, out_dim + obs_dim - covered, film_dim
+
+
+def _token_reader_tensors(
+    trunk: Mapping[str, Any], arch_id: str
+) -> tuple[dict[str, TensorSpec], int, int, list[tuple[int, int]]]:
+    """Tensors of the token readers at ``trunk["tokens"]`` (skillbank.nn.grid_trunk.TokenReader),
+    their output width, the token FiLM's input width (0: no FiLM) and the feature ranges the
+    readers consume; nothing without ``"tokens"``."""
+    tokens = trunk.get("tokens")
+    if tokens is None:
+        return {}, 0, 0, []
+    slices = tokens.get("slices") if isinstance(tokens, Mapping) else None
+    if not isinstance(slices, list) or not slices or len(slices) > 16:
+        raise ArchitectureError(f"{arch_id} config field 'grid_trunk.tokens' needs 1-16 'slices'")
+    embed = positive_int(tokens, "embed_dim", arch_id)
+    dim = positive_int(tokens, "dim", arch_id)
+    tensors: dict[str, TensorSpec] = {}
+    spans: list[tuple[int, int]] = []
+    for i, piece in enumerate(slices):
+        if not isinstance(piece, Mapping):
+            raise ArchitectureError(f"{arch_id} config field 'grid_trunk.tokens' must hold objects")
+        vocab = positive_int(piece, "vocab", arch_id)
+        start = _count(piece, "offset", arch_id) + vocab
+        spans.append((start, start + vocab * positive_int(piece, "positions", arch_id)))
+        tensors[f"grid.readers.{i}.embed.weight"] = TensorSpec((embed, vocab))
+        tensors.update(gru_tensors(f"grid.readers.{i}.gru", embed, dim))
+    film = _flag(tokens, "film", arch_id) if "film" in tokens else False
+    return tensors, dim * len(slices), dim * len(slices) if film else 0, spans
 
 
 def _skill_policy_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:

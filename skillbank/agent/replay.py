@@ -192,6 +192,7 @@ class SegmentReplay:
             segments.actions + tuple(self.actions[i] for i in keep),
             segments.spans + tuple(spans),
             segments.grids,
+            segments.tokens,
         )
         labels = np.concatenate(
             [np.asarray(assignment, np.int64), [index[self.skill_ids[i]] for i in keep]]

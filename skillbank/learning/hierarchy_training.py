@@ -195,7 +195,9 @@ def train_hierarchy(
                 latent_dim=key_tensor.shape[1],
                 hidden_dims=controller_config.hidden_dims,
                 arg_dim=arg_dim,
-                grid=controller_config.grid_spec(segments.grids, target is not None),
+                grid=controller_config.grid_spec(
+                    segments.grids, target is not None, segments.tokens
+                ),
                 target=target,
                 history_skills=num_history,
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,

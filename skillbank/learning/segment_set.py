@@ -16,10 +16,10 @@ import numpy.typing as npt
 from skillbank.errors import TrainingError
 from skillbank.interfaces import iter_segments
 from skillbank.learning.features import ObservationFeaturizer
-from skillbank.nn.grid_trunk import GridSlice
+from skillbank.nn.grid_trunk import GridSlice, TokenSlice
 from skillbank.types import Episode
 
-__all__ = ["SegmentSet", "grid_slices"]
+__all__ = ["SegmentSet", "grid_slices", "token_slices"]
 
 
 def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
@@ -38,6 +38,20 @@ def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
     return tuple(grids)
 
 
+def token_slices(featurizer: ObservationFeaturizer) -> tuple[TokenSlice, ...]:
+    """Where the token sequences lie in ``featurizer``'s features: every ``"tokens"`` entry,
+    laid out as a bag of V ids then P one-hot positions (see
+    :meth:`ObservationFeaturizer.transform`)."""
+    slices: list[TokenSlice] = []
+    offset = 0
+    for spec in featurizer.specs:
+        if spec.kind == "tokens":
+            vocab, positions = spec.cardinalities
+            slices.append(TokenSlice(offset, vocab, positions))
+        offset += spec.dim
+    return tuple(slices)
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentSet:
     """Segments of featurised episodes.
@@ -48,12 +62,15 @@ class SegmentSet:
         spans: Per segment, (episode index, start step, stop step), stop exclusive.
         grids: Where grid-shaped entries lie in the features (see :func:`grid_slices`); empty
             for vector worlds. Modules with a grid trunk read it.
+        tokens: Where token sequences lie in the features (see :func:`token_slices`); empty
+            where there are none. A controller reading its mission reads them.
     """
 
     features: tuple[npt.NDArray[np.float32], ...]
     actions: tuple[npt.NDArray[np.generic], ...]
     spans: tuple[tuple[int, int, int], ...]
     grids: tuple[GridSlice, ...] = ()
+    tokens: tuple[TokenSlice, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.actions):
@@ -65,6 +82,10 @@ class SegmentSet:
             end, width = max(g.offset + g.size for g in self.grids), self.features[0].shape[1]
             if end > width:
                 raise ValueError(f"SegmentSet.grids reach feature {end}, features have {width}")
+        if self.tokens and self.features:
+            end, width = max(t.end for t in self.tokens), self.features[0].shape[1]
+            if end > width:
+                raise ValueError(f"SegmentSet.tokens reach feature {end}, features have {width}")
 
     @classmethod
     def build(
@@ -96,7 +117,13 @@ class SegmentSet:
                 "no demonstration with actions to learn skills from",
                 hint="pass datasets whose episodes record actions",
             )
-        return cls(tuple(features), tuple(actions), tuple(spans), grid_slices(featurizer))
+        return cls(
+            tuple(features),
+            tuple(actions),
+            tuple(spans),
+            grid_slices(featurizer),
+            token_slices(featurizer),
+        )
 
     @property
     def num_segments(self) -> int:
@@ -111,7 +138,11 @@ class SegmentSet:
     def subset(self, indices: Sequence[int]) -> SegmentSet:
         """The segments at ``indices`` (episodes are shared, not copied)."""
         return SegmentSet(
-            self.features, self.actions, tuple(self.spans[i] for i in indices), self.grids
+            self.features,
+            self.actions,
+            tuple(self.spans[i] for i in indices),
+            self.grids,
+            self.tokens,
         )
 
     def padded(

@@ -8,6 +8,13 @@ one to (B, C, H, W), runs a few convolutions (ReLU), flattens the result (keepin
 are, as BabyAI 1.1's "flat" variant; Hui et al., 2020) and concatenates it with the remaining
 features. An MLP follows in the module that owns the trunk (skill or controller).
 
+A :class:`TokenSlice` says where a token sequence lies (e.g. a BabyAI mission: a bag of tokens,
+then one one-hot of V ids per position). With token slices in the spec the trunk also reads each
+sequence with a GRU over its embedded positions (a :class:`TokenReader`, as BabyAI 1.1's mission
+GRU) and appends the final state (a "mission vector") to its output; optionally that vector
+FiLM-modulates every convolution of the grid CNN (Perez et al., 2018; BabyAI 1.1). A spec may
+hold token slices and no grid (a controller without the CNN still reads its mission).
+
 The layout is part of the owner's JSON config, so a module stored in the skill memory is rebuilt
 with the same trunk in a fresh process.
 
@@ -33,6 +40,8 @@ __all__ = [
     "GridTrunk",
     "GridTrunkSpec",
     "StackedGridTrunks",
+    "TokenReader",
+    "TokenSlice",
     "conv_output_size",
 ]
 
@@ -92,6 +101,53 @@ class GridSlice:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSlice:
+    """Where one token sequence lies in the flat features (the layout of a ``"tokens"`` entry of
+    :class:`~skillbank.learning.features.ObservationFeaturizer`): a bag of the tokens (V
+    features) at ``offset``, then the one-hot token (V features) of each of P positions.
+
+    Attributes:
+        offset: First feature of the entry (its bag).
+        vocab: V, token ids (id 0, padding, is all zeros).
+        positions: P, positions encoded one-hot.
+    """
+
+    offset: int
+    vocab: int
+    positions: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0:
+            raise ValueError(f"TokenSlice.offset must be >= 0, got {self.offset}")
+        if min(self.vocab, self.positions) < 1:
+            raise ValueError("TokenSlice.vocab and .positions must be >= 1")
+
+    @property
+    def size(self) -> int:
+        """Features of the whole entry: V * (1 + P)."""
+        return self.vocab * (1 + self.positions)
+
+    @property
+    def start(self) -> int:
+        """First feature of the positions (the reader's input; the bag is not read)."""
+        return self.offset + self.vocab
+
+    @property
+    def end(self) -> int:
+        """One past the last feature of the entry."""
+        return self.offset + self.size
+
+    def to_json(self) -> dict[str, int]:
+        """The slice as stored in a module config."""
+        return {"offset": self.offset, "vocab": self.vocab, "positions": self.positions}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TokenSlice:
+        """Rebuild from :meth:`to_json` output."""
+        return cls(int(data["offset"]), int(data["vocab"]), int(data["positions"]))
+
+
 def conv_output_size(size: int, kernel_size: int, num_layers: int) -> int:
     """Side of a grid after ``num_layers`` convolutions padded by ``(kernel_size - 1) // 2``.
 
@@ -120,19 +176,38 @@ class GridTrunkSpec:
             map (H, W) enters the first convolution as one more input channel, so "the cell the
             argument names" is one dot product per cell rather than something the convolutions
             must learn to compute from a channel modulation.
+        tokens: Token sequences read by a :class:`TokenReader` each (their positions leave the
+            passed-through features; their bags stay); empty: none (the spec then needs a grid).
+        token_embed_dim: W, the embedding of each token (a bias-free linear map of its one-hot).
+        token_dim: M, the GRU state, one mission vector per token slice.
+        token_film: The mission vectors FiLM-modulate every convolution of every grid
+            ((gamma, beta) per channel from one linear map of the concatenated vectors).
+        token_keep: The positions' one-hots also pass through (the reader adds its vector to
+            what the module saw without it, rather than replacing them).
     """
 
     grids: tuple[GridSlice, ...]
     conv_channels: tuple[int, ...] = (16, 16)
     kernel_size: int = 3
     arg_film: str = "mlp"
+    tokens: tuple[TokenSlice, ...] = ()
+    token_embed_dim: int = 32
+    token_dim: int = 64
+    token_film: bool = False
+    token_keep: bool = False
 
     def __post_init__(self) -> None:
-        if not self.grids:
-            raise ValueError("GridTrunkSpec.grids must hold at least one GridSlice")
-        spans = sorted((g.offset, g.offset + g.size) for g in self.grids)
+        if not self.grids and not self.tokens:
+            raise ValueError(
+                "GridTrunkSpec needs at least one GridSlice in .grids or TokenSlice in .tokens"
+            )
+        spans = sorted(self._layout)
         if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
-            raise ValueError("GridTrunkSpec.grids must not overlap")
+            raise ValueError("GridTrunkSpec.grids and .tokens must not overlap")
+        if min(self.token_embed_dim, self.token_dim) < 1:
+            raise ValueError("GridTrunkSpec.token_embed_dim and .token_dim must be >= 1")
+        if self.token_film and not (self.tokens and self.grids):
+            raise ValueError("GridTrunkSpec.token_film needs both .tokens and .grids")
         if not self.conv_channels or min(self.conv_channels) < 1:
             raise ValueError("GridTrunkSpec.conv_channels must be positive (at least one)")
         if self.kernel_size < 1:
@@ -152,9 +227,22 @@ class GridTrunkSpec:
             )
 
     @property
+    def _layout(self) -> tuple[tuple[int, int], ...]:
+        """The [start, stop) feature ranges of every grid and every token slice's positions."""
+        grids = tuple((g.offset, g.offset + g.size) for g in self.grids)
+        return grids + tuple((t.start, t.end) for t in self.tokens)
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """The [start, stop) feature ranges the trunk consumes (not passed through): every grid,
+        and the positions of every token slice unless ``token_keep``."""
+        return self._layout[: len(self.grids)] if self.token_keep else self._layout
+
+    @property
     def end(self) -> int:
-        """One past the last feature any grid uses (the owner's obs_dim must reach it)."""
-        return max(g.offset + g.size for g in self.grids)
+        """One past the last feature any grid or token slice uses (the owner's obs_dim must
+        reach it)."""
+        return max(stop for _, stop in self._layout)
 
     def grid_out_dim(self, grid: GridSlice) -> int:
         """Features one grid contributes after the CNN: C_last * H' * W'."""
@@ -167,8 +255,9 @@ class GridTrunkSpec:
 
     def out_dim(self, obs_dim: int) -> int:
         """Width of the trunk's output for ``obs_dim`` input features."""
-        rest = obs_dim - sum(g.size for g in self.grids)
-        return sum(self.grid_out_dim(g) for g in self.grids) + rest
+        rest = obs_dim - sum(stop - start for start, stop in self.spans)
+        grids = sum(self.grid_out_dim(g) for g in self.grids)
+        return grids + rest + self.token_dim * len(self.tokens)
 
     def film_dim(self) -> int:
         """Width of the argument's projection: (gamma, beta) per first-layer channel per grid
@@ -184,29 +273,50 @@ class GridTrunkSpec:
         return self.arg_film == "pointer"
 
     def to_json(self) -> dict[str, Any]:
-        """The spec as stored in a module config."""
-        return {
+        """The spec as stored in a module config (``"tokens"`` only when there are token
+        slices, so specs without them store exactly what they did before)."""
+        data: dict[str, Any] = {
             "grids": [g.to_json() for g in self.grids],
             "conv_channels": list(self.conv_channels),
             "kernel_size": self.kernel_size,
             "arg_film": self.arg_film,
         }
+        if self.tokens:
+            data["tokens"] = {
+                "slices": [t.to_json() for t in self.tokens],
+                "embed_dim": self.token_embed_dim,
+                "dim": self.token_dim,
+                "film": self.token_film,
+                "keep": self.token_keep,
+            }
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GridTrunkSpec:
         """Rebuild from :meth:`to_json` output."""
+        tokens = data.get("tokens")
+        extra: dict[str, Any] = {}
+        if tokens is not None:
+            extra = {
+                "tokens": tuple(TokenSlice.from_json(t) for t in tokens["slices"]),
+                "token_embed_dim": int(tokens["embed_dim"]),
+                "token_dim": int(tokens["dim"]),
+                "token_film": bool(tokens["film"]),
+                "token_keep": bool(tokens.get("keep", False)),
+            }
         return cls(
             grids=tuple(GridSlice.from_json(g) for g in data["grids"]),
             conv_channels=tuple(int(c) for c in data["conv_channels"]),
             kernel_size=int(data["kernel_size"]),
             arg_film=str(data.get("arg_film", "mlp")),
+            **extra,
         )
 
 
-def _rest_ranges(obs_dim: int, grids: tuple[GridSlice, ...]) -> list[tuple[int, int]]:
-    """The [start, stop) feature ranges no grid covers, in order."""
+def _rest_ranges(obs_dim: int, spans: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """The [start, stop) feature ranges no span covers, in order."""
     ranges, position = [], 0
-    for start, stop in sorted((g.offset, g.offset + g.size) for g in grids):
+    for start, stop in sorted(spans):
         if start > position:
             ranges.append((position, start))
         position = stop
@@ -227,11 +337,42 @@ def _gather_ranges(features: torch.Tensor, ranges: list[tuple[int, int]]) -> tor
     return torch.cat(parts, dim=1) if parts else features[:, :0]
 
 
+class TokenReader(nn.Module):
+    """One token sequence of the flat features -> a mission vector: the positions' one-hots
+    embedded (bias-free linear, so padding embeds as zeros), a GRU over them, and its state at
+    the last non-padding position (trailing padding never moves it).
+
+    Args:
+        tokens: Where the sequence lies.
+        embed_dim: W, the token embedding.
+        dim: M, the GRU state.
+    """
+
+    def __init__(self, tokens: TokenSlice, embed_dim: int, dim: int) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.embed = nn.Linear(tokens.vocab, embed_dim, bias=False)
+        self.gru = nn.GRU(embed_dim, dim, batch_first=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (B, O) -> mission vectors (B, M)."""
+        t = self.tokens
+        one_hot = features[:, t.start : t.end].reshape(-1, t.positions, t.vocab)  # (B, P, V)
+        length = (one_hot.sum(-1) > 0).sum(-1)  # (B,)
+        # the GRU runs only as far as the longest sequence of the batch (it is sequential on
+        # CPU: BossLevel's 32 positions cost ~3x its 12); later states are never read
+        steps = max(1, int(length.max())) if len(length) else 1
+        states: torch.Tensor = self.gru(self.embed(one_hot[:, :steps]))[0]  # (B, P', M)
+        last = (length - 1).clamp(min=0)  # (B,)
+        return states[torch.arange(len(states)), last]  # (B, M)
+
+
 class GridTrunk(nn.Module):
     """Flat features (B, O) -> grid CNN features and the other features (B, F).
 
     Output order: each grid's flattened (C_last, H', W') features in ``spec.grids`` order, then
-    the features outside every grid in their original order.
+    the features outside every grid and token positions in their original order, then the
+    mission vector (M) of each token slice in ``spec.tokens`` order.
 
     Args:
         obs_dim: O, input features.
@@ -245,7 +386,7 @@ class GridTrunk(nn.Module):
         self.obs_dim = obs_dim
         self.spec = spec
         self.out_dim = spec.out_dim(obs_dim)
-        self.rest = _rest_ranges(obs_dim, spec.grids)
+        self.rest = _rest_ranges(obs_dim, spec.spans)
         padding = (spec.kernel_size - 1) // 2
         convs = []
         pointers = []
@@ -260,6 +401,18 @@ class GridTrunk(nn.Module):
             convs.append(nn.Sequential(*layers))
         self.convs = nn.ModuleList(convs)
         self.pointers = nn.ModuleList(pointers)  # per grid, cell embeddings (pointer only)
+        self.readers = nn.ModuleList(
+            TokenReader(t, spec.token_embed_dim, spec.token_dim) for t in spec.tokens
+        )
+        # token FiLM: per grid, (gamma, beta) of every conv layer from the mission vectors
+        films = []
+        if spec.token_film:
+            for _ in spec.grids:
+                film = nn.Linear(spec.token_dim * len(spec.tokens), 2 * sum(spec.conv_channels))
+                nn.init.zeros_(film.weight)  # starts as no modulation
+                nn.init.zeros_(film.bias)
+                films.append(film)
+        self.token_films = nn.ModuleList(films)
 
     def conv_layers(self, index: int) -> list[nn.Conv2d]:
         """The convolutions of grid ``index``, first to last."""
@@ -279,13 +432,26 @@ class GridTrunk(nn.Module):
         """The features (B, R) outside every grid."""
         return _gather_ranges(features, self.rest)
 
+    def read_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """The mission vectors of features (B, O), concatenated: (B, M * len(spec.tokens))."""
+        parts = [reader(features) for reader in self.readers]
+        return torch.cat(parts, dim=1) if parts else features[:, :0]
+
     def forward(self, features: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         """Features (B, O) -> (B, F); ``film`` (B, 2 * C_first * G) modulates the first convs."""
+        mission = self.read_tokens(features)  # (B, M * len(tokens))
         outs = []
         for index in range(len(self.convs)):
             hidden = self.grid_input(features, index)  # (B, C, H, W)
             if self.spec.pointer:
                 hidden = torch.cat([hidden, self._score_map(hidden, film, index)], dim=1)
+            token_film = (
+                self.token_films[index](mission).split(
+                    [2 * c for c in self.spec.conv_channels], dim=-1
+                )
+                if self.spec.token_film
+                else None
+            )  # per layer (B, 2 * C_l)
             for layer, conv in enumerate(self.conv_layers(index)):
                 hidden = conv(hidden)  # (B, C_l, H_l, W_l)
                 if film is not None and layer == 0 and not self.spec.pointer:
@@ -293,9 +459,13 @@ class GridTrunk(nn.Module):
                     part = film[:, 2 * width * index : 2 * width * (index + 1)]
                     gamma, beta = part.chunk(2, dim=-1)  # (B, C_first) each
                     hidden = hidden * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+                if token_film is not None:
+                    gamma, beta = token_film[layer].chunk(2, dim=-1)  # (B, C_l) each
+                    hidden = hidden * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
                 hidden = torch.relu(hidden)
             outs.append(hidden.flatten(1))  # (B, C_last * H' * W')
         outs.append(self.rest_features(features))
+        outs.append(mission)
         return torch.cat(outs, dim=1)
 
     def _score_map(
@@ -334,6 +504,11 @@ class StackedGridTrunks(nn.Module):
         first = trunks[0]
         if any(t.spec != first.spec or t.obs_dim != first.obs_dim for t in trunks):
             raise ValueError("StackedGridTrunks: every trunk must share one obs_dim and spec")
+        if first.spec.tokens or not first.spec.grids:
+            raise ValueError(
+                "StackedGridTrunks: token readers are not stacked (skills have none); "
+                "hint: run a trunk with GridTrunkSpec.tokens on its own"
+            )
         self.spec = first.spec
         self.rest = first.rest
         self.num_trunks = len(trunks)
