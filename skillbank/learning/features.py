@@ -12,12 +12,15 @@ generic and read from the data:
 - a long 1-D integer sequence (``min_sequence_len`` or more, e.g. mission tokens) is a token
   sequence: a bag of its tokens plus the one-hot tokens of its first ``sequence_positions``
   positions, over a shared vocabulary of ``max_cardinality`` ids (id 0 is padding), so missions
-  longer, or with words, unlike any seen still encode (32 positions: BabyAI missions, over 300
-  generated seeds each, hold mean/p90/p99/max 12.4/22/30/45 tokens on BossLevel, 12.5/22/30/45
-  on SynthSeq, 11.0/18/24/24 on GoToSeq, at most 9 on the four primitive levels; specs stored
-  before hold 12 and keep them). 32 rather than 12 raised BossLevel-alone success (250 bot
-  demos, 128 unseen episodes) from 0.359/0.344 to 0.414/0.438 (seeds 0/1); it costs 1,280
-  more features a step (BabyAI: 3,296 rather than 2,016 floats) and 1.42x learning CPU;
+  longer, or with words, unlike any seen still encode (12 positions by default; BabyAI missions,
+  over 300 generated seeds each, hold mean/p90/p99/max 12.4/22/30/45 tokens on BossLevel,
+  12.5/22/30/45 on SynthSeq, 11.0/18/24/24 on GoToSeq, at most 9 on the four primitive levels).
+  32 positions were measured and are not the default: BossLevel-alone success (250 bot demos,
+  128 unseen episodes, seeds 0-3), 12 vs 32 positions: 0.359/0.344/0.297/0.383 (mean 0.346)
+  vs 0.414/0.438/0.320/0.430 (0.400) without the controller's call history, but with it (the
+  default) 0.406/0.430/0.438/0.414 (0.422) vs 0.375/0.406/0.430/0.398 (0.402); 32 positions
+  cost 1,280 more features a step (BabyAI: 3,296 rather than 2,016 floats) and 1.42x learning
+  CPU;
 - any other entry is flattened to floats and standardised with the mean and std seen.
 
 The spec is plain JSON, stored beside every skill that reads it, so a memory opened in a fresh
@@ -140,7 +143,7 @@ class ObservationFeaturizer:
         *,
         max_cardinality: int = 64,
         min_sequence_len: int = 16,
-        sequence_positions: int = 32,
+        sequence_positions: int = 12,
     ) -> ObservationFeaturizer:
         """Fit the spec on every observation of ``episodes`` (see the module docstring).
 

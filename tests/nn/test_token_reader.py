@@ -225,7 +225,7 @@ def _episode(missions: list[list[int]]) -> Episode:
 
 def test_token_slices_follow_the_featurizer_layout() -> None:
     episodes = [_episode([[2, 3, 4]] * 4), _episode([[5, 6]] * 3)]
-    featurizer = ObservationFeaturizer.fit(episodes)
+    featurizer = ObservationFeaturizer.fit(episodes, sequence_positions=32)
     (tokens,) = token_slices(featurizer)
     (grid,) = grid_slices(featurizer)
     assert (tokens.vocab, tokens.positions) == (64, 20)  # 32 positions, capped by the length
