@@ -145,8 +145,8 @@ def test_learned_argument_stays_the_default_path() -> None:
     _, controller, new = _train([ball_episode(s) for s in range(8)], "learned")
     assert all(s.config.argument == "learned" for s in new)
     assert controller.config.target is None and controller.config.arg_dim > 0
-    # learned arguments: the controller reads the call history by default
-    assert controller.config.arch_id == "skill-controller-history-v1"
+    # learned arguments: no call history by default
+    assert controller.config.arch_id == "skill-controller-v2"
     assert controller.config.grid is None  # learned arguments keep the MLP controller
     assert controller.config.arg_dim == SkillTrainConfig().arg_dim
 
