@@ -87,7 +87,9 @@ class ControllerTrainConfig:
             seed). But ``skillbank bench babyai --budget small`` (the six levels learned one
             call each, 512 unseen episodes, seed 0), off vs on: GoToLocal 0.729 vs 0.742, PickupLoc
             0.199 vs 0.256, Open 0.949 vs 0.844, PutNextLocal 0.055 vs 0.037, GoTo 0.584 vs
-            0.527, BossLevel 0.367 vs 0.322: learning level by level the later calls explain
+            0.527, BossLevel 0.367 vs 0.322; the same six calls, seed 1, 256 unseen episodes:
+            BossLevel 0.336 vs 0.371 (so no gain over the two seeds). Learning level by level
+            the later calls explain
             segments by stored skills without histories, a likely cause not yet tested. With
             hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727
             vs 2.227), hence off there.
