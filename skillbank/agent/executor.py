@@ -268,7 +268,10 @@ class SkillExecutor:
                 self._note(b, k, [k])
 
     def _record_calls(self, mask: torch.Tensor) -> None:
-        """Environments in ``mask`` (B,) leave their primitive: it enters their call history."""
+        """Environments in ``mask`` (B,) leave their primitive: it enters their call history
+        (kept only for a controller that reads one: nothing to do per step otherwise)."""
+        if not self.controller.config.history_skills:
+            return
         ended = mask & (self._active[:, 0] >= 0)  # (B,)
         envs = torch.nonzero(ended).squeeze(1)  # (B',)
         skills = self._active[envs, 0]  # (B',)
