@@ -199,6 +199,12 @@ def train_hierarchy(
                     segments.grids, target is not None, segments.tokens
                 ),
                 target=target,
+                target_tokens=segments.tokens[0]
+                if target is not None and controller_config.target_copy and segments.tokens
+                else None,
+                arg_tokens=segments.tokens[0]
+                if target is None and arg_dim and controller_config.arg_pointer and segments.tokens
+                else None,
                 history_skills=num_history,
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
             )
