@@ -678,7 +678,7 @@ def _token_pointer_tensors(
     config: Mapping[str, Any], field: str, prefix: str, widths: list[int], arch: str
 ) -> dict[str, TensorSpec]:
     """Tensors of a skillbank.nn.token_copy.TokenCopyHead over the token slice ``config[field]``
-    with one head per entry of ``widths`` (their outputs side by side)."""
+    with one attention head per one-hot group of ``widths``."""
     tokens = config.get(field)
     if not isinstance(tokens, Mapping):
         raise ArchitectureError(f"{arch} config field {field!r} must be an object")
@@ -698,26 +698,14 @@ def _token_pointer_tensors(
 
 
 def _skill_controller_target_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
-    """target-v1 plus a copy head over a token sequence (skillbank.nn.token_copy)."""
+    """target-v1 whose target head reads the query (a prior per chosen skill), plus a copy head
+    over a token sequence (skillbank.nn.token_copy)."""
     arch = "skill-controller-target-v2"
     tensors = _skill_controller_target_v1(config)
     groups = int_list(config["target"], "groups", arch)
+    latent = positive_int(config, "latent_dim", arch)
+    tensors.update(linear("target_head", latent, sum(groups)))
     tensors.update(_token_pointer_tensors(config, "target_tokens", "target_copy", groups, arch))
-    return tensors
-
-
-def _skill_controller_pointer_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
-    """A controller (MLP, or CNN + MLP with 'grid_trunk') whose learned argument is read off a
-    token sequence by attention (skillbank.nn.controller.arg_pointer_widths heads)."""
-    arch = "skill-controller-pointer-v1"
-    arg_dim = positive_int(config, "arg_dim", arch)
-    base = {k: v for k, v in config.items() if k != "arg_dim"}
-    tensors = _skill_controller_v3(base) if "grid_trunk" in config else _skill_controller_v1(base)
-    heads = 2  # skillbank.nn.controller.ARG_POINTER_HEADS
-    if arg_dim < heads:
-        raise ArchitectureError(f"{arch} config field 'arg_dim' must be >= {heads}")
-    widths = [arg_dim // heads] * (heads - 1) + [arg_dim - arg_dim // heads * (heads - 1)]
-    tensors.update(_token_pointer_tensors(config, "arg_tokens", "arg_pointer", widths, arch))
     return tensors
 
 
@@ -726,13 +714,6 @@ register(
         arch_id="skill-controller-target-v1",
         tensors=_skill_controller_target_v1,
         description="Controller: (CNN +) MLP -> query over skill keys + target cell content",
-    )
-)
-register(
-    ArchitectureSpec(
-        arch_id="skill-controller-pointer-v1",
-        tensors=_skill_controller_pointer_v1,
-        description="Controller: (CNN +) MLP -> query over skill keys + argument read off tokens",
     )
 )
 register(
@@ -752,9 +733,7 @@ def _skill_controller_history_v1(config: Mapping[str, Any]) -> dict[str, TensorS
     2 * ``history_skills`` + 1 inputs joined after the grid trunk (or the flat features)."""
     arch = "skill-controller-history-v1"
     history = 2 * positive_int(config, "history_skills", arch) + 1
-    if "arg_tokens" in config:
-        tensors = _skill_controller_pointer_v1(config)
-    elif "target_tokens" in config:
+    if "target_tokens" in config:
         tensors = _skill_controller_target_v2(config)
     elif "target" in config:
         tensors = _skill_controller_target_v1(config)

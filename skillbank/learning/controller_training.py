@@ -119,12 +119,11 @@ class ControllerTrainConfig:
         token_dim: The reader's GRU state (the mission vector's width).
         token_film: With the grid CNN too, the mission vector FiLM-modulates its convolutions.
         token_keep: The positions' one-hots still reach the MLP too (the reader only adds).
-        target_copy: With hindsight targets, the target head also copies values off the first
-            token sequence of the features (the mission) by attention over its positions
+        target_copy: With hindsight targets, the target is copied off the first token sequence
+            of the features (the mission) by attention over its positions, plus a prior from
+            the detached query for what no token names (an empty cell after a pick-up), instead
+            of a linear head over the whole hidden state
             (:class:`~skillbank.nn.token_copy.TokenCopyHead`, ``skill-controller-target-v2``).
-        arg_pointer: With learned arguments, the argument is read off the first token sequence
-            of the features (the mission) by attention over its positions
-            (``ControllerConfig.arg_tokens``, ``skill-controller-pointer-v1``).
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -146,7 +145,6 @@ class ControllerTrainConfig:
     token_film: bool = True
     token_keep: bool = False
     target_copy: bool = False
-    arg_pointer: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:

@@ -202,9 +202,6 @@ def train_hierarchy(
                 target_tokens=segments.tokens[0]
                 if target is not None and controller_config.target_copy and segments.tokens
                 else None,
-                arg_tokens=segments.tokens[0]
-                if target is None and arg_dim and controller_config.arg_pointer and segments.tokens
-                else None,
                 history_skills=num_history,
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
             )

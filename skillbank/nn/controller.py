@@ -40,12 +40,10 @@ from skillbank.nn.skill_policy import make_mlp
 from skillbank.nn.token_copy import COPY_DIM, TokenCopyHead
 
 __all__ = [
-    "ARG_POINTER_HEADS",
     "HISTORY_COUNT_CAP",
     "Controller",
     "ControllerConfig",
     "TargetSpec",
-    "arg_pointer_widths",
     "attention_logits",
     "call_history",
     "group_cross_entropy",
@@ -53,16 +51,6 @@ __all__ = [
     "history_features",
     "top_k_attention",
 ]
-
-ARG_POINTER_HEADS = 2
-"""Attention heads of an argument read off the tokens (``ControllerConfig.arg_tokens``)."""
-
-
-def arg_pointer_widths(arg_dim: int) -> tuple[int, ...]:
-    """How an argument of ``arg_dim`` read off the tokens splits over its heads."""
-    base = arg_dim // ARG_POINTER_HEADS
-    return (*[base] * (ARG_POINTER_HEADS - 1), arg_dim - base * (ARG_POINTER_HEADS - 1))
-
 
 HISTORY_COUNT_CAP = 1
 """Default cap of the call counts: above it they read as this many (count / cap, in [0, 1]);
@@ -167,14 +155,9 @@ class ControllerConfig:
         history_cap: Call counts above this read as this many (with a history).
         target_tokens: With a target head, the token sequence (e.g. the mission) a
             :class:`~skillbank.nn.token_copy.TokenCopyHead` copies target values from
-            (``skill-controller-target-v2``); ``None``: the linear head alone.
-        copy_dim: Width of the copy head's embeddings (with ``target_tokens`` or
-            ``arg_tokens``).
-        arg_tokens: The learned argument is read off this token sequence by attention
-            (``skill-controller-pointer-v1``): :data:`ARG_POINTER_HEADS` heads each attend over
-            its positions and give a mix of learned token embeddings (``arg_dim`` in all), so
-            the argument can only name words of the task (which object, where); ``None``: an
-            argument head over the hidden state.
+            (``skill-controller-target-v2``: the copy plus a prior from the query, see
+            :meth:`Controller._target_logits`); ``None``: a linear head over the hidden state.
+        copy_dim: Width of the copy head's embeddings (with ``target_tokens``).
     """
 
     obs_dim: int
@@ -187,17 +170,8 @@ class ControllerConfig:
     history_cap: int = HISTORY_COUNT_CAP
     target_tokens: TokenSlice | None = None
     copy_dim: int = COPY_DIM
-    arg_tokens: TokenSlice | None = None
 
     def __post_init__(self) -> None:
-        if self.arg_tokens is not None:
-            if self.target is not None or self.arg_dim < ARG_POINTER_HEADS:
-                raise ValueError(
-                    "ControllerConfig.arg_tokens needs a learned argument (no target) of "
-                    f"arg_dim >= {ARG_POINTER_HEADS}, got arg_dim {self.arg_dim}"
-                )
-            if self.arg_tokens.end > self.obs_dim:
-                raise ValueError("ControllerConfig.arg_tokens reach past obs_dim")
         if self.copy_dim < 1:
             raise ValueError(f"ControllerConfig.copy_dim must be >= 1, got {self.copy_dim}")
         if self.target_tokens is not None:
@@ -241,8 +215,6 @@ class ControllerConfig:
         trunk, ``-v2`` when it gives arguments, else ``-v1``."""
         if self.history_skills:
             return "skill-controller-history-v1"
-        if self.arg_tokens is not None:
-            return "skill-controller-pointer-v1"
         if self.target is not None:
             v2 = self.target_tokens is not None
             return "skill-controller-target-v2" if v2 else "skill-controller-target-v1"
@@ -266,9 +238,6 @@ class ControllerConfig:
         if self.target_tokens is not None:
             data["target_tokens"] = self.target_tokens.to_json()
             data["copy_dim"] = self.copy_dim
-        if self.arg_tokens is not None:
-            data["arg_tokens"] = self.arg_tokens.to_json()
-            data["copy_dim"] = self.copy_dim
         if self.history_skills:
             data["history_skills"] = self.history_skills
             data["history_cap"] = self.history_cap
@@ -278,7 +247,7 @@ class ControllerConfig:
     def from_json(cls, data: Mapping[str, Any]) -> ControllerConfig:
         """Rebuild from :meth:`to_json` output (extra keys are ignored)."""
         grid, target = data.get("grid_trunk"), data.get("target")
-        tokens, arg_tokens = data.get("target_tokens"), data.get("arg_tokens")
+        tokens = data.get("target_tokens")
         return cls(
             obs_dim=int(data["obs_dim"]),
             latent_dim=int(data["latent_dim"]),
@@ -290,7 +259,6 @@ class ControllerConfig:
             history_cap=int(data.get("history_cap", HISTORY_COUNT_CAP)),
             target_tokens=TokenSlice.from_json(tokens) if tokens is not None else None,
             copy_dim=int(data.get("copy_dim", COPY_DIM)),
-            arg_tokens=TokenSlice.from_json(arg_tokens) if arg_tokens is not None else None,
         )
 
 
@@ -316,37 +284,32 @@ class Controller(nn.Module):
         self.trunk = make_mlp(in_dim, config.hidden_dims)
         self.query_head = nn.Linear(config.hidden_dims[-1], config.latent_dim)
         self.arg_head: nn.Linear | None = None
-        self.arg_pointer: TokenCopyHead | None = None
         self.target_head: nn.Linear | None = None
         self.target_copy: TokenCopyHead | None = None
-        if config.target is not None:
+        if config.target is not None and config.target_tokens is not None:
+            # target-v2: a prior per chosen skill (from its query) + values copied off tokens
+            self.target_head = nn.Linear(config.latent_dim, config.target.dim)
+            self.target_copy = TokenCopyHead(
+                config.target_tokens, config.target.groups, config.hidden_dims[-1], config.copy_dim
+            )
+        elif config.target is not None:
             self.target_head = nn.Linear(config.hidden_dims[-1], config.target.dim)
-            if config.target_tokens is not None:
-                self.target_copy = TokenCopyHead(
-                    config.target_tokens,
-                    config.target.groups,
-                    config.hidden_dims[-1],
-                    config.copy_dim,
-                )
         elif config.arg_dim:
-            if config.arg_tokens is not None:
-                self.arg_pointer = TokenCopyHead(
-                    config.arg_tokens,
-                    arg_pointer_widths(config.arg_dim),
-                    config.hidden_dims[-1],
-                    config.copy_dim,
-                    zero_values=False,
-                )
-            else:
-                self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
+            self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
     def _target_logits(self, features: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Target logits (B, C): the linear head's, plus the copy head's when there is one."""
+        """Target logits (B, C) from features (B, O) and the hidden state (B, D_h).
+
+        target-v1: a linear head over the hidden state. target-v2: values copied off the task's
+        tokens plus a prior from the query (B, Z), detached, so it says what the chosen skill
+        ends facing when no token names it (an empty cell after a pick-up) and cannot learn the
+        episode by heart the way a head over the whole hidden state does.
+        """
         assert self.target_head is not None
-        logits: torch.Tensor = self.target_head(hidden)
-        if self.target_copy is not None:
-            logits = logits + self.target_copy(features, hidden)
-        return logits
+        if self.target_copy is None:
+            return self.target_head(hidden)  # type: ignore[no-any-return]
+        prior = self.target_head(self.query_head(hidden).detach())  # (B, C)
+        return prior + self.target_copy(features, hidden)  # type: ignore[no-any-return]
 
     def _hidden(self, features: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
         """Features (B, O) and call history (B, H) -> the MLP's last hidden layer (B, D_h)."""
@@ -377,8 +340,6 @@ class Controller(nn.Module):
             assert self.config.target is not None
             logits = self._target_logits(features, hidden)
             return query, group_one_hot(logits, self.config.target.groups)
-        if self.arg_pointer is not None:
-            return query, torch.tanh(self.arg_pointer(features, hidden))
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
         return query, torch.tanh(self.arg_head(hidden))

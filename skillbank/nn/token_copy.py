@@ -34,16 +34,13 @@ COPY_DIM = 32
 
 
 class TokenCopyHead(nn.Module):
-    """Per head, attention over token positions -> that head's columns of the output.
+    """Per one-hot group, attention over token positions -> that group's logits.
 
     Args:
         tokens: Where the token sequence lies in the features (its one-hot positions are read).
-        groups: Widths of the heads' outputs (they sum to C, the output's width): a target's
-            one-hot groups (the values are logits), or the parts of an argument.
+        groups: Sizes of the target's one-hot groups (they sum to C, the logits' width).
         hidden_dim: Width of the controller's hidden state (the queries' input).
         dim: Width of the embeddings and queries.
-        zero_values: Start the token -> value table at zero (a copy that adds nothing yet);
-            else a small random table (an argument whose attention has a gradient at once).
     """
 
     def __init__(
@@ -52,7 +49,6 @@ class TokenCopyHead(nn.Module):
         groups: tuple[int, ...],
         hidden_dim: int,
         dim: int = COPY_DIM,
-        zero_values: bool = True,
     ) -> None:
         super().__init__()
         self.tokens = tokens
@@ -63,8 +59,7 @@ class TokenCopyHead(nn.Module):
         self.query = nn.Linear(hidden_dim, dim * len(groups))
         # Token -> logits of every group's values; starts at zero (the copy adds nothing yet).
         self.values = nn.Linear(tokens.vocab, sum(groups), bias=False)
-        if zero_values:
-            nn.init.zeros_(self.values.weight)
+        nn.init.zeros_(self.values.weight)
         mask = torch.zeros(len(groups), sum(groups))
         start = 0
         for g, size in enumerate(groups):

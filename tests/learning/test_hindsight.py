@@ -196,3 +196,46 @@ def test_config_rejects_an_unknown_argument() -> None:
         SkillTrainConfig(argument="oracle")
     with pytest.raises(ValueError, match="target_weight"):
         ControllerTrainConfig(target_weight=-1.0)
+
+
+def _with_mission(episode: Episode, colour: int, lead: int) -> Episode:
+    """``episode`` with a 16-token mission naming the ball's colour after ``lead`` fillers."""
+    tokens = np.zeros(16, np.int64)
+    words = [7] * lead + [8, 9, 10 + colour, 20]  # fillers, "go", "to", colour word, "ball"
+    tokens[: len(words)] = words
+    mission = np.repeat(tokens[None], episode.num_steps + 1, axis=0)
+    return dataclasses.replace(episode, observations={**episode.observations, "mission": mission})
+
+
+def test_a_copy_head_names_the_target_from_the_mission_and_the_rest_from_a_prior() -> None:
+    torch.manual_seed(0)
+
+    def episodes(seeds: range) -> list[Episode]:
+        return [_with_mission(ball_episode(s, colour=1 + s % 3), 1 + s % 3, s % 4) for s in seeds]
+
+    segments, _ = _walk_and_pickup(episodes(range(24)))
+    assert segments.tokens, "the mission is read as a token sequence"
+    skill = SkillTrainConfig(
+        hidden_dims=(32,), num_epochs=30, batch_size=32, conv_channels=(4,), argument="hindsight"
+    )
+    controller, _ = train_hierarchy(
+        segments,
+        [0, 1] * 24,
+        np.eye(2, 4, dtype=np.float32),
+        [],
+        2,
+        ActionSpec("discrete", 3),
+        skill,
+        ControllerTrainConfig(hidden_dims=(32,), target_copy=True),
+    )
+    assert controller.config.arch_id == "skill-controller-target-v2"
+    assert controller.config.target_tokens == segments.tokens[0]
+    target = controller.config.target
+    assert target is not None
+    held, _ = _walk_and_pickup(episodes(range(100, 109)))
+    starts = torch.from_numpy(np.stack([held.features[e][a] for e, a, _ in held.spans]))
+    with torch.no_grad():
+        _, predicted = controller.query_and_argument(starts)  # (18, C)
+    truth = target.content(torch.from_numpy(held.end_features(list(range(held.num_segments)))))
+    # walks: the ball of the mission's colour; pick-ups: the floor left in front (the prior)
+    assert torch.equal(predicted, truth)

@@ -94,33 +94,3 @@ def test_target_v2_round_trip_and_registry(history: int) -> None:
 def test_copy_needs_a_target_head() -> None:
     with pytest.raises(ValueError, match="target_tokens needs a target"):
         ControllerConfig(obs_dim=TOKENS.end, latent_dim=2, target_tokens=TOKENS)
-
-
-@pytest.mark.parametrize("history", [0, 3])
-def test_pointer_argument_round_trip_registry_and_range(history: int) -> None:
-    torch.manual_seed(0)
-    config = ControllerConfig(
-        obs_dim=TOKENS.end + 4,
-        latent_dim=5,
-        hidden_dims=(16,),
-        arg_dim=6,
-        arg_tokens=TOKENS,
-        history_skills=history,
-    )
-    stored = json.loads(json.dumps(config.to_json()))
-    assert ControllerConfig.from_json(stored) == config
-    assert config.arch_id == (
-        "skill-controller-history-v1" if history else "skill-controller-pointer-v1"
-    )
-    controller = Controller(config)
-    spec = expected_tensors(config.arch_id, stored)
-    assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == {
-        k: v.shape for k, v in spec.items()
-    }
-    colour = torch.randint(0, COLOURS, (5,))
-    x = torch.cat([_sentences(colour, torch.zeros(5, dtype=torch.long)), torch.rand(5, 4)], 1)
-    hist = torch.zeros(5, config.history_dim) if history else None
-    _, argument = controller.query_and_argument(x, hist)
-    assert argument.shape == (5, 6) and argument.abs().max() < 1
-    with pytest.raises(ValueError, match="learned argument"):
-        ControllerConfig(obs_dim=TOKENS.end, latent_dim=2, arg_dim=1, arg_tokens=TOKENS)
