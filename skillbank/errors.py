@@ -11,6 +11,7 @@ SkillbankError
 │   ├── MemoryLockedError         another process holds the write lock past the busy timeout
 │   └── PackError                 a skill pack is refused on import or cannot be written
 ├── ArchitectureError             unknown architecture id, or weights that do not fit it
+├── ConfigError                   a setting (``--set part.field=value``) unknown or malformed
 ├── DatasetError                  a demonstration dataset is missing, malformed or corrupted
 ├── EnvironmentNotFoundError      an unknown environment id (lists the closest valid names)
 ├── MissingExtraError             an optional dependency is not installed (names the pip command)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArchitectureError",
+    "ConfigError",
     "DatasetError",
     "EnvironmentNotFoundError",
     "MemoryCorruptionError",
@@ -88,6 +90,12 @@ class ArchitectureError(SkillbankError):
     """An architecture id is not allow-listed, its config is invalid, or weights do not fit it."""
 
     default_hint = "see `skillbank.architectures.ARCHITECTURES` for the allow-listed ids"
+
+
+class ConfigError(SkillbankError):
+    """A setting given by name (``part.field=value``) that is unknown or does not parse."""
+
+    default_hint = "settings read part.field=value, e.g. skill.argument=hindsight"
 
 
 class DatasetError(SkillbankError):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillbank.errors import ConfigError
 from skillbank.learning.cluster import ClusterConfig
 from skillbank.learning.composite_mining import CompositeMiningConfig
 from skillbank.learning.composite_training import CompositeTrainConfig
@@ -97,6 +98,45 @@ class AgentConfig:
                 "controller.history unset: off with composites)"
             )
 
+    def with_settings(self, settings: Sequence[str]) -> AgentConfig:
+        """This config with ``part.field=value`` (or ``field=value``) settings applied in order.
+
+        A value parses as the field's current value does: ``true``/``false`` for switches,
+        numbers, comma-separated numbers for tuples (``128,128``), ``none`` for an unset
+        switch, text otherwise.
+
+        Raises:
+            ConfigError: An unknown part or field, a value that does not parse, or one the
+                config refuses (its own check's message).
+
+        Example:
+            >>> AgentConfig().with_settings(["skill.argument=hindsight", "top_k=2"]).top_k
+            2
+        """
+        config = self
+        for setting in settings:
+            name, sep, text = setting.partition("=")
+            path = name.strip().split(".")
+            if not sep or not all(path) or len(path) > 2:
+                raise ConfigError(f"setting {setting!r} is not part.field=value or field=value")
+            try:
+                if len(path) == 1:
+                    config = _set_field(config, path[0], text.strip(), setting)
+                else:
+                    part = getattr(config, path[0])
+                    if not dataclasses.is_dataclass(part):
+                        raise AttributeError(path[0])
+                    part = _set_field(part, path[1], text.strip(), setting)
+                    config = dataclasses.replace(config, **{path[0]: part})
+            except AttributeError:
+                raise ConfigError(
+                    f"setting {setting!r}: AgentConfig has no part {path[0]!r}",
+                    hint=f"parts: {', '.join(_parts(self))}",
+                ) from None
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"setting {setting!r}: {error}") from None
+        return config
+
     def seeded(self) -> AgentConfig:
         """This config with ``seed`` pushed into every learning step's own seed."""
         s = self.seed
@@ -109,6 +149,63 @@ class AgentConfig:
             controller=dataclasses.replace(self.controller, seed=s),
             composite_training=dataclasses.replace(self.composite_training, seed=s),
         )
+
+
+def _parts(config: AgentConfig) -> list[str]:
+    """The names of the config's sub-configs (the ``part`` of ``part.field=value``)."""
+    return [
+        f.name
+        for f in dataclasses.fields(config)
+        if dataclasses.is_dataclass(getattr(config, f.name))
+    ]
+
+
+def _parse_like(current: Any, text: str) -> Any:
+    """``text`` parsed as a value of ``current``'s type (see :meth:`AgentConfig.with_settings`)."""
+    lowered = text.lower()
+    if isinstance(current, bool) or current is None:
+        if lowered in ("true", "on", "yes", "1"):
+            return True
+        if lowered in ("false", "off", "no", "0"):
+            return False
+        if current is None and lowered == "none":
+            return None
+        if current is not None:
+            raise ValueError(f"{text!r} is not true/false")
+    if current is None or isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            want = "true/false/none or a number" if current is None else "a number"
+            raise ValueError(f"{text!r} is not {want}") from None
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+    if isinstance(current, tuple):
+        kind = type(current[0]) if current else int
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    if isinstance(current, str):
+        return text
+    raise ValueError(f"a {type(current).__name__} cannot be set from the command line")
+
+
+def _set_field(config: Any, name: str, text: str, setting: str) -> Any:
+    """``config`` (a frozen dataclass) with field ``name`` parsed from ``text``."""
+    names = [f.name for f in dataclasses.fields(config)]
+    if name not in names:
+        raise ConfigError(
+            f"setting {setting!r}: {type(config).__name__} has no field {name!r}",
+            hint=f"fields: {', '.join(names)}",
+        )
+    current = getattr(config, name)
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(
+            f"setting {setting!r}: {name!r} is a part, not a field",
+            hint=f"set one of its fields, e.g. {name}.{dataclasses.fields(current)[0].name}=...",
+        )
+    return dataclasses.replace(config, **{name: _parse_like(current, text)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,7 @@ class BabyAIBenchResult:
         skill_ids: (N,) ids of the memory's skills at the end.
         skill_keys: (N, Z) their keys (for the 2-D map of skills).
         wall_s: Seconds the run took.
+        settings: Agent settings changed from the defaults (``part.field=value``).
     """
 
     budget: BenchBudget
@@ -299,6 +300,7 @@ class BabyAIBenchResult:
         default_factory=lambda: np.zeros((0, 0), np.float32)
     )
     wall_s: float = 0.0
+    settings: tuple[str, ...] = ()
 
     def to_json(self, command: str = "") -> dict[str, Any]:
         """The result file: per-level records plus machine, versions, seeds and command line."""
@@ -309,6 +311,7 @@ class BabyAIBenchResult:
             "eval_episodes": self.budget.eval_episodes,
             "total_demos": self.budget.total_demos,
             "seed": self.seed,
+            "agent_settings": list(self.settings),
             "eval_seed_start": EVAL_SEED,
             "command": command,
             "machine": {**machine_info(), "versions": package_versions("minigrid")},
@@ -387,8 +390,13 @@ def fair_flat_bc_config(
     return budgeted, count
 
 
-def scaled_agent_config(seed: int, scale: float) -> Any:
-    """The agent's default config with its training epochs scaled (smoke trains briefly)."""
+def scaled_agent_config(seed: int, scale: float, settings: Sequence[str] = ()) -> Any:
+    """The agent's default config with its training epochs scaled (smoke trains briefly), then
+    ``settings`` (``part.field=value``, :meth:`AgentConfig.with_settings`) applied.
+
+    Raises:
+        ConfigError: A setting is unknown or malformed.
+    """
     from skillbank.agent import AgentConfig
 
     config = AgentConfig(seed=seed)
@@ -403,7 +411,7 @@ def scaled_agent_config(seed: int, scale: float) -> Any:
         skill=scaled(config.skill),
         controller=scaled(config.controller),
     )
-    return config.seeded()
+    return config.with_settings(settings).seeded()
 
 
 def run_babyai_bench(
@@ -414,6 +422,7 @@ def run_babyai_bench(
     include_agent: bool = True,
     device: str = "cpu",
     observer: Observer | None = None,
+    settings: Sequence[str] = (),
 ) -> BabyAIBenchResult:
     """Run the curriculum; see the module docstring.
 
@@ -425,6 +434,7 @@ def run_babyai_bench(
         include_agent: Run the procedural-memory agent (else its fields are ``None``).
         device: Torch device for flat BC.
         observer: Receives ``bench.*`` events (and the collectors' / learners' own).
+        settings: Agent settings changed from the defaults (``part.field=value``), recorded.
     """
     from skillbank.envs.rollout import babyai_env_factory, evaluate_policy
 
@@ -440,7 +450,7 @@ def run_babyai_bench(
         if memory_dir.exists():
             shutil.rmtree(memory_dir)
         agent = ProceduralMemoryAgent(
-            SkillMemory(memory_dir), scaled_agent_config(seed, budget.agent_scale)
+            SkillMemory(memory_dir), scaled_agent_config(seed, budget.agent_scale, settings)
         )
 
     seen: list[Episode] = []
@@ -523,6 +533,7 @@ def run_babyai_bench(
         skill_ids=skill_ids,
         skill_keys=np.asarray(keys, np.float32),
         wall_s=time.perf_counter() - start,
+        settings=tuple(settings),
     )
 
 

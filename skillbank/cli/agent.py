@@ -15,6 +15,7 @@ from skillbank.cli.common import (
     DEFAULT_MEMORY,
     JsonOption,
     MemoryOption,
+    SettingsOption,
     console,
     emit_json,
     handle_errors,
@@ -47,16 +48,17 @@ def learn(
             help="Also learn composite skills (recurring sequences of skills; experimental).",
         ),
     ] = False,
+    settings: SettingsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Segment demonstrations into skills, store them, and train the controller."""
     torch.set_num_threads(1)
     refuse_pack(memory, "learn into")
+    config = AgentConfig(seed=seed, composites=composites).with_settings(settings or [])
     episodes = [list(load_dataset(path)) for path in datasets]
-    config = AgentConfig(seed=seed, composites=composites)
     with SkillMemory(memory) as store:
         report = ProceduralMemoryAgent(store, config).learn(episodes)
-    payload = {**report.to_json(), **_run_info(seed)}
+    payload = {**report.to_json(), **_run_info(seed), "settings": list(settings or [])}
     if as_json:
         emit_json(payload)
         return

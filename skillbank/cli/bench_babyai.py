@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from skillbank.cli.common import console, handle_errors
+from skillbank.cli.common import SettingsOption, console, handle_errors
 from skillbank.errors import SkillbankError
 
 __all__ = ["bench_babyai", "register"]
@@ -75,6 +75,7 @@ def bench_babyai(
             help="Also export the trained memory (latest versions) as a pack (must not exist).",
         ),
     ] = None,
+    settings: SettingsOption = None,
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
     from skillbank.bench.babyai_bench import (
@@ -116,6 +117,7 @@ def bench_babyai(
             include_agent=not no_agent,
             device=device,
             observer=show,
+            settings=tuple(settings or ()),
         )
     payload = result.to_json(command)
     table = markdown_table(result.levels)

@@ -15,7 +15,15 @@ from rich.markup import escape
 
 from skillbank.errors import SkillbankError
 
-__all__ = ["JsonOption", "MemoryOption", "console", "emit_json", "handle_errors", "state"]
+__all__ = [
+    "JsonOption",
+    "MemoryOption",
+    "SettingsOption",
+    "console",
+    "emit_json",
+    "handle_errors",
+    "state",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,6 +35,14 @@ MemoryOption = Annotated[
     Path, typer.Option("--memory", help="Skill memory directory.", show_default=True)
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SettingsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="An agent setting part.field=value (repeatable), e.g. --set skill.argument=hindsight "
+        "(the fields of skillbank.agent.AgentConfig and its parts).",
+    ),
+]
 
 DEFAULT_MEMORY = Path("skillbank-memory")
 

@@ -80,5 +80,6 @@ class TokenCopyHead(nn.Module):
         attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # (B, G, P); no tokens: 0
         values = self.values(one_hot)  # (B, P, C)
         copied = torch.einsum("bgp,bpc->bgc", attention, values)  # (B, G, C)
-        mask: torch.Tensor = self.group_mask
+        mask = self.group_mask
+        assert isinstance(mask, torch.Tensor)
         return (copied * mask).sum(1)  # (B, C): group g's columns from its own attention

@@ -61,3 +61,25 @@ def test_learn_with_composites_stores_and_runs_them(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     used = set(json.loads(out.read_text())["skills_used"])
     assert used and used <= set(report["skill_ids"]) | set(report["composite_ids"])
+
+
+def test_learn_takes_agent_settings_and_refuses_bad_ones(tmp_path: Path) -> None:
+    runner = CliRunner()
+    pickup = write_toy_demos(tmp_path / "pickup", "pickup", 12)
+    memory = tmp_path / "mem"
+    bad = runner.invoke(
+        app, ["learn", str(pickup), "--memory", str(memory), "--set", "skill.nope=3"]
+    )
+    assert bad.exit_code == 1
+    assert "SkillTrainConfig has no field 'nope'" in bad.output and "fields:" in bad.output
+    assert not memory.exists(), "a refused setting writes nothing"
+    learned = runner.invoke(
+        app,
+        ["learn", str(pickup), "--memory", str(memory), "--json",
+         "--set", "skill.num_epochs=2", "--set", "controller.hidden_dims=32,32"],
+    )  # fmt: skip
+    assert learned.exit_code == 0, learned.output
+    assert json.loads(learned.stdout)["settings"] == [
+        "skill.num_epochs=2",
+        "controller.hidden_dims=32,32",
+    ]

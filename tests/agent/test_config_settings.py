@@ -1,0 +1,51 @@
+"""AgentConfig.with_settings: part.field=value settings, parsed like the field, checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from skillbank.agent import AgentConfig
+from skillbank.errors import ConfigError
+
+
+def test_settings_parse_as_their_fields() -> None:
+    config = AgentConfig().with_settings(
+        [
+            "skill.argument=hindsight",
+            "controller.target_copy=true",
+            "controller.history=none",
+            "controller.hidden_dims=64, 32",
+            "skill.learning_rate=3e-4",
+            "top_k=2",
+            "composites=off",
+        ]
+    )
+    assert config.skill.argument == "hindsight" and config.controller.target_copy is True
+    assert config.controller.history is None and config.controller.hidden_dims == (64, 32)
+    assert config.skill.learning_rate == 3e-4 and config.top_k == 2 and config.composites is False
+    # an unset switch takes true/false too; later settings win
+    again = config.with_settings(["controller.history=true", "top_k=3"])
+    assert again.controller.history is True and again.top_k == 3
+    assert AgentConfig().with_settings([]) == AgentConfig()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("skill.nope=1", "SkillTrainConfig has no field 'nope'"),
+        ("nopart.x=1", "AgentConfig has no part 'nopart'"),
+        ("top_k.x=1", "AgentConfig has no part 'top_k'"),
+        ("skill=3", "'skill' is a part, not a field"),
+        ("top_k=x", "'x' is not a whole number"),
+        ("controller.history=maybe", "not true/false/none or a number"),
+        ("composites=perhaps", "'perhaps' is not true/false"),
+        ("skill.argument=wrong", "must be learned|hindsight"),
+        ("top_k=0", "top_k and .explain_candidates must be >= 1"),
+        ("skill.argument", "is not part.field=value"),
+        ("a.b.c=1", "is not part.field=value"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="setting") as caught:
+        AgentConfig().with_settings([setting])
+    assert message in str(caught.value) and caught.value.hint
