@@ -89,14 +89,19 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option("--json", help="Write the eval JSON to this file.")
     ] = None,
+    settings: SettingsOption = None,
 ) -> None:
-    """Run the learned agent on ENV and report success, steps and skills used."""
+    """Run the learned agent on ENV and report success, steps and skills used.
+
+    Settings that act at run time: top_k, sample_actions, sample_skills, interrupt_margin,
+    max_skill_steps, num_envs (``--set sample_skills=false``)."""
     torch.set_num_threads(1)
+    config = AgentConfig(top_k=top_k).with_settings(settings or [])
     hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack (DIR or .tar.gz)"
     with open_memory_or_pack(memory, hint=hint) as store:
-        agent = ProceduralMemoryAgent(store, AgentConfig(top_k=top_k))
+        agent = ProceduralMemoryAgent(store, config)
         result = agent.evaluate(env, episodes=episodes, seed=seed)
-    payload = {**result.to_json(), **_run_info(seed)}
+    payload = {**result.to_json(), **_run_info(seed), "settings": list(settings or [])}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
