@@ -674,11 +674,11 @@ def _skill_controller_target_v1(config: Mapping[str, Any]) -> dict[str, TensorSp
     return tensors
 
 
-def _token_pointer_tensors(
-    config: Mapping[str, Any], field: str, prefix: str, widths: list[int], arch: str
+def _token_copy_tensors(
+    config: Mapping[str, Any], field: str, prefix: str, groups: list[int], arch: str
 ) -> dict[str, TensorSpec]:
     """Tensors of a skillbank.nn.token_copy.TokenCopyHead over the token slice ``config[field]``
-    with one attention head per one-hot group of ``widths``."""
+    with one attention head per one-hot group of sizes ``groups``."""
     tokens = config.get(field)
     if not isinstance(tokens, Mapping):
         raise ArchitectureError(f"{arch} config field {field!r} must be an object")
@@ -691,9 +691,9 @@ def _token_pointer_tensors(
     tensors = {
         f"{prefix}.token_embed.weight": TensorSpec((dim, vocab)),
         f"{prefix}.position_embed": TensorSpec((positions, dim)),
-        f"{prefix}.values.weight": TensorSpec((sum(widths), vocab)),
+        f"{prefix}.values.weight": TensorSpec((sum(groups), vocab)),
     }
-    tensors.update(linear(f"{prefix}.query", hidden[-1], dim * len(widths)))
+    tensors.update(linear(f"{prefix}.query", hidden[-1], dim * len(groups)))
     return tensors
 
 
@@ -705,7 +705,7 @@ def _skill_controller_target_v2(config: Mapping[str, Any]) -> dict[str, TensorSp
     groups = int_list(config["target"], "groups", arch)
     latent = positive_int(config, "latent_dim", arch)
     tensors.update(linear("target_head", latent, sum(groups)))
-    tensors.update(_token_pointer_tensors(config, "target_tokens", "target_copy", groups, arch))
+    tensors.update(_token_copy_tensors(config, "target_tokens", "target_copy", groups, arch))
     return tensors
 
 

@@ -9,7 +9,9 @@ but the content the chosen skill should end facing: a target head gives, per one
 grid cell (object type, colour, state ...), a categorical over its values, and the argument is
 the argmax of each group as one-hot (a "hindsight" target: trained on the content of the
 interaction cell where each demonstrated segment ended, as in hindsight relabelling, Andrychowicz
-et al., 2017; Ghosh et al., 2019).
+et al., 2017; Ghosh et al., 2019). With ``target_tokens`` (``skill-controller-target-v2``) the
+target is copied off the task's tokens by attention (:mod:`skillbank.nn.token_copy`) and a prior
+from the query fills in what no token names.
 
 With ``history_skills`` N > 0 (``skill-controller-history-v1``) the controller also reads the
 episode's *call history*, a (B, 2N + 1) vector (:func:`history_features`): a one-hot of the last
@@ -211,8 +213,9 @@ class ControllerConfig:
     @property
     def arch_id(self) -> str:
         """``skill-controller-history-v1`` with a call-history input (any trunk and heads),
-        ``skill-controller-target-v1`` with a target head, ``skill-controller-v3`` with a grid
-        trunk, ``-v2`` when it gives arguments, else ``-v1``."""
+        ``skill-controller-target-v2`` with a target copied off tokens, ``-target-v1`` with a
+        target head, ``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives
+        arguments, else ``-v1``."""
         if self.history_skills:
             return "skill-controller-history-v1"
         if self.target is not None:
