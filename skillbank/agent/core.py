@@ -268,6 +268,7 @@ class ProceduralMemoryAgent:
             self.controller,
             candidates=cfg.explain_candidates,
             threshold=cfg.explain_threshold,
+            relabel=cfg.skill.relabel_targets,
         )
         num_reused = int((assignment >= 0).sum())
         provenance = Provenance(

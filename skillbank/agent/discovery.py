@@ -38,6 +38,7 @@ def explain_segments(
     *,
     candidates: int,
     threshold: float,
+    relabel: bool = False,
 ) -> npt.NDArray[np.int64]:
     """Per segment (S,), the index of a stored skill that explains it well, else -1.
 
@@ -49,12 +50,13 @@ def explain_segments(
         controller: Hands each skill its argument (None: no arguments).
         candidates: Nearest keys tried per segment.
         threshold: Least mean action log-likelihood that counts as explained.
+        relabel: Hindsight targets are relabelled to named ones (``SkillTrainConfig``).
     """
     assignment = np.full(segments.num_segments, -1, np.int64)
     if not policies:
         return assignment
     indices = list(range(segments.num_segments))
-    arguments = segment_arguments(controller, segments)  # (S, D)
+    arguments = segment_arguments(controller, segments, relabel=relabel)  # (S, D)
     loglik = np.stack(
         [segment_log_likelihood(p, segments, indices, arguments) for p in policies], 1
     )  # (S, N)

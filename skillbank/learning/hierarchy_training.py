@@ -54,6 +54,7 @@ from skillbank.learning.controller_training import (
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
+from skillbank.learning.target_relabel import named_targets, relabel_to_named
 from skillbank.nn.controller import (
     HISTORY_COUNT_CAP,
     Controller,
@@ -65,7 +66,7 @@ from skillbank.nn.controller import (
 )
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
-__all__ = ["hindsight_target", "segment_arguments", "train_hierarchy"]
+__all__ = ["hindsight_target", "hindsight_targets", "segment_arguments", "train_hierarchy"]
 
 
 def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
@@ -90,6 +91,24 @@ def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
         if cell is not None:
             return TargetSpec(grid, cell, grid.groups)
     return None
+
+
+def hindsight_targets(
+    segments: SegmentSet, target: TargetSpec, relabel: bool = False
+) -> torch.Tensor:
+    """Every segment's hindsight target (N, C): the content of the interaction cell at its end,
+    or with ``relabel`` (and a token sequence in the features, e.g. the mission) the target of
+    the next segment of its episode whose target a word of the task names
+    (:mod:`skillbank.learning.target_relabel`) where its own is named by none."""
+    indices = list(range(segments.num_segments))
+    own = target.content(torch.from_numpy(segments.end_features(indices)))  # (N, C)
+    if not relabel or not segments.tokens:
+        return own
+    bag = segments.tokens[0]
+    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])  # (N, O)
+    words = starts[:, bag.offset : bag.offset + bag.vocab] > 0.5  # (N, V)
+    named = named_targets(own.numpy(), words)
+    return torch.from_numpy(relabel_to_named(own.numpy(), segments.spans, named))
 
 
 def _segment_rows(segments: SegmentSet) -> tuple[npt.NDArray[np.float32], ...]:
@@ -170,7 +189,11 @@ def train_hierarchy(
     end_x = torch.from_numpy(ends)  # (N, O)
     seg_skill = torch.from_numpy(labels_np)  # (N,)
     # Hindsight: every segment's target, the interaction cell's content at its end (N, C).
-    seg_target = target.content(end_x) if target is not None else None
+    seg_target = (
+        hindsight_targets(segments, target, skill_config.relabel_targets)
+        if target is not None
+        else None
+    )
     key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
     # Call history: per segment, what its episode called before it (N_seg, H); steps share it.
     # A retry history (its own skill already called) trains a share of the inner steps.
@@ -331,10 +354,12 @@ def segment_arguments(
     controller: Controller | None,
     segments: SegmentSet,
     histories: Sequence[Sequence[int]] | None = None,
+    relabel: bool = False,
 ) -> torch.Tensor:
     """The argument (N, D) each segment's skill reads (D may be 0): the one the controller gives
     at its decision point, or with a target head the segment's hindsight target (the argument
-    its skill was trained with: what the segment ends facing).
+    its skill was trained with: what the segment ends facing, or with ``relabel`` see
+    :func:`hindsight_targets`).
 
     A controller that reads the call history is given ``histories`` (per segment, the skill
     rows called before it); ``None``: none called yet (before segments are assigned to skills,
@@ -344,8 +369,7 @@ def segment_arguments(
         return torch.zeros(len(starts), 0)
     target = controller.config.target
     if target is not None:
-        ends = segments.end_features(list(range(segments.num_segments)))  # (N, O)
-        return target.content(torch.from_numpy(ends))  # (N, C)
+        return hindsight_targets(segments, target, relabel)  # (N, C)
     history = None
     if controller.config.history_skills:
         prefixes = histories if histories is not None else [()] * len(starts)

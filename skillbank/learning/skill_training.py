@@ -79,6 +79,10 @@ class SkillTrainConfig:
             pick-up right in 26.5 vs 18 of 128 episodes (mean); held-out target accuracy of the
             controller on segments ending at an object: type 0.77-1.0, colour 0.40-0.90 (lowest
             on Open and PickupLoc).
+        relabel_targets: With hindsight arguments, a segment whose target no word of its task
+            names takes the target of the next segment of its episode that one names (an
+            explorer's door -> the box it is looking for; see
+            :mod:`skillbank.learning.target_relabel`).
         seed: Seed of initialisation and batching.
     """
 
@@ -97,6 +101,7 @@ class SkillTrainConfig:
     kernel_size: int = 3
     arg_film: str = "grid"
     argument: str = "learned"
+    relabel_targets: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

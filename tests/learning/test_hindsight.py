@@ -12,13 +12,14 @@ from skillbank.learning.controller_training import ControllerTrainConfig
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.hierarchy_training import (
     hindsight_target,
+    hindsight_targets,
     segment_arguments,
     train_hierarchy,
 )
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
-from skillbank.nn.controller import Controller
+from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.types import Episode, TaskSpec
 from tests.learning.test_hierarchy_training import _cue_segments
@@ -239,3 +240,28 @@ def test_a_copy_head_names_the_target_from_the_mission_and_the_rest_from_a_prior
     truth = target.content(torch.from_numpy(held.end_features(list(range(held.num_segments)))))
     # walks: the ball of the mission's colour; pick-ups: the floor left in front (the prior)
     assert torch.equal(predicted, truth)
+
+
+def test_relabelled_targets_send_waypoints_to_the_named_ball() -> None:
+    """Three segments: a waypoint walk (ends facing floor or wall), the walk to the ball (named
+    by the mission's colour word), the pick-up (ends facing floor: unnamed, nothing after it)."""
+    episodes = [
+        _with_mission(ball_episode(s, colour=1 + s % 3), 1 + s % 3, s % 4) for s in range(30)
+    ]
+    featurizer = ObservationFeaturizer.fit(episodes)
+    segments = SegmentSet.build(episodes, [[0, 4, e.num_steps - 1] for e in episodes], featurizer)
+    target = hindsight_target(segments)
+    assert target is not None
+    own = hindsight_targets(segments, target)
+    relabelled = hindsight_targets(segments, target, relabel=True)
+    waypoint, walk, pickup = (list(range(k, segments.num_segments, 3)) for k in range(3))
+    assert not torch.equal(own[waypoint], own[walk])
+    torch.testing.assert_close(relabelled[waypoint], own[walk])
+    torch.testing.assert_close(relabelled[walk], own[walk])
+    torch.testing.assert_close(relabelled[pickup], own[pickup])
+    # explaining segments by stored skills reads the relabelled targets too
+    controller = Controller(
+        ControllerConfig(segments.obs_dim, 4, arg_dim=target.dim, target=target)
+    )
+    torch.testing.assert_close(segment_arguments(controller, segments, relabel=True), relabelled)
+    torch.testing.assert_close(segment_arguments(controller, segments), own)

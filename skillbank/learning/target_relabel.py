@@ -1,0 +1,95 @@
+"""Relabel hindsight targets to the next target the task names (waypoints take their goal's).
+
+A hindsight target is what a segment ends facing. While exploring, most segments end at things
+the task never mentions (BabyAI BossLevel: doors, on the way to "the blue box"); a controller
+trained on those targets names a door at nearly every decision, and the skill never learns where
+the exploring is headed. Here a segment's target is *named* when its content is associated with a
+word of its task, measured from the data alone: the lift P(content | word in task) / P(content)
+over all segments, reaching ``min_lift`` for some word of the segment's task (a cross-situational
+lexicon: "box" lifts box contents, "blue" blue ones; a door's content is lifted by no word when
+doors end segments in every kind of task). A segment whose target is not named takes the target
+of the next named segment of its episode, if any (as goal relabelling does with the episode's
+eventual goal, Andrychowicz et al., 2017); the last unnamed segments keep their own.
+
+Domain-agnostic: contents are the targets' one-hot rows, words the task's token bag.
+
+Example:
+    >>> import numpy as np
+    >>> targets = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]   # door, box, door, key
+    >>> words = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], bool)  # "box" task, "key" task
+    >>> named = named_targets(targets, words, min_lift=1.5, min_count=1)
+    >>> named.tolist()
+    [False, True, False, True]
+    >>> relabel_to_named(targets, [(0, 0, 5), (0, 5, 9), (1, 0, 4), (1, 4, 8)], named).argmax(1)
+    array([1, 1, 2, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DEFAULT_MIN_LIFT", "named_targets", "relabel_to_named"]
+
+DEFAULT_MIN_LIFT = 2.0
+"""Least lift P(content | word) / P(content) by which a task word names a target content."""
+
+
+def named_targets(
+    targets: npt.NDArray[np.float32],
+    words: npt.NDArray[np.bool_],
+    min_lift: float = DEFAULT_MIN_LIFT,
+    min_count: int = 3,
+) -> npt.NDArray[np.bool_]:
+    """Per segment (N,), whether a word of its task names its target content.
+
+    Args:
+        targets: (N, C) the segments' targets, one-hot per group (equal rows: one content).
+        words: (N, V) the words of each segment's task (a bag).
+        min_lift: Least lift of the content given one of the words.
+        min_count: Least segments with the word and the content together that count.
+    """
+    if len(targets) != len(words):
+        raise ValueError(f"one word bag per target, got {len(words)} for {len(targets)}")
+    if not len(targets):
+        return np.zeros(0, bool)
+    _, content = np.unique(targets > 0.5, axis=0, return_inverse=True)  # (N,) content ids
+    content = content.reshape(-1)
+    one_hot = np.eye(int(content.max()) + 1, dtype=np.float64)[content]  # (N, K)
+    bag = words.astype(np.float64)  # (N, V)
+    together = one_hot.T @ bag  # (K, V) segments with content k and word v
+    p_content = one_hot.mean(0)  # (K,)
+    p_given_word = together / np.maximum(bag.sum(0), 1.0)  # (K, V)
+    lift = p_given_word / np.maximum(p_content[:, None], 1e-12)
+    names = (lift >= min_lift) & (together >= min_count)  # (K, V)
+    named: npt.NDArray[np.bool_] = (names[content] & words).any(1)
+    return named
+
+
+def relabel_to_named(
+    targets: npt.NDArray[np.float32],
+    spans: Sequence[tuple[int, int, int]],
+    named: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float32]:
+    """Targets (N, C) where each unnamed segment takes the target of the next named segment of
+    its episode (by start step); unnamed segments after the last named one keep their own.
+
+    Args:
+        targets: (N, C) the segments' own targets.
+        spans: Per segment, (episode, start, stop).
+        named: (N,) from :func:`named_targets`.
+    """
+    out = targets.copy()
+    order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1]))
+    goal: int | None = None
+    episode: int | None = None
+    for i in reversed(order):
+        if spans[i][0] != episode:
+            goal, episode = None, spans[i][0]
+        if named[i]:
+            goal = i
+        elif goal is not None:
+            out[i] = targets[goal]
+    return out

@@ -1,0 +1,63 @@
+"""Relabelling hindsight targets: waypoints no task word names take their goal's target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skillbank.learning.target_relabel import named_targets, relabel_to_named
+
+DOOR, BOX, KEY, BALL = 0, 1, 2, 3
+
+
+def _world(episodes: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list]:
+    """Episodes "fetch the box|key|ball": two door waypoints, then the fetched thing (a goal's
+    content is 3x likelier given its word). Words: 0 "fetch", 1 "box", 2 "key", 3 "ball"."""
+    rng = np.random.default_rng(seed)
+    targets, words, spans = [], [], []
+    for e in range(episodes):
+        goal = int(rng.integers(BOX, BALL + 1))
+        bag = np.zeros(4, bool)
+        bag[[0, goal]] = True
+        for j, kind in enumerate([DOOR, DOOR, goal]):
+            targets.append(np.eye(4, dtype=np.float32)[kind])
+            words.append(bag)
+            spans.append((e, 10 * j, 10 * j + 10))
+    return np.stack(targets), np.stack(words), spans
+
+
+def test_words_name_the_goals_not_the_waypoints() -> None:
+    targets, words, _ = _world()
+    named = named_targets(targets, words)
+    kinds = targets.argmax(1)
+    assert named[kinds != DOOR].all() and not named[kinds == DOOR].any()
+
+
+def test_waypoints_take_the_next_named_target_of_their_own_episode() -> None:
+    targets, words, spans = _world()
+    out = relabel_to_named(targets, spans, named_targets(targets, words))
+    for e in range(0, len(spans), 3):
+        goal = targets[e + 2]
+        assert all(np.array_equal(out[e + j], goal) for j in range(3))
+    # the input is not changed, and order of the rows does not matter
+    assert targets[0].argmax() == DOOR
+    perm = np.random.default_rng(1).permutation(len(spans))
+    shuffled = relabel_to_named(
+        targets[perm], [spans[i] for i in perm], named_targets(targets[perm], words[perm])
+    )
+    np.testing.assert_array_equal(shuffled, out[perm])
+
+
+def test_unnamed_segments_after_the_last_named_keep_their_own() -> None:
+    targets = np.eye(4, dtype=np.float32)[[BOX, DOOR, DOOR]]
+    named = np.array([True, False, False])
+    out = relabel_to_named(targets, [(0, 0, 3), (0, 3, 6), (1, 0, 4)], named)
+    np.testing.assert_array_equal(out, targets)
+
+
+def test_rare_pairs_name_nothing_and_sizes_must_agree() -> None:
+    targets, words, _ = _world(episodes=2)
+    assert not named_targets(targets, words, min_count=50).any()
+    with pytest.raises(ValueError, match="one word bag per target"):
+        named_targets(targets, words[:-1])
+    assert named_targets(targets[:0], words[:0]).shape == (0,)
