@@ -99,7 +99,8 @@ class AgentConfig:
             )
 
     def with_settings(self, settings: Sequence[str]) -> AgentConfig:
-        """This config with ``part.field=value`` (or ``field=value``) settings applied in order.
+        """This config with ``part.field=value`` (or ``field=value``) settings applied (in any
+        order; a later setting of the same field wins; each part is checked once, whole).
 
         A value parses as the field's current value does: ``true``/``false`` for switches,
         numbers, comma-separated numbers for tuples (``128,128``), ``none`` for an unset
@@ -113,29 +114,30 @@ class AgentConfig:
             >>> AgentConfig().with_settings(["skill.argument=hindsight", "top_k=2"]).top_k
             2
         """
-        config = self
+        changes: dict[str, dict[str, Any]] = {}  # part ("" = the config itself) -> field -> value
         for setting in settings:
             name, sep, text = setting.partition("=")
             path = name.strip().split(".")
             if not sep or not all(path) or len(path) > 2:
                 raise ConfigError(f"setting {setting!r} is not part.field=value or field=value")
-            try:
-                if len(path) == 1:
-                    config = _set_field(config, path[0], text.strip(), setting)
-                else:
-                    part = getattr(config, path[0])
-                    if not dataclasses.is_dataclass(part):
-                        raise AttributeError(path[0])
-                    part = _set_field(part, path[1], text.strip(), setting)
-                    config = dataclasses.replace(config, **{path[0]: part})
-            except AttributeError:
+            part_name, field_name = ("", path[0]) if len(path) == 1 else (path[0], path[1])
+            part = self if not part_name else getattr(self, part_name, None)
+            if part is None or not dataclasses.is_dataclass(part) or isinstance(part, type):
                 raise ConfigError(
-                    f"setting {setting!r}: AgentConfig has no part {path[0]!r}",
+                    f"setting {setting!r}: AgentConfig has no part {part_name!r}",
                     hint=f"parts: {', '.join(_parts(self))}",
-                ) from None
-            except (TypeError, ValueError) as error:
-                raise ConfigError(f"setting {setting!r}: {error}") from None
-        return config
+                )
+            value = _parse_field(part, field_name, text.strip(), setting)
+            changes.setdefault(part_name, {})[field_name] = value
+        try:
+            parts = {
+                name: dataclasses.replace(getattr(self, name), **fields)
+                for name, fields in changes.items()
+                if name
+            }
+            return dataclasses.replace(self, **changes.get("", {}), **parts)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"settings {list(settings)}: {error}") from None
 
     def seeded(self) -> AgentConfig:
         """This config with ``seed`` pushed into every learning step's own seed."""
@@ -191,8 +193,8 @@ def _parse_like(current: Any, text: str) -> Any:
     raise ValueError(f"a {type(current).__name__} cannot be set from the command line")
 
 
-def _set_field(config: Any, name: str, text: str, setting: str) -> Any:
-    """``config`` (a frozen dataclass) with field ``name`` parsed from ``text``."""
+def _parse_field(config: Any, name: str, text: str, setting: str) -> Any:
+    """The value of field ``name`` of ``config`` (a frozen dataclass) parsed from ``text``."""
     names = [f.name for f in dataclasses.fields(config)]
     if name not in names:
         raise ConfigError(
@@ -205,7 +207,10 @@ def _set_field(config: Any, name: str, text: str, setting: str) -> Any:
             f"setting {setting!r}: {name!r} is a part, not a field",
             hint=f"set one of its fields, e.g. {name}.{dataclasses.fields(current)[0].name}=...",
         )
-    return dataclasses.replace(config, **{name: _parse_like(current, text)})
+    try:
+        return _parse_like(current, text)
+    except ValueError as error:
+        raise ConfigError(f"setting {setting!r}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

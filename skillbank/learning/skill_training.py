@@ -131,6 +131,11 @@ class SkillTrainConfig:
             raise ValueError(
                 f"SkillTrainConfig.argument must be learned|hindsight, got {self.argument!r}"
             )
+        if self.relabel_targets and self.argument != "hindsight":
+            raise ValueError(
+                "SkillTrainConfig.relabel_targets relabels hindsight targets: set "
+                "argument='hindsight' too (or leave relabel_targets off)"
+            )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
         if self.arg_dim < 0:

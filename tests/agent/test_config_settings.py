@@ -49,3 +49,12 @@ def test_bad_settings_are_one_clear_error(setting: str, message: str) -> None:
     with pytest.raises(ConfigError, match="setting") as caught:
         AgentConfig().with_settings([setting])
     assert message in str(caught.value) and caught.value.hint
+
+
+def test_settings_of_one_part_are_checked_together_in_any_order() -> None:
+    # relabel_targets alone is refused (it needs hindsight); given with it, either order works
+    config = AgentConfig().with_settings(["skill.relabel_targets=true", "skill.argument=hindsight"])
+    assert config.skill.relabel_targets and config.skill.argument == "hindsight"
+    with pytest.raises(ConfigError, match="relabels hindsight targets"):
+        AgentConfig().with_settings(["skill.relabel_targets=true"])
+    assert AgentConfig().with_settings(["top_k=2", "top_k=3"]).top_k == 3

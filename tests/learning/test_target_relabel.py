@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.target_relabel import named_targets, relabel_to_named
 
 DOOR, BOX, KEY, BALL = 0, 1, 2, 3
@@ -61,3 +62,9 @@ def test_rare_pairs_name_nothing_and_sizes_must_agree() -> None:
     with pytest.raises(ValueError, match="one word bag per target"):
         named_targets(targets, words[:-1])
     assert named_targets(targets[:0], words[:0]).shape == (0,)
+
+
+def test_relabelling_needs_hindsight_targets() -> None:
+    with pytest.raises(ValueError, match="relabel_targets relabels hindsight targets"):
+        SkillTrainConfig(relabel_targets=True)
+    assert SkillTrainConfig(argument="hindsight", relabel_targets=True).relabel_targets
