@@ -94,7 +94,7 @@ def evaluate(
     """Run the learned agent on ENV and report success, steps and skills used.
 
     Settings that act at run time: top_k, sample_actions, sample_skills, interrupt_margin,
-    max_skill_steps, num_envs (``--set sample_skills=false``)."""
+    max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
     torch.set_num_threads(1)
     config = AgentConfig(top_k=top_k).with_settings(settings or [])
     hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack (DIR or .tar.gz)"
