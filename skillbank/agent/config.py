@@ -122,7 +122,7 @@ class AgentConfig:
                 raise ConfigError(f"setting {setting!r} is not part.field=value or field=value")
             part_name, field_name = ("", path[0]) if len(path) == 1 else (path[0], path[1])
             part = self if not part_name else getattr(self, part_name, None)
-            if part is None or not dataclasses.is_dataclass(part) or isinstance(part, type):
+            if part is None or not dataclasses.is_dataclass(part):
                 raise ConfigError(
                     f"setting {setting!r}: AgentConfig has no part {part_name!r}",
                     hint=f"parts: {', '.join(_parts(self))}",

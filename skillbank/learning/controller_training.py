@@ -72,7 +72,7 @@ class ControllerTrainConfig:
             ``SkillTrainConfig.argument``) against the query loss.
         history: The controller also reads the episode's call history (the last skill called
             and each skill's call count, ``skill-controller-history-v1``), learned from the
-            skills of each segment's earlier segments in its episode. ``None`` (default): on
+            skills of each segment's earlier segments in its episode. ``None`` (default):
             off: it helped every single-call measurement but not the curriculum benchmark
             (below). It needs learned arguments (not hindsight targets) and no composites,
             whose relabelling reads no history. Measured side by side on the demo
@@ -89,10 +89,9 @@ class ControllerTrainConfig:
             0.199 vs 0.256, Open 0.949 vs 0.844, PutNextLocal 0.055 vs 0.037, GoTo 0.584 vs
             0.527, BossLevel 0.367 vs 0.322; the same six calls, seed 1, 256 unseen episodes:
             BossLevel 0.336 vs 0.371 (so no gain over the two seeds). Learning level by level
-            the later calls explain
-            segments by stored skills without histories, a likely cause not yet tested. With
-            hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727
-            vs 2.227), hence off there.
+            the later calls explain segments by stored skills without histories, a likely cause
+            not yet tested. With hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727 vs
+            2.227), hence off there.
         history_cap: With ``history``, call counts above this read as this many (1: whether
             each skill has been called at all). Cap 3 (retry 0.5): sum 2.533 over the same 4
             seeds (GoToLocal 0.742, PutNextLocal 0.061).
@@ -184,9 +183,9 @@ class ControllerTrainConfig:
         if self.token_dim < 1:
             raise ValueError(f"ControllerTrainConfig.token_dim must be >= 1, got {self.token_dim}")
 
-    def reads_history(self, hindsight: bool = False) -> bool:
-        """Whether the controller reads the call history (``hindsight``: it names targets)."""
-        return False if self.history is None else self.history
+    def reads_history(self) -> bool:
+        """Whether the controller reads the call history (unset: off)."""
+        return bool(self.history)
 
     def grid_spec(
         self,

@@ -17,8 +17,8 @@ generic and read from the data:
   12.5/22/30/45 on SynthSeq, 11.0/18/24/24 on GoToSeq, at most 9 on the four primitive levels).
   32 positions were measured and are not the default: BossLevel-alone success (250 bot demos,
   128 unseen episodes, seeds 0-3), 12 vs 32 positions: 0.359/0.344/0.297/0.383 (mean 0.346)
-  vs 0.414/0.438/0.320/0.430 (0.400) without the controller's call history, but with it (the
-  default) 0.406/0.430/0.438/0.414 (0.422) vs 0.375/0.406/0.430/0.398 (0.402); 32 positions
+  vs 0.414/0.438/0.320/0.430 (0.400) without the controller's call history, but with it (on
+  request) 0.406/0.430/0.438/0.414 (0.422) vs 0.375/0.406/0.430/0.398 (0.402); 32 positions
   cost 1,280 more features a step (BabyAI: 3,296 rather than 2,016 floats) and 1.42x learning
   CPU;
 - any other entry is flattened to floats and standardised with the mean and std seen.

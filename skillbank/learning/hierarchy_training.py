@@ -197,7 +197,7 @@ def train_hierarchy(
     key_tensor = torch.from_numpy(np.asarray(keys, np.float32))
     # Call history: per segment, what its episode called before it (N_seg, H); steps share it.
     # A retry history (its own skill already called) trains a share of the inner steps.
-    num_history = total if controller_config.reads_history(target is not None) else 0
+    num_history = total if controller_config.reads_history() else 0
     seg_history: torch.Tensor | None = None
     seg_retry = torch.zeros(0)
     if num_history:

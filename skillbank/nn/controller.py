@@ -300,8 +300,11 @@ class Controller(nn.Module):
         elif config.arg_dim:
             self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
-    def _target_logits(self, features: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Target logits (B, C) from features (B, O) and the hidden state (B, D_h).
+    def _target_logits(
+        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """Target logits (B, C) from features (B, O), the hidden state (B, D_h) and the query
+        (B, Z) computed from it.
 
         target-v1: a linear head over the hidden state. target-v2: values copied off the task's
         tokens plus a prior from the query (B, Z), detached, so it says what the chosen skill
@@ -311,7 +314,7 @@ class Controller(nn.Module):
         assert self.target_head is not None
         if self.target_copy is None:
             return self.target_head(hidden)  # type: ignore[no-any-return]
-        prior = self.target_head(self.query_head(hidden).detach())  # (B, C)
+        prior = self.target_head(query.detach())  # (B, C)
         return prior + self.target_copy(features, hidden)  # type: ignore[no-any-return]
 
     def _hidden(self, features: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
@@ -341,7 +344,7 @@ class Controller(nn.Module):
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
-            logits = self._target_logits(features, hidden)
+            logits = self._target_logits(features, hidden, query)
             return query, group_one_hot(logits, self.config.target.groups)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
@@ -359,7 +362,8 @@ class Controller(nn.Module):
         if self.target_head is None:
             raise ValueError("Controller.query_and_target_logits: this controller has no target")
         hidden = self._hidden(features, history)
-        return self.query_head(hidden), self._target_logits(features, hidden)
+        query = self.query_head(hidden)
+        return query, self._target_logits(features, hidden, query)
 
 
 def history_features(
