@@ -230,6 +230,9 @@ class LearnReport:
         composite_ids: Every composite skill the controller now chooses from, in key order
             (after the primitives).
         new_composite_ids: Composite skills added by this call.
+        dataset_scores: (boundary F1, cluster purity) of each dataset given, in order, scored
+            like the whole (``(None, None)`` for one without annotations); the clustering is
+            the call's, so each dataset's purity counts skills shared with the others.
     """
 
     num_episodes: int
@@ -243,6 +246,7 @@ class LearnReport:
     train_s: float
     composite_ids: tuple[str, ...] = ()
     new_composite_ids: tuple[str, ...] = ()
+    dataset_scores: tuple[tuple[float | None, float | None], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -258,6 +262,7 @@ class LearnReport:
             "train_s": self.train_s,
             "composite_ids": list(self.composite_ids),
             "new_composite_ids": list(self.new_composite_ids),
+            "dataset_scores": [list(pair) for pair in self.dataset_scores],
         }
 
 

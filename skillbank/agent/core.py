@@ -63,6 +63,7 @@ from skillbank.agent.learn_steps import (
     load_weights_into,
     module_weights,
     score_against_annotations,
+    score_each_dataset,
     train_skills_and_controller,
 )
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
@@ -227,7 +228,13 @@ class ProceduralMemoryAgent:
         start = time.perf_counter()
         observe = observer or NullObserver()
         cfg = self.config
-        episodes = [e for d in datasets for e in d if e.actions is not None and e.num_steps > 0]
+        usable = [
+            (e, d)
+            for d, dataset in enumerate(datasets)
+            for e in dataset
+            if e.actions is not None and e.num_steps > 0
+        ]
+        episodes = [e for e, _ in usable]
         if not episodes:
             raise TrainingError(
                 "no demonstrations with actions to learn from",
@@ -381,6 +388,8 @@ class ProceduralMemoryAgent:
         self._executor = None
         # --- score against annotations (evaluation only) ----------------------------------------
         f1, purity = score_against_annotations(episodes, boundaries, assignment)
+        owners = [d for _, d in usable]
+        per_dataset = score_each_dataset(episodes, boundaries, assignment, owners, len(datasets))
         report = LearnReport(
             num_episodes=len(episodes),
             num_segments=segments.num_segments,
@@ -393,6 +402,7 @@ class ProceduralMemoryAgent:
             train_s=time.perf_counter() - start,
             composite_ids=composite_ids,
             new_composite_ids=new_composite_ids,
+            dataset_scores=per_dataset,
         )
         observe(Event("learn.done", {"skills": len(skill_ids), "train_s": report.train_s}))
         return report

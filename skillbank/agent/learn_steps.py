@@ -36,6 +36,7 @@ __all__ = [
     "load_weights_into",
     "module_weights",
     "score_against_annotations",
+    "score_each_dataset",
     "train_skills_and_controller",
 ]
 
@@ -103,6 +104,30 @@ def score_against_annotations(
             clusters += assignment[offset : offset + count].tolist()
         offset += count
     return f1, cluster_purity(clusters, labels)
+
+
+def score_each_dataset(
+    episodes: Sequence[Episode],
+    boundaries: Sequence[Sequence[int]],
+    assignment: npt.NDArray[np.int64],
+    owners: Sequence[int],
+    num_datasets: int,
+) -> tuple[tuple[float | None, float | None], ...]:
+    """:func:`score_against_annotations` of each dataset's episodes (``owners[i]`` is the
+    dataset episode ``i`` came from), with the call's segment -> skill assignment."""
+    starts = np.cumsum([0, *(len(b) for b in boundaries)])
+    scores: list[tuple[float | None, float | None]] = []
+    for d in range(num_datasets):
+        mine = [i for i, owner in enumerate(owners) if owner == d]
+        slices = [assignment[starts[i] : starts[i + 1]] for i in mine]
+        scores.append(
+            score_against_annotations(
+                [episodes[i] for i in mine],
+                [boundaries[i] for i in mine],
+                np.concatenate(slices) if slices else np.zeros(0, np.int64),
+            )
+        )
+    return tuple(scores)
 
 
 def train_skills_and_controller(

@@ -19,6 +19,12 @@ then composite ones (GoTo, Pickup, Unlock, PutNext, Synth, GoToSeq, SynthSeq, Bo
 4. both are evaluated on the same ``eval_episodes`` seeds starting at :data:`EVAL_SEED` (10**9),
    disjoint from every training seed.
 
+That is the ``curriculum`` protocol. The ``joint`` protocol (``--protocol joint``) gives both
+methods every level's demonstrations at once: the agent learns them in one call (segmentation F1
+and purity still per level, :attr:`LearnReport.dataset_scores`), flat BC trains once on all of
+them with the agent's parameter count and CPU time, and then each level is evaluated. Side by side,
+the two protocols measure what learning level by level (skills frozen once stored) costs.
+
 Budgets: ``smoke`` (CI, a few minutes: two primitive levels, tiny data and networks, 64 evaluation
 episodes instead of 512 — the result file says so), ``small`` and ``full`` (every level, 512
 evaluation episodes; ``full`` totals 20,000 demonstrations, the issue's target budget).
@@ -63,6 +69,7 @@ __all__ = [
     "FLAT_BC_BUDGET",
     "PARAM_TOLERANCE",
     "PRIMITIVE_LEVELS",
+    "PROTOCOLS",
     "BabyAIBenchResult",
     "BenchBudget",
     "LevelPlan",
@@ -223,7 +230,8 @@ class LevelResult:
     Attributes:
         level: Level name.
         demos: Demonstrations of this level used.
-        demos_cumulative: Demonstrations of this and every earlier level (what both learned from).
+        demos_cumulative: Demonstrations both methods had learned from when evaluated here
+            (curriculum: this and every earlier level; joint: every level).
         train_seeds: (first, last) training seed tried for this level.
         eval_seeds: (first, last) evaluation seed.
         bot_success_rate: The bot's success rate on the training seeds tried.
@@ -231,8 +239,8 @@ class LevelResult:
         flat_bc_success: Flat BC's success rate.
         segmentation_f1: Boundary F1 (±1 step) of the agent's segmentation vs the bot's subgoals.
         cluster_purity: Purity of the agent's skill assignment vs the bot's subgoal types.
-        num_skills: Skills in the memory after this level.
-        skillbank_train_s: Seconds the agent spent learning this level.
+        num_skills: Skills in the memory after this level (joint: after the one call).
+        skillbank_train_s: Seconds the agent spent learning this level (joint: the one call).
         flat_bc_train_s: Seconds flat BC spent training.
         flat_bc_params: Flat BC's trainable parameters.
         skillbank_params: Parameters of what the agent acts with (stored skills + controller),
@@ -290,6 +298,7 @@ class BabyAIBenchResult:
         skill_keys: (N, Z) their keys (for the 2-D map of skills).
         wall_s: Seconds the run took.
         settings: Agent settings changed from the defaults (``part.field=value``).
+        protocol: ``"curriculum"`` or ``"joint"`` (:func:`run_babyai_bench`).
     """
 
     budget: BenchBudget
@@ -301,6 +310,7 @@ class BabyAIBenchResult:
     )
     wall_s: float = 0.0
     settings: tuple[str, ...] = ()
+    protocol: str = "curriculum"
 
     def to_json(self, command: str = "") -> dict[str, Any]:
         """The result file: per-level records plus machine, versions, seeds and command line."""
@@ -311,6 +321,7 @@ class BabyAIBenchResult:
             "eval_episodes": self.budget.eval_episodes,
             "total_demos": self.budget.total_demos,
             "seed": self.seed,
+            "protocol": self.protocol,
             "agent_settings": list(self.settings),
             "eval_seed_start": EVAL_SEED,
             "command": command,
@@ -414,6 +425,10 @@ def scaled_agent_config(seed: int, scale: float, settings: Sequence[str] = ()) -
     return config.with_settings(settings).seeded()
 
 
+PROTOCOLS = ("curriculum", "joint")
+"""How the agent and flat BC meet the levels' demonstrations (``--protocol``)."""
+
+
 def run_babyai_bench(
     budget: BenchBudget,
     *,
@@ -423,8 +438,9 @@ def run_babyai_bench(
     device: str = "cpu",
     observer: Observer | None = None,
     settings: Sequence[str] = (),
+    protocol: str = "curriculum",
 ) -> BabyAIBenchResult:
-    """Run the curriculum; see the module docstring.
+    """Run the benchmark; see the module docstring.
 
     Args:
         budget: What to run.
@@ -435,9 +451,16 @@ def run_babyai_bench(
         device: Torch device for flat BC.
         observer: Receives ``bench.*`` events (and the collectors' / learners' own).
         settings: Agent settings changed from the defaults (``part.field=value``), recorded.
-    """
-    from skillbank.envs.rollout import babyai_env_factory, evaluate_policy
+        protocol: ``"curriculum"``: one learn call per level, in order, each level evaluated
+            after its own call (stored skills of earlier levels are reused, never retrained);
+            ``"joint"``: every level's demonstrations learned in one call, then every level
+            evaluated (flat BC likewise trained once on all of them).
 
+    Raises:
+        ValueError: ``protocol`` is not one of :data:`PROTOCOLS`.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     observe = observer or NullObserver()
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -452,73 +475,11 @@ def run_babyai_bench(
         agent = ProceduralMemoryAgent(
             SkillMemory(memory_dir), scaled_agent_config(seed, budget.agent_scale, settings)
         )
-
-    seen: list[Episode] = []
-    results: list[LevelResult] = []
-    agent_learn_cpu_s = 0.0  # the agent's learning CPU time so far: flat BC's budget
-    eval_seeds = (EVAL_SEED, EVAL_SEED + budget.eval_episodes - 1)
-    for plan in budget.levels:
-        info = {"level": plan.level}
-        # --- demonstrations ---
-        episodes, train_seeds, bot_rate = collect_level_demos(
-            plan.level, plan.demos, out_dir / "demos" / plan.level, observe
-        )
-        seen += episodes
-        observe(Event("bench.demos", {"demos": len(episodes)}, info))
-        make_env = babyai_env_factory(plan.level)
-
-        # --- skillbank: learn this level into the growing memory, evaluate ---
-        sb_success = f1 = purity = sb_train_s = sb_sps = None
-        num_skills = sb_params = vae_params = None
-        bc_config = dataclasses.replace(budget.flat_bc, seed=seed, device=device)
-        budget_s: float | None = None
-        if agent is not None:
-            tick = time.process_time()
-            report = agent.learn([episodes], observer=observe)
-            agent_learn_cpu_s += time.process_time() - tick
-            evaluation = agent.evaluate(make_env, budget.eval_episodes, EVAL_SEED)
-            sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
-            f1, purity = report.segmentation_f1, report.cluster_purity
-            sb_train_s, num_skills = report.train_s, len(report.skill_ids)
-            sb_params, vae_params = agent_parameter_counts(agent)
-            observe(Event("bench.skillbank", {"success": sb_success}, info))
-            # Same parameters as what the agent acts with, same CPU time as it has learned for.
-            budget_s = agent_learn_cpu_s
-            bc_config, _ = fair_flat_bc_config(bc_config, sb_params, budget_s)
-
-        # --- flat BC: from scratch on every demonstration so far, evaluate ---
-        bc = train_flat_bc(seen, bc_config)
-        bc_eval = evaluate_policy(
-            make_env, FlatBCPolicy(bc.model), episodes=budget.eval_episodes, seed=EVAL_SEED
-        )
-        observe(Event("bench.flat_bc", {"success": bc_eval.success_rate}, info))
-
-        results.append(
-            LevelResult(
-                level=plan.level,
-                demos=len(episodes),
-                demos_cumulative=len(seen),
-                train_seeds=train_seeds,
-                eval_seeds=eval_seeds,
-                bot_success_rate=bot_rate,
-                skillbank_success=sb_success,
-                flat_bc_success=bc_eval.success_rate,
-                segmentation_f1=f1,
-                cluster_purity=purity,
-                num_skills=num_skills,
-                skillbank_train_s=sb_train_s,
-                flat_bc_train_s=bc.train_seconds,
-                flat_bc_params=bc.num_params,
-                skillbank_params=sb_params,
-                skillbank_steps_per_s=sb_sps,
-                flat_bc_steps_per_s=bc_eval.steps_per_s,
-                skillbank_vae_params=vae_params,
-                flat_bc_budget_s=budget_s,
-                flat_bc_updates=bc.num_updates,
-                flat_bc_epochs=len(bc.losses),
-                flat_bc_train_cpu_s=bc.train_cpu_seconds,
-            )
-        )
+    run = _BenchRun(budget, seed, out_dir, agent, device, observe)
+    if protocol == "joint":
+        results = run.joint()
+    else:
+        results = [run.next_level(plan) for plan in budget.levels]
 
     # --- the memory's keys, for the 2-D map ---
     skill_ids: tuple[str, ...] = ()
@@ -534,7 +495,151 @@ def run_babyai_bench(
         skill_keys=np.asarray(keys, np.float32),
         wall_s=time.perf_counter() - start,
         settings=tuple(settings),
+        protocol=protocol,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Learned:
+    """What the agent's learning left for one level's row."""
+
+    f1: float | None
+    purity: float | None
+    train_s: float
+    num_skills: int
+
+
+class _BenchRun:
+    """One benchmark run's state: the demonstrations seen, the agent's learning CPU time (flat
+    BC's budget), and the steps both protocols share (collect, learn, train flat BC, evaluate)."""
+
+    def __init__(
+        self,
+        budget: BenchBudget,
+        seed: int,
+        out_dir: Path,
+        agent: Any,
+        device: str,
+        observe: Observer,
+    ) -> None:
+        self.budget = budget
+        self.seed = seed
+        self.out_dir = out_dir
+        self.agent = agent
+        self.device = device
+        self.observe = observe
+        self.seen: list[Episode] = []
+        self.agent_learn_cpu_s = 0.0
+
+    def collect(self, plan: LevelPlan) -> tuple[list[Episode], tuple[int, int], float]:
+        """The level's demonstrations (cached), added to those seen."""
+        data = collect_level_demos(
+            plan.level, plan.demos, self.out_dir / "demos" / plan.level, self.observe
+        )
+        self.seen += data[0]
+        self.observe(Event("bench.demos", {"demos": len(data[0])}, {"level": plan.level}))
+        return data
+
+    def learn(self, datasets: Sequence[Sequence[Episode]]) -> Any:
+        """One learn call of the agent, its CPU time counted."""
+        tick = time.process_time()
+        report = self.agent.learn(datasets, observer=self.observe)
+        self.agent_learn_cpu_s += time.process_time() - tick
+        return report
+
+    def train_flat_bc(self) -> tuple[Any, float | None]:
+        """Flat BC from scratch on every demonstration seen; with the agent, as many parameters
+        as it acts with and the CPU time it has learned for. Returns it and that budget."""
+        config = dataclasses.replace(self.budget.flat_bc, seed=self.seed, device=self.device)
+        budget_s: float | None = None
+        if self.agent is not None:
+            budget_s = self.agent_learn_cpu_s
+            config, _ = fair_flat_bc_config(config, agent_parameter_counts(self.agent)[0], budget_s)
+        return train_flat_bc(self.seen, config), budget_s
+
+    def next_level(self, plan: LevelPlan) -> LevelResult:
+        """Curriculum protocol: learn this level into the growing memory, then evaluate."""
+        data = self.collect(plan)
+        learned = None
+        if self.agent is not None:
+            report = self.learn([data[0]])
+            learned = _Learned(
+                report.segmentation_f1,
+                report.cluster_purity,
+                report.train_s,
+                len(report.skill_ids),
+            )
+        return self.evaluate(plan, data, learned, self.train_flat_bc())
+
+    def joint(self) -> list[LevelResult]:
+        """Joint protocol: every level's demonstrations in one learn call, then each level."""
+        data = [self.collect(plan) for plan in self.budget.levels]
+        scores: Sequence[tuple[float | None, float | None]] = [(None, None)] * len(data)
+        report = None
+        if self.agent is not None:
+            report = self.learn([episodes for episodes, _, _ in data])
+            scores = report.dataset_scores
+        bc = self.train_flat_bc()
+        return [
+            self.evaluate(
+                plan,
+                level_data,
+                None
+                if report is None
+                else _Learned(f1, purity, report.train_s, len(report.skill_ids)),
+                bc,
+            )
+            for plan, level_data, (f1, purity) in zip(self.budget.levels, data, scores, strict=True)
+        ]
+
+    def evaluate(
+        self,
+        plan: LevelPlan,
+        data: tuple[list[Episode], tuple[int, int], float],
+        learned: _Learned | None,
+        bc_and_budget: tuple[Any, float | None],
+    ) -> LevelResult:
+        """Both methods on the level's evaluation seeds, as one result row."""
+        from skillbank.envs.rollout import babyai_env_factory, evaluate_policy
+
+        info = {"level": plan.level}
+        episodes, train_seeds, bot_rate = data
+        bc, budget_s = bc_and_budget
+        make_env = babyai_env_factory(plan.level)
+        sb_success = sb_sps = sb_params = vae_params = None
+        if learned is not None:
+            evaluation = self.agent.evaluate(make_env, self.budget.eval_episodes, EVAL_SEED)
+            sb_success, sb_sps = evaluation.success_rate, evaluation.steps_per_s
+            sb_params, vae_params = agent_parameter_counts(self.agent)
+            self.observe(Event("bench.skillbank", {"success": sb_success}, info))
+        bc_eval = evaluate_policy(
+            make_env, FlatBCPolicy(bc.model), episodes=self.budget.eval_episodes, seed=EVAL_SEED
+        )
+        self.observe(Event("bench.flat_bc", {"success": bc_eval.success_rate}, info))
+        return LevelResult(
+            level=plan.level,
+            demos=len(episodes),
+            demos_cumulative=len(self.seen),
+            train_seeds=train_seeds,
+            eval_seeds=(EVAL_SEED, EVAL_SEED + self.budget.eval_episodes - 1),
+            bot_success_rate=bot_rate,
+            skillbank_success=sb_success,
+            flat_bc_success=bc_eval.success_rate,
+            segmentation_f1=None if learned is None else learned.f1,
+            cluster_purity=None if learned is None else learned.purity,
+            num_skills=None if learned is None else learned.num_skills,
+            skillbank_train_s=None if learned is None else learned.train_s,
+            flat_bc_train_s=bc.train_seconds,
+            flat_bc_params=bc.num_params,
+            skillbank_params=sb_params,
+            skillbank_steps_per_s=sb_sps,
+            flat_bc_steps_per_s=bc_eval.steps_per_s,
+            skillbank_vae_params=vae_params,
+            flat_bc_budget_s=budget_s,
+            flat_bc_updates=bc.num_updates,
+            flat_bc_epochs=len(bc.losses),
+            flat_bc_train_cpu_s=bc.train_cpu_seconds,
+        )
 
 
 def markdown_table(levels: Sequence[LevelResult]) -> str:

@@ -76,10 +76,19 @@ def bench_babyai(
         ),
     ] = None,
     settings: SettingsOption = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="curriculum: one learn call per level, in order; "
+            "joint: every level's demonstrations in one call, then every level evaluated.",
+        ),
+    ] = "curriculum",
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
     from skillbank.bench.babyai_bench import (
         BUDGETS,
+        PROTOCOLS,
         markdown_table,
         run_babyai_bench,
         select_levels,
@@ -89,6 +98,8 @@ def bench_babyai(
 
     if budget not in BUDGETS:
         raise ValueError(f"--budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     import torch
@@ -118,6 +129,7 @@ def bench_babyai(
             device=device,
             observer=show,
             settings=tuple(settings or ()),
+            protocol=protocol,
         )
     payload = result.to_json(command)
     table = markdown_table(result.levels)

@@ -56,6 +56,8 @@ def test_learns_stores_retrieves_and_beats_chance(tmp_path: Path) -> None:
         report = agent.learn([demos])
         assert report.new_skill_ids and all(i in memory for i in report.new_skill_ids)
         assert report.segmentation_f1 is not None and 0.0 <= report.segmentation_f1 <= 1.0
+        # one dataset: its own scores are the call's
+        assert report.dataset_scores == ((report.segmentation_f1, report.cluster_purity),)
         stored = memory.list(RetrievalFilter(tags=("skill",)))
         assert {r.skill_id for r in stored} == set(report.skill_ids)
         assert all(r.arch_id == "skill-policy-v2" and r.provenance.dataset_hash for r in stored)

@@ -89,6 +89,34 @@ def test_flat_bc_only_run_writes_every_field(tmp_path: Path) -> None:
     assert again.levels[0].flat_bc_success == level.flat_bc_success
 
 
+def test_joint_protocol_learns_every_level_in_one_call(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    import dataclasses
+
+    budget = dataclasses.replace(
+        TINY, levels=(LevelPlan("GoToRedBall", 10), LevelPlan("GoToLocal", 10))
+    )
+    result = run_babyai_bench(budget, seed=0, out_dir=tmp_path, protocol="joint")
+    first, second = result.levels
+    assert result.protocol == "joint" and result.to_json()["protocol"] == "joint"
+    # both methods learned from all 20 demonstrations before either level was evaluated
+    assert first.demos == second.demos == 10
+    assert first.demos_cumulative == second.demos_cumulative == 20
+    # one learn call, one flat BC: the same for every row
+    assert first.skillbank_train_s == second.skillbank_train_s
+    assert first.num_skills == second.num_skills == result.skill_keys.shape[0]
+    assert first.flat_bc_train_s == second.flat_bc_train_s
+    assert first.flat_bc_budget_s == second.flat_bc_budget_s
+    assert first.flat_bc_budget_s is not None and first.flat_bc_budget_s > 0
+    for level in result.levels:
+        assert level.skillbank_success is not None and 0.0 <= level.skillbank_success <= 1.0
+        # scored per level, on that level's episodes
+        assert level.segmentation_f1 is not None and 0.0 <= level.segmentation_f1 <= 1.0
+        assert level.cluster_purity is not None and 0.0 < level.cluster_purity <= 1.0
+    with pytest.raises(ValueError, match="protocol"):
+        run_babyai_bench(budget, seed=0, out_dir=tmp_path, protocol="together")
+
+
 def test_fair_flat_bc_matches_the_agents_parameters_and_time() -> None:
     for agent_params in (80_000, 561_065, 1_950_000):
         config, count = fair_flat_bc_config(TINY.flat_bc, agent_params, 12.5)
