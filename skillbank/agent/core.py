@@ -275,7 +275,7 @@ class ProceduralMemoryAgent:
             self.controller,
             candidates=cfg.explain_candidates,
             threshold=cfg.explain_threshold,
-            relabel=cfg.skill.relabel_targets,
+            relabel=cfg.skill.relabel_mode,
         )
         num_reused = int((assignment >= 0).sum())
         provenance = Provenance(

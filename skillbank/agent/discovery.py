@@ -38,7 +38,7 @@ def explain_segments(
     *,
     candidates: int,
     threshold: float,
-    relabel: bool = False,
+    relabel: str = "none",
 ) -> npt.NDArray[np.int64]:
     """Per segment (S,), the index of a stored skill that explains it well, else -1.
 
@@ -50,7 +50,7 @@ def explain_segments(
         controller: Hands each skill its argument (None: no arguments).
         candidates: Nearest keys tried per segment.
         threshold: Least mean action log-likelihood that counts as explained.
-        relabel: Hindsight targets are relabelled to named ones (``SkillTrainConfig``).
+        relabel: How hindsight targets are relabelled (``SkillTrainConfig.relabel_mode``).
     """
     assignment = np.full(segments.num_segments, -1, np.int64)
     if not policies:

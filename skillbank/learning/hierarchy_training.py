@@ -54,7 +54,7 @@ from skillbank.learning.controller_training import (
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
 from skillbank.learning.skill_training import SkillTrainConfig
-from skillbank.learning.target_relabel import named_targets, relabel_to_named
+from skillbank.learning.target_relabel import named_targets, relabel_nearby, relabel_to_named
 from skillbank.nn.controller import (
     HISTORY_COUNT_CAP,
     Controller,
@@ -66,7 +66,13 @@ from skillbank.nn.controller import (
 )
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
-__all__ = ["hindsight_target", "hindsight_targets", "segment_arguments", "train_hierarchy"]
+__all__ = [
+    "RELABEL_MODES",
+    "hindsight_target",
+    "hindsight_targets",
+    "segment_arguments",
+    "train_hierarchy",
+]
 
 
 def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
@@ -93,20 +99,33 @@ def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
     return None
 
 
+RELABEL_MODES = ("none", "next", "nearby")
+"""How hindsight targets are relabelled (:func:`hindsight_targets`)."""
+
+
 def hindsight_targets(
-    segments: SegmentSet, target: TargetSpec, relabel: bool = False
+    segments: SegmentSet, target: TargetSpec, relabel: str = "none"
 ) -> torch.Tensor:
-    """Every segment's hindsight target (N, C): the content of the interaction cell at its end,
-    or with ``relabel`` (and a token sequence in the features, e.g. the mission) the target of
-    the next segment of its episode whose target a word of the task names
-    (:mod:`skillbank.learning.target_relabel`) where its own is named by none."""
+    """Every segment's hindsight target (N, C): the content of the interaction cell at its end.
+
+    With a token sequence in the features (e.g. the mission), a segment whose target no word of
+    its task names is relabelled (:mod:`skillbank.learning.target_relabel`): ``"next"``: to the
+    target of the next segment of its episode that one names; ``"nearby"``: first to a named
+    content in a cell beside its own (not the next named target), else as ``"next"``.
+    """
+    if relabel not in RELABEL_MODES:
+        raise ValueError(f"relabel must be one of {RELABEL_MODES}, got {relabel!r}")
     indices = list(range(segments.num_segments))
-    own = target.content(torch.from_numpy(segments.end_features(indices)))  # (N, C)
-    if not relabel or not segments.tokens:
+    ends = torch.from_numpy(segments.end_features(indices))
+    own = target.content(ends)  # (N, C)
+    if relabel == "none" or not segments.tokens:
         return own
     bag = segments.tokens[0]
     starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])  # (N, O)
     words = starts[:, bag.offset : bag.offset + bag.vocab] > 0.5  # (N, V)
+    if relabel == "nearby":
+        nearby = target.contents_beside(ends).numpy()  # (N, M, C)
+        return torch.from_numpy(relabel_nearby(own.numpy(), nearby, words, segments.spans))
     named = named_targets(own.numpy(), words)
     return torch.from_numpy(relabel_to_named(own.numpy(), segments.spans, named))
 
@@ -190,7 +209,7 @@ def train_hierarchy(
     seg_skill = torch.from_numpy(labels_np)  # (N,)
     # Hindsight: every segment's target, the interaction cell's content at its end (N, C).
     seg_target = (
-        hindsight_targets(segments, target, skill_config.relabel_targets)
+        hindsight_targets(segments, target, skill_config.relabel_mode)
         if target is not None
         else None
     )
@@ -354,7 +373,7 @@ def segment_arguments(
     controller: Controller | None,
     segments: SegmentSet,
     histories: Sequence[Sequence[int]] | None = None,
-    relabel: bool = False,
+    relabel: str = "none",
 ) -> torch.Tensor:
     """The argument (N, D) each segment's skill reads (D may be 0): the one the controller gives
     at its decision point, or with a target head the segment's hindsight target (the argument

@@ -97,6 +97,10 @@ class SkillTrainConfig:
             0.148/0.098 (learning CPU 1.3x). Level by level, the
             skills are learned on the early levels and frozen, and replayed segments of earlier
             learn calls keep their own targets (their episodes are not stored).
+        relabel_nearby: With ``relabel_targets``, an unnamed target beside a named content
+            takes that content first (``"put the ball next to the key"``: the walk carrying the
+            ball ends facing the empty cell beside the key; :func:`~skillbank.learning.
+            target_relabel.relabel_nearby`). Off by default.
         seed: Seed of initialisation and batching.
     """
 
@@ -116,7 +120,15 @@ class SkillTrainConfig:
     arg_film: str = "grid"
     argument: str = "learned"
     relabel_targets: bool = False
+    relabel_nearby: bool = False
     seed: int = 0
+
+    @property
+    def relabel_mode(self) -> str:
+        """``"none"``, ``"next"`` or ``"nearby"``: how hindsight targets are relabelled."""
+        if not self.relabel_targets:
+            return "none"
+        return "nearby" if self.relabel_nearby else "next"
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -135,6 +147,11 @@ class SkillTrainConfig:
             raise ValueError(
                 "SkillTrainConfig.relabel_targets relabels hindsight targets: set "
                 "argument='hindsight' too (or leave relabel_targets off)"
+            )
+        if self.relabel_nearby and not self.relabel_targets:
+            raise ValueError(
+                "SkillTrainConfig.relabel_nearby changes how targets are relabelled: set "
+                "relabel_targets=True too (or leave relabel_nearby off)"
             )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")

@@ -11,6 +11,13 @@ doors end segments in every kind of task). A segment whose target is not named t
 of the next named segment of its episode, if any (as goal relabelling does with the episode's
 eventual goal, Andrychowicz et al., 2017); the last unnamed segments keep their own.
 
+Nearby relabelling (:func:`relabel_nearby`) first looks around: a segment that ends facing an
+unnamed place beside a named thing was headed for that thing (BabyAI "put the ball next to the
+key": the walk with the ball ends facing the empty cell where it drops it, beside the key). Such a
+segment takes the named content of a cell next to its own (the first, in the given order) that
+is not what its episode's next named segment handles (the ball it carries); without one, the
+next named target as above.
+
 Domain-agnostic: contents are the targets' one-hot rows, words the task's token bag.
 
 Example:
@@ -27,14 +34,65 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_MIN_LIFT", "named_targets", "relabel_to_named"]
+__all__ = ["DEFAULT_MIN_LIFT", "Lexicon", "named_targets", "relabel_nearby", "relabel_to_named"]
 
 DEFAULT_MIN_LIFT = 2.0
 """Least lift P(content | word) / P(content) by which a task word names a target content."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """Which task words name which target contents, learned from segments (see the module).
+
+    Attributes:
+        contents: (K, C) the distinct contents seen, 0/1.
+        names: (K, V) whether word v names content k.
+    """
+
+    contents: npt.NDArray[np.bool_]
+    names: npt.NDArray[np.bool_]
+
+    @classmethod
+    def fit(
+        cls,
+        targets: npt.NDArray[np.float32],
+        words: npt.NDArray[np.bool_],
+        min_lift: float = DEFAULT_MIN_LIFT,
+        min_count: int = 3,
+    ) -> Lexicon:
+        """Lexicon of segments' targets (N, C) and their tasks' word bags (N, V): content k is
+        named by word v when P(k | v in task) / P(k) >= ``min_lift`` over >= ``min_count``
+        segments with both."""
+        if len(targets) != len(words):
+            raise ValueError(f"one word bag per target, got {len(words)} for {len(targets)}")
+        if not len(targets):
+            return cls(np.zeros((0, targets.shape[1]), bool), np.zeros((0, words.shape[1]), bool))
+        contents, content = np.unique(targets > 0.5, axis=0, return_inverse=True)
+        content = content.reshape(-1)  # (N,) content ids
+        one_hot = np.eye(len(contents), dtype=np.float64)[content]  # (N, K)
+        bag = words.astype(np.float64)  # (N, V)
+        together = one_hot.T @ bag  # (K, V) segments with content k and word v
+        p_content = one_hot.mean(0)  # (K,)
+        p_given_word = together / np.maximum(bag.sum(0), 1.0)  # (K, V)
+        lift = p_given_word / np.maximum(p_content[:, None], 1e-12)
+        return cls(contents, (lift >= min_lift) & (together >= min_count))
+
+    def named(
+        self, contents: npt.NDArray[np.float32], words: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Per row (N,), whether a word of ``words`` (N, V) names ``contents`` (N, C); a content
+        the lexicon never saw is named by none."""
+        index = {row.tobytes(): k for k, row in enumerate(self.contents)}
+        found = np.array([index.get(row.tobytes(), -1) for row in contents > 0.5], np.int64)
+        named = np.zeros(len(contents), bool)
+        known = found >= 0
+        named[known] = (self.names[found[known]] & words[known]).any(1)
+        return named
 
 
 def named_targets(
@@ -51,21 +109,7 @@ def named_targets(
         min_lift: Least lift of the content given one of the words.
         min_count: Least segments with the word and the content together that count.
     """
-    if len(targets) != len(words):
-        raise ValueError(f"one word bag per target, got {len(words)} for {len(targets)}")
-    if not len(targets):
-        return np.zeros(0, bool)
-    _, content = np.unique(targets > 0.5, axis=0, return_inverse=True)  # (N,) content ids
-    content = content.reshape(-1)
-    one_hot = np.eye(int(content.max()) + 1, dtype=np.float64)[content]  # (N, K)
-    bag = words.astype(np.float64)  # (N, V)
-    together = one_hot.T @ bag  # (K, V) segments with content k and word v
-    p_content = one_hot.mean(0)  # (K,)
-    p_given_word = together / np.maximum(bag.sum(0), 1.0)  # (K, V)
-    lift = p_given_word / np.maximum(p_content[:, None], 1e-12)
-    names = (lift >= min_lift) & (together >= min_count)  # (K, V)
-    named: npt.NDArray[np.bool_] = (names[content] & words).any(1)
-    return named
+    return Lexicon.fit(targets, words, min_lift, min_count).named(targets, words)
 
 
 def relabel_to_named(
@@ -92,4 +136,40 @@ def relabel_to_named(
             goal = i
         elif goal is not None:
             out[i] = targets[goal]
+    return out
+
+
+def relabel_nearby(
+    targets: npt.NDArray[np.float32],
+    nearby: npt.NDArray[np.float32],
+    words: npt.NDArray[np.bool_],
+    spans: Sequence[tuple[int, int, int]],
+    min_lift: float = DEFAULT_MIN_LIFT,
+    min_count: int = 3,
+) -> npt.NDArray[np.float32]:
+    """Targets (N, C) where each unnamed segment takes the first named content beside its own
+    that its episode's next named target is not, else that next named target (see the module).
+
+    Args:
+        targets: (N, C) the segments' own targets.
+        nearby: (N, M, C) the contents of M cells beside each segment's target cell, at its end.
+        words: (N, V) the words of each segment's task.
+        spans: Per segment, (episode, start, stop).
+        min_lift: As :func:`named_targets` (the lexicon is fitted on the own targets).
+        min_count: As :func:`named_targets`.
+    """
+    if nearby.shape[0] != len(targets) or nearby.shape[2:] != targets.shape[1:]:
+        raise ValueError(
+            f"nearby must be (N, M, C) for targets {targets.shape}, got {nearby.shape}"
+        )
+    lexicon = Lexicon.fit(targets, words, min_lift, min_count)
+    named = lexicon.named(targets, words)
+    out = relabel_to_named(targets, spans, named)
+    num, cells = nearby.shape[:2]
+    flat = nearby.reshape(num * cells, -1)
+    beside = lexicon.named(flat, np.repeat(words, cells, axis=0)).reshape(num, cells)  # (N, M)
+    headed = (nearby > 0.5) != (out[:, None, :] > 0.5)  # differs from the next named target
+    beside &= headed.any(2)
+    for i in np.flatnonzero(~named & beside.any(1)):
+        out[i] = nearby[i, int(np.argmax(beside[i]))]
     return out

@@ -99,6 +99,22 @@ class TargetSpec:
         """The cell's content in features (B, O): (B, C), 0/1 (one-hot per group)."""
         return (features[:, self.start : self.start + self.dim] > 0.5).float()
 
+    def beside(self) -> tuple[int, ...]:
+        """The cells sharing a side with the interaction cell (up to four, row-major order)."""
+        row, col = divmod(self.cell, self.grid.width)
+        around = ((row - 1, col), (row, col - 1), (row, col + 1), (row + 1, col))
+        return tuple(
+            r * self.grid.width + c
+            for r, c in around
+            if 0 <= r < self.grid.height and 0 <= c < self.grid.width
+        )
+
+    def contents_beside(self, features: torch.Tensor) -> torch.Tensor:
+        """The contents of the cells :meth:`beside` in features (B, O): (B, M, C), 0/1."""
+        starts = [self.grid.offset + cell * self.dim for cell in self.beside()]
+        cells = [features[:, start : start + self.dim] for start in starts]
+        return (torch.stack(cells, dim=1) > 0.5).float()
+
     def to_json(self) -> dict[str, Any]:
         """The spec as stored in a controller config."""
         return {"grid": self.grid.to_json(), "cell": self.cell, "groups": list(self.groups)}

@@ -253,7 +253,7 @@ def test_relabelled_targets_send_waypoints_to_the_named_ball() -> None:
     target = hindsight_target(segments)
     assert target is not None
     own = hindsight_targets(segments, target)
-    relabelled = hindsight_targets(segments, target, relabel=True)
+    relabelled = hindsight_targets(segments, target, relabel="next")
     waypoint, walk, pickup = (list(range(k, segments.num_segments, 3)) for k in range(3))
     assert not torch.equal(own[waypoint], own[walk])
     torch.testing.assert_close(relabelled[waypoint], own[walk])
@@ -263,5 +263,5 @@ def test_relabelled_targets_send_waypoints_to_the_named_ball() -> None:
     controller = Controller(
         ControllerConfig(segments.obs_dim, 4, arg_dim=target.dim, target=target)
     )
-    torch.testing.assert_close(segment_arguments(controller, segments, relabel=True), relabelled)
+    torch.testing.assert_close(segment_arguments(controller, segments, relabel="next"), relabelled)
     torch.testing.assert_close(segment_arguments(controller, segments), own)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from skillbank.learning.skill_training import SkillTrainConfig
-from skillbank.learning.target_relabel import named_targets, relabel_to_named
+from skillbank.learning.target_relabel import (
+    Lexicon,
+    named_targets,
+    relabel_nearby,
+    relabel_to_named,
+)
 
 DOOR, BOX, KEY, BALL = 0, 1, 2, 3
 
@@ -68,3 +73,61 @@ def test_relabelling_needs_hindsight_targets() -> None:
     with pytest.raises(ValueError, match="relabel_targets relabels hindsight targets"):
         SkillTrainConfig(relabel_targets=True)
     assert SkillTrainConfig(argument="hindsight", relabel_targets=True).relabel_targets
+
+
+EMPTY = 4  # a fifth content: the empty place something is dropped on
+
+
+def test_a_walk_ending_beside_a_named_thing_takes_it() -> None:
+    """Episodes "put the <goal> next to the <other>": fetch the goal (named), walk with it to the
+    empty cell beside the other (unnamed: empty; the goal, carried, is beside it too), drop it
+    there (ends facing the goal again); between them, "fetch" episodes as in :func:`_world`."""
+    rng = np.random.default_rng(0)
+    eye = np.eye(5, dtype=np.float32)
+    fetch_targets, fetch_words, fetch_spans = _world(episodes=120)
+    targets = list(np.pad(fetch_targets, ((0, 0), (0, 1))))
+    nearby = [eye[[DOOR] * 4]] * len(targets)
+    words, spans = list(fetch_words), list(fetch_spans)
+    puts = []
+    for e in range(120, 180):
+        goal, other = rng.choice([BOX, KEY, BALL], 2, replace=False)
+        bag = np.zeros(4, bool)
+        bag[[0, goal, other]] = True
+        # cells beside each segment's target cell: [door, carried (the goal), other, empty]
+        beside_walk = eye[[DOOR, goal, other, EMPTY]]
+        puts.append((len(targets), int(other)))
+        for j, (kind, around) in enumerate(
+            [(goal, eye[[DOOR] * 4]), (EMPTY, beside_walk), (goal, eye[[EMPTY] * 4])]
+        ):
+            targets.append(eye[kind])
+            nearby.append(around)
+            words.append(bag)
+            spans.append((e, 10 * j, 10 * j + 10))
+    targets_np, nearby_np, words_np = np.stack(targets), np.stack(nearby), np.stack(words)
+    out = relabel_nearby(targets_np, nearby_np, words_np, spans)
+    nxt = relabel_to_named(targets_np, spans, named_targets(targets_np, words_np))
+    for first, other in puts:
+        fetch, walk, drop = first, first + 1, first + 2
+        # the walk heads for the other thing, not for the goal it carries (which "next" gives)
+        assert out[walk].argmax() == other and nxt[walk].argmax() == targets_np[drop].argmax()
+        np.testing.assert_array_equal(out[[fetch, drop]], targets_np[[fetch, drop]])
+    # where nothing named is beside, as "next": the fetch episodes' door waypoints
+    np.testing.assert_array_equal(out[: len(fetch_targets)], nxt[: len(fetch_targets)])
+    with pytest.raises(ValueError, match="nearby"):
+        relabel_nearby(targets_np, nearby_np[:, :, :2], words_np, spans)
+
+
+def test_a_lexicon_names_only_contents_it_has_seen() -> None:
+    targets, words, _ = _world()
+    lexicon = Lexicon.fit(targets, words)
+    unseen = np.zeros((1, 4), np.float32)  # no content at all
+    assert not lexicon.named(unseen, words[:1]).any()
+    np.testing.assert_array_equal(lexicon.named(targets, words), named_targets(targets, words))
+
+
+def test_nearby_relabelling_needs_next_relabelling() -> None:
+    with pytest.raises(ValueError, match="relabel_targets=True too"):
+        SkillTrainConfig(argument="hindsight", relabel_nearby=True)
+    config = SkillTrainConfig(argument="hindsight", relabel_targets=True, relabel_nearby=True)
+    assert config.relabel_mode == "nearby"
+    assert SkillTrainConfig().relabel_mode == "none"

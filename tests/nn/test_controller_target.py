@@ -91,3 +91,14 @@ def test_configs_reject_mismatched_targets() -> None:
     controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4, arg_dim=2))
     with pytest.raises(ValueError, match="no target"):
         controller.query_and_target_logits(torch.zeros(1, 8))
+
+
+def test_cells_beside_the_target_cell_and_their_contents() -> None:
+    assert TARGET.beside() == (1, 3, 5, 7)  # the centre of 3x3: up, left, right, down
+    corner = TargetSpec(GRID, cell=0, groups=(4, 3))
+    assert corner.beside() == (1, 3)  # no cells off the grid
+    features = torch.zeros(2, 2 + GRID.size + 3)
+    features[1, 2 + 5 * 7 + 1] = 1.0  # cell 5, first group's value 1
+    beside = TARGET.contents_beside(features)  # (B, M, C)
+    assert beside.shape == (2, 4, 7)
+    assert beside[1, 2].tolist() == [0, 1, 0, 0, 0, 0, 0] and beside[0].sum() == 0
