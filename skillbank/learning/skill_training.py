@@ -100,7 +100,10 @@ class SkillTrainConfig:
         relabel_nearby: With ``relabel_targets``, an unnamed target beside a named content
             takes that content first (``"put the ball next to the key"``: the walk carrying the
             ball ends facing the empty cell beside the key; :func:`~skillbank.learning.
-            target_relabel.relabel_nearby`). Off by default.
+            target_relabel.relabel_nearby`). Off by default: the walks carrying the ball
+            take the key in 187 of 201 of them (200 PutNextLocal bot demos; 0 without), but
+            PutNextLocal learned alone (500 demos, 256 unseen episodes, seed 0) succeeded in
+            11.3% vs 18.4% with ``relabel_targets`` alone.
         seed: Seed of initialisation and batching.
     """
 
