@@ -227,3 +227,15 @@ def test_cli_rejects_a_malformed_demo_count(tmp_path: Path) -> None:
     assert run.exit_code != 0
     assert "LEVEL=COUNT" in run.output
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_rejects_an_unknown_protocol(tmp_path: Path) -> None:
+    from skillbank.cli.app import app
+
+    run = CliRunner().invoke(
+        app,
+        ["bench", "babyai", "--json", str(tmp_path / "x.json"), "--protocol", "together"],
+    )
+    assert run.exit_code != 0
+    assert "curriculum" in run.output and "joint" in run.output
+    assert not (tmp_path / "x.json").exists()
