@@ -119,13 +119,24 @@ def _clean_member_name(raw: str, where: str) -> str:
     return "/".join(parts)
 
 
+def _safetensors_shaped(data: bytes) -> bool:
+    """Whether ``data`` is laid out as safetensors: an 8-byte little-endian length, then that
+    many bytes of a JSON object (``{`` ... ``}``, space-padded) inside the file. Its length's low
+    bytes may read as a pickle protocol header (a 896-byte header starts ``\x80\x03``)."""
+    if len(data) < 10:
+        return False
+    size = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + size]
+    return 2 <= size <= len(data) - 8 and header[:1] == b"{" and header.rstrip(b" ")[-1:] == b"}"
+
+
 def _check_not_pickle(name: str, data: bytes) -> None:
     if name.lower().endswith(PICKLE_SUFFIXES):
         raise PackError(
             f"{name}: pickle-based file type refused (packs hold only JSON and safetensors)",
             hint="skillbank never unpickles; export the weights as safetensors",
         )
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5 and not _safetensors_shaped(data):
         raise PackError(
             f"{name}: starts with a pickle protocol header; refused",
             hint="skillbank never unpickles; export the weights as safetensors",

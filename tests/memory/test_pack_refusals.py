@@ -416,6 +416,26 @@ def test_the_unmutated_pack_imports(base_files: Files, target: SkillMemory, tmp_
     assert target.verify() == []
 
 
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_header_length_that_reads_as_a_pickle_protocol_is_not_pickle(
+    base_files: Files, target: SkillMemory, tmp_path: Path, protocol: int
+) -> None:
+    # A safetensors header of 0x0580 bytes starts the file with \x80\x05 (a real controller's
+    # did): its layout, not its first two bytes, says what it is.
+    name = _weights_name(base_files)
+    data = base_files[name]
+    (n,) = struct.unpack("<Q", data[:8])
+    size = 0x80 + 256 * protocol
+    assert n <= size
+    padded = data[8 : 8 + n] + b" " * (size - n)
+    files = reseal({**base_files, name: struct.pack("<Q", size) + padded + data[8 + n :]})
+    assert files[name][:2] == bytes([0x80, protocol])
+    for pack in (write_dir(files, tmp_path / "dir"), write_tar(files, tmp_path / "pack.tar.gz")):
+        with SkillMemory(tmp_path / f"fresh-{pack.name}") as memory:
+            assert import_pack(memory, pack).num_added == 3
+            assert memory.verify() == []
+
+
 @pytest.mark.parametrize(
     ("limits", "words"),
     [
