@@ -97,6 +97,41 @@ def plot_success_vs_demos(levels: Sequence[Mapping[str, Any]], path: Path | str)
     return out
 
 
+def plot_success_by_level(levels: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
+    """Success rate per level, skillbank and flat BC side by side (bars): for runs where every
+    level was learned from the same demonstrations (``--protocol joint``).
+
+    Args:
+        levels: Per-level records with ``level``, ``skillbank_success`` and ``flat_bc_success``
+            (``None`` where not measured).
+        path: Output image (PNG).
+    """
+    plt = _pyplot()
+    names = [r["level"] for r in levels]
+    x = np.arange(len(names), dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) + 2), 4.5))
+    for offset, (key, label) in zip(
+        (-0.2, 0.2),
+        (("skillbank_success", "skillbank"), ("flat_bc_success", "flat BC")),
+        strict=True,
+    ):
+        heights = [100 * r[key] if r.get(key) is not None else np.nan for r in levels]
+        ax.bar(x + offset, heights, width=0.4, label=label)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    total = levels[0].get("demos_cumulative") if levels else None
+    ax.set_xlabel(f"level (all learned from the same {total} demonstrations)")
+    ax.set_ylabel("success rate on held-out seeds (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_skill_keys(
     keys: npt.NDArray[np.floating[Any]], labels: Sequence[str], path: Path | str
 ) -> Path:
@@ -130,8 +165,8 @@ def plot_skill_keys(
 def plot_bench_result(result_json: Path | str, out_dir: Path | str | None = None) -> list[Path]:
     """Draw every plot of a ``skillbank bench babyai`` result file.
 
-    Writes ``success.png`` (success vs demonstrations) and, when the file lists skill keys,
-    ``skill-keys.png`` into ``out_dir`` (default: beside the file).
+    Writes ``success.png`` (success vs demonstrations; per level for a joint run) and, when
+    the file lists skill keys, ``skill-keys.png`` into ``out_dir`` (default: beside the file).
 
     Returns:
         The images written.
@@ -139,7 +174,8 @@ def plot_bench_result(result_json: Path | str, out_dir: Path | str | None = None
     path = Path(result_json)
     payload = json.loads(path.read_text())
     directory = Path(out_dir) if out_dir is not None else path.parent
-    written = [plot_success_vs_demos(payload["levels"], directory / "success.png")]
+    success = plot_success_by_level if payload.get("protocol") == "joint" else plot_success_vs_demos
+    written = [success(payload["levels"], directory / "success.png")]
     keys = np.asarray(payload.get("skill_keys") or [], dtype=np.float32)
     if len(keys):
         written.append(

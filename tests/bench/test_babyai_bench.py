@@ -161,6 +161,12 @@ def test_plots_from_a_result_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert [Path(p).name for p in written] == ["success.png", "skill-keys.png"]
     for image in written:
         assert Path(image).read_bytes()[:4] == b"\x89PNG"
+    # a joint run: every level learned from the same demonstrations, bars per level
+    joint = [{**r, "demos_cumulative": 20} for r in levels]
+    result.write_text(json.dumps({"levels": joint, "protocol": "joint"}))
+    main([str(result), str(tmp_path / "joint")])
+    (image,) = capsys.readouterr().out.split()
+    assert Path(image).name == "success.png" and Path(image).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
