@@ -26,7 +26,14 @@ import numpy.typing as npt
 
 from skillbank.errors import MissingExtraError
 
-__all__ = ["main", "pca_2d", "plot_bench_result", "plot_skill_keys", "plot_success_vs_demos"]
+__all__ = [
+    "main",
+    "pca_2d",
+    "plot_bench_result",
+    "plot_skill_keys",
+    "plot_success_by_level",
+    "plot_success_vs_demos",
+]
 
 
 def _pyplot() -> Any:
