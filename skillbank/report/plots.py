@@ -1,4 +1,5 @@
-"""Benchmark plots: success against demonstrations, and a 2-D map of the skill memory's keys.
+"""Benchmark plots: success against demonstrations (or per level, for a joint run), and a 2-D map
+of the skill memory's keys.
 
 Plots read result files only (``python -m skillbank.report.plots RESULT.json``); ``skillbank bench
 babyai`` runs that entry point after writing its JSON (report and cli are both top-layer entry
