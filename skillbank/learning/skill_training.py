@@ -109,7 +109,9 @@ class SkillTrainConfig:
             11.3% vs 18.4% with ``relabel_targets`` alone; the six benchmark levels (2,500 demos)
             learned in one call, 256 unseen episodes, seeds 0/1: PutNextLocal 0.684/0.383 vs
             0.449/0.375, BossLevel 0.492/0.445 vs 0.465/0.418, GoTo 0.914/0.863 vs
-            0.906/0.848 — better on both seeds, not yet in a benchmark run or the pack.
+            0.906/0.848 — better on both seeds; but ``bench babyai --protocol joint`` on those
+            levels (512 unseen episodes, seed 0): BossLevel 0.441 vs 0.441, PutNextLocal 0.613
+            vs 0.656, PickupLoc 0.752 vs 0.695, GoTo 0.893 vs 0.883: no clear gain.
         seed: Seed of initialisation and batching.
     """
 
