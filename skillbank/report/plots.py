@@ -50,6 +50,20 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path | str) -> Path:
+    """Lay out ``fig``, write it to ``path`` (PNG, parents made) and close it."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+_METHODS = (("skillbank_success", "skillbank"), ("flat_bc_success", "flat BC"))
+"""Result keys of the two methods every success plot shows, with their labels."""
+
+
 def pca_2d(keys: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     """Project (N, Z) keys onto their first two principal components: (N, 2).
 
@@ -76,10 +90,7 @@ def plot_success_vs_demos(levels: Sequence[Mapping[str, Any]], path: Path | str)
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, label, marker in (
-        ("skillbank_success", "skillbank", "o"),
-        ("flat_bc_success", "flat BC", "s"),
-    ):
+    for (key, label), marker in zip(_METHODS, ("o", "s"), strict=True):
         points = [
             (r.get("demos_cumulative", r["demos"]), 100 * r[key], r["level"])
             for r in levels
@@ -97,12 +108,7 @@ def plot_success_vs_demos(levels: Sequence[Mapping[str, Any]], path: Path | str)
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_success_by_level(levels: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
@@ -118,11 +124,7 @@ def plot_success_by_level(levels: Sequence[Mapping[str, Any]], path: Path | str)
     names = [r["level"] for r in levels]
     x = np.arange(len(names), dtype=np.float64)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) + 2), 4.5))
-    for offset, (key, label) in zip(
-        (-0.2, 0.2),
-        (("skillbank_success", "skillbank"), ("flat_bc_success", "flat BC")),
-        strict=True,
-    ):
+    for offset, (key, label) in zip((-0.2, 0.2), _METHODS, strict=True):
         heights = [100 * r[key] if r.get(key) is not None else np.nan for r in levels]
         ax.bar(x + offset, heights, width=0.4, label=label)
     ax.set_xticks(x, names, rotation=30, ha="right")
@@ -132,12 +134,7 @@ def plot_success_by_level(levels: Sequence[Mapping[str, Any]], path: Path | str)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_skill_keys(
@@ -162,12 +159,7 @@ def plot_skill_keys(
     ax.set_ylabel("PC 2")
     ax.set_title(f"skill keys ({len(labels)} skills, PCA)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def plot_bench_result(result_json: Path | str, out_dir: Path | str | None = None) -> list[Path]:
