@@ -204,7 +204,16 @@ def _babyai_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     if pool not in ("flatten", "max"):
         raise ArchitectureError(f"{arch} config field 'pool' must be 'flatten' or 'max'")
     grid_dim = channels * (positive_int(config, "view_size", arch) ** 2 if pool == "flatten" else 1)
-    tensors.update(linear("out", grid_dim + direction_dim + mission_dim, out_dim))
+    map_dim = 0
+    if config.get("map_size", 0):  # configs from before the map have no map fields
+        size = positive_int(config, "map_size", arch)
+        planes = positive_int(config, "map_planes", arch)
+        map_channels = positive_int(config, "map_channels", arch)
+        for i, in_channels in ((0, planes), (2, map_channels)):
+            tensors[f"map_conv.{i}.weight"] = TensorSpec((map_channels, in_channels, 3, 3))
+            tensors[f"map_conv.{i}.bias"] = TensorSpec((map_channels,))
+        map_dim = map_channels * size * size
+    tensors.update(linear("out", grid_dim + map_dim + direction_dim + mission_dim, out_dim))
     return tensors
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "HISTORY_ENTRIES",
     "Episode",
     "Provenance",
     "Retrieval",
@@ -34,6 +35,11 @@ def _require(condition: bool, message: str) -> None:
 
 
 # --- demonstrations -----------------------------------------------------------------------------
+
+HISTORY_ENTRIES: frozenset[str] = frozenset({"map"})
+"""Observation entries an environment derives from the agent's own history (``"map"``: the
+explored map, :mod:`skillbank.envs.grid_map`). They inform acting (where has the agent not looked
+yet) but not what a segment's skill is: the skill encoder does not read them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
-from skillbank.types import Episode, Provenance, Retrieval, RetrievalFilter
+from skillbank.types import HISTORY_ENTRIES, Episode, Provenance, Retrieval, RetrievalFilter
 
 __all__ = [
     "CONTROLLER_ARCH",
@@ -149,6 +149,13 @@ class ProceduralMemoryAgent:
             self._replay = SegmentReplay.from_record(
                 replay_record.arch_config, self.memory.load_weights(replay_record)
             )
+
+    @property
+    def encoder_featurizer(self) -> ObservationFeaturizer:
+        """What the skill encoder reads: the features without the history entries
+        (:data:`~skillbank.types.HISTORY_ENTRIES`; the featurizer itself when there are none)."""
+        assert self.featurizer is not None
+        return self.featurizer.without(HISTORY_ENTRIES)
 
     def _features_tag(self) -> str:
         assert self.featurizer is not None
@@ -262,9 +269,13 @@ class ProceduralMemoryAgent:
         boundaries = OptionHMMSegmenter(cfg.segmenter).segment(episodes)
         segments = SegmentSet.build(episodes, boundaries, self.featurizer)
         observe(Event("learn.segmented", {"segments": segments.num_segments}))
+        # the skill encoder reads what a segment does, not the agent's history (its map)
+        encoded = segments
+        if self.encoder_featurizer is not self.featurizer:
+            encoded = SegmentSet.build(episodes, boundaries, self.encoder_featurizer)
         if self.vae is None:
-            self.vae = train_skill_vae(segments, self.action, cfg.vae, observer=observe)
-        codes = encode_segments(self.vae, segments, max_segment_length=cfg.vae.max_segment_length)
+            self.vae = train_skill_vae(encoded, self.action, cfg.vae, observer=observe)
+        codes = encode_segments(self.vae, encoded, max_segment_length=cfg.vae.max_segment_length)
         # --- explain by existing skills, cluster the rest into new ones -------------------------
         old_ids, old_keys, old_policies = self.skills()
         assignment = explain_segments(
@@ -291,7 +302,7 @@ class ProceduralMemoryAgent:
             clustering = cluster_or_single(codes[unexplained], cfg.cluster)
             clustering = merge_alike_clusters(  # no-op unless merge_tolerance > 0
                 self.vae,
-                segments,
+                encoded,
                 codes,
                 unexplained,
                 clustering,

@@ -56,6 +56,7 @@ from skillbank.bench.baselines.flat_bc import (
     FlatBCConfig,
     FlatBCPolicy,
     count_parameters,
+    encoder_for,
     match_parameter_count,
     train_flat_bc,
 )
@@ -551,6 +552,8 @@ class _BenchRun:
         """Flat BC from scratch on every demonstration seen; with the agent, as many parameters
         as it acts with and the CPU time it has learned for. Returns it and that budget."""
         config = dataclasses.replace(self.budget.flat_bc, seed=self.seed, device=self.device)
+        if self.seen:
+            config = dataclasses.replace(config, encoder=encoder_for(config.encoder, self.seen[0]))
         budget_s: float | None = None
         if self.agent is not None:
             budget_s = self.agent_learn_cpu_s

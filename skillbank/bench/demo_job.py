@@ -51,6 +51,7 @@ from skillbank.bench.babyai_bench import (
 from skillbank.bench.baselines.flat_bc import (
     FlatBCConfig,
     FlatBCPolicy,
+    encoder_for,
     train_flat_bc,
 )
 from skillbank.bench.run_info import machine_info, package_versions
@@ -347,13 +348,14 @@ def run_demo_job(
         observe(Event("demo.learned", {"skills": len(report.skill_ids)}))
 
         # --- flat BC: the same demonstrations, parameters and CPU time as the agent ---
+        seen = [e for d in datasets for e in d]
+        encoder = encoder_for(plan.flat_bc.encoder, seen[0])
         bc_config, _ = fair_flat_bc_config(
-            dataclasses.replace(plan.flat_bc, seed=seed, device=device),
+            dataclasses.replace(plan.flat_bc, encoder=encoder, seed=seed, device=device),
             sb_params,
             timings["skillbank_learn_cpu_s"],
         )
         tick = time.perf_counter()
-        seen = [e for d in datasets for e in d]
         bc = train_flat_bc(seen, bc_config)
         timings["flat_bc_train_s"] = time.perf_counter() - tick
         timings["flat_bc_train_cpu_s"] = bc.train_cpu_seconds

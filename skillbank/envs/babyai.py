@@ -12,6 +12,9 @@ Observations per episode (T steps):
 - ``"direction"``: (T+1,) int64, the agent's heading (0 right, 1 down, 2 left, 3 up).
 - ``"mission"``: (T+1, L) int64 token ids of the mission (constant over the episode), see
   :mod:`skillbank.envs.babyai_vocab`.
+- ``"map"`` (with ``map_radius``): (T+1, S, S, P) bool, the explored map the agent has built from
+  its own views and moves (:mod:`skillbank.envs.grid_map`; the evaluation environments add the
+  same map).
 
 Actions are (T,) int64 minigrid action ids. Seeding: ``env.reset(seed=seed)`` fixes the level's
 layout and mission, and the bot is deterministic, so one seed always gives the same bytes.
@@ -35,8 +38,10 @@ import logging
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from skillbank.envs.babyai_vocab import MISSION_LEN, tokenize_mission
+from skillbank.envs.grid_map import MAP_KEY, GridMap
 from skillbank.envs.registry import babyai_levels, resolve_env_id
 from skillbank.errors import EnvironmentNotFoundError
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
@@ -147,15 +152,27 @@ class BabyAIDemoSource:
     Args:
         level: ``"GoToLocal"``, ``"babyai/GoToLocal"`` or ``"BabyAI-GoToLocal-v0"``.
         mission_len: L, tokens per mission row (default: the grammar's longest mission).
+        map_radius: R of the explored map recorded as ``"map"`` (:mod:`skillbank.envs.grid_map`,
+            the map the evaluation environments add; e.g. ``DEFAULT_MAP_RADIUS``); ``None``
+            records no map.
 
     Raises:
         EnvironmentNotFoundError: Unknown level.
         MissingExtraError: minigrid is not installed.
     """
 
-    def __init__(self, level: str, *, mission_len: int = MISSION_LEN) -> None:
+    def __init__(
+        self,
+        level: str,
+        *,
+        mission_len: int = MISSION_LEN,
+        map_radius: int | None = None,
+    ) -> None:
         if mission_len < 1:
             raise ValueError(f"mission_len must be >= 1, got {mission_len}")
+        if map_radius is not None and map_radius < 0:
+            raise ValueError(f"map_radius must be >= 0 or None, got {map_radius}")
+        self._map_radius = map_radius
         self._gym_id = babyai_gym_id(level)
         self._level = self._gym_id.removeprefix("BabyAI-").removesuffix("-v0")
         self._mission_len = mission_len
@@ -211,6 +228,8 @@ class BabyAIDemoSource:
 
         images = [obs["image"]]
         directions = [obs["direction"]]
+        grid_map = GridMap(self._map_radius) if self._map_radius is not None else None
+        maps = [grid_map.reset(obs["image"], obs["direction"])] if grid_map else []
         actions: list[int] = []
         rewards: list[float] = []
         keys: list[tuple[str, int]] = []
@@ -227,6 +246,8 @@ class BabyAIDemoSource:
                 obs, reward, terminated, truncated, _ = env.step(action)
                 images.append(obs["image"])
                 directions.append(obs["direction"])
+                if grid_map is not None:
+                    maps.append(grid_map.step(int(action), obs["image"], obs["direction"]))
                 actions.append(int(action))
                 rewards.append(float(reward))
         except Exception as exc:  # the bot's own failures: asserts, boxes opened, dead ends
@@ -243,12 +264,15 @@ class BabyAIDemoSource:
         boundaries, labels = _boundaries(keys)
         terminations = np.zeros(num_steps, dtype=np.bool_)
         terminations[-1] = True
+        observations: dict[str, npt.NDArray[Any]] = {
+            "image": np.stack(images).astype(np.uint8, copy=False),  # (T+1, 7, 7, 3)
+            "direction": np.asarray(directions, dtype=np.int64),  # (T+1,)
+            "mission": np.tile(mission_row, (num_steps + 1, 1)),  # (T+1, L)
+        }
+        if maps:
+            observations[MAP_KEY] = np.stack(maps)  # (T+1, S, S, P)
         return Episode(
-            observations={
-                "image": np.stack(images).astype(np.uint8, copy=False),  # (T+1, 7, 7, 3)
-                "direction": np.asarray(directions, dtype=np.int64),  # (T+1,)
-                "mission": np.tile(mission_row, (num_steps + 1, 1)),  # (T+1, L)
-            },
+            observations=observations,
             actions=np.asarray(actions, dtype=np.int64),  # (T,)
             rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
             terminations=terminations,

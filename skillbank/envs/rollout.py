@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skillbank.envs.babyai_vocab import MISSION_LEN, tokenize_mission
+from skillbank.envs.grid_map import MAP_KEY, GridMapWrapper
 
 __all__ = [
     "BatchPolicy",
@@ -132,13 +133,18 @@ def babyai_observation(obs: Mapping[str, Any], mission_len: int = MISSION_LEN) -
     """Turn a raw minigrid observation into the arrays the BabyAI demonstrator records.
 
     Returns:
-        ``"image"`` (7, 7, 3) uint8, ``"direction"`` () int64, ``"mission"`` (L,) int64.
+        ``"image"`` (7, 7, 3) uint8, ``"direction"`` () int64, ``"mission"`` (L,) int64, and
+        ``"map"`` (S, S, P) bool where the environment adds the explored map
+        (:class:`~skillbank.envs.grid_map.GridMapWrapper`).
     """
-    return {
+    arrays = {
         "image": np.asarray(obs["image"], dtype=np.uint8),
         "direction": np.int64(obs["direction"]),
         "mission": _mission_tokens(str(obs["mission"]), mission_len),
     }
+    if MAP_KEY in obs:
+        arrays[MAP_KEY] = np.asarray(obs[MAP_KEY], dtype=np.bool_)
+    return arrays
 
 
 @functools.lru_cache(maxsize=4096)
@@ -189,7 +195,7 @@ def babyai_env_factory(level: str) -> Callable[[int], Any]:
     def make_env(index: int) -> Any:
         import gymnasium as gym
 
-        return gym.make(gym_id, disable_env_checker=True)
+        return GridMapWrapper(gym.make(gym_id, disable_env_checker=True))
 
     return make_env
 

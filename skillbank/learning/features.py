@@ -4,7 +4,9 @@ The learning code must serve grid worlds (integer ids: BabyAI images, directions
 vector worlds (Meta-World, the toy world) and anything else, without knowing which. The rule is
 generic and read from the data:
 
-- an integer (or bool) entry whose values stay below ``max_cardinality`` is one-hot encoded per
+- a bool entry is binary: its elements become 0/1 floats as they are (an occupancy map of
+  (H, W, C) planes costs H * W * C features, not eight per element);
+- an integer entry whose values stay below ``max_cardinality`` is one-hot encoded per
   element, with one vocabulary per channel (the last axis; scalars have one channel), sized to
   the next power of two above the largest value seen (at least 8), so ids that first appear in
   later demonstrations (a door in a later level) still have a place; larger values encode as
@@ -33,7 +35,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +57,8 @@ class FeatureSpec:
     Attributes:
         name: The observation key, e.g. ``"image"`` or ``"obs"``.
         shape: Per-step shape of the entry, e.g. ``(7, 7, 3)``.
-        kind: ``"onehot"`` (integer ids), ``"tokens"`` (a token sequence) or ``"float"``
-            (standardised values).
+        kind: ``"onehot"`` (integer ids), ``"tokens"`` (a token sequence), ``"binary"`` (bool
+            elements as 0/1) or ``"float"`` (standardised values).
         cardinalities: ``onehot``: vocabulary size per channel (last axis; one for scalars);
             ``tokens``: (vocabulary size, positions encoded one-hot).
         mean: ``float``: per-element mean (prod(shape) values).
@@ -71,13 +73,17 @@ class FeatureSpec:
     std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("onehot", "tokens", "float"):
-            raise ValueError(f"FeatureSpec.kind must be onehot|tokens|float, got {self.kind!r}")
+        if self.kind not in ("onehot", "tokens", "binary", "float"):
+            raise ValueError(
+                f"FeatureSpec.kind must be onehot|tokens|binary|float, got {self.kind!r}"
+            )
         if self.kind == "tokens":
             if len(self.cardinalities) != 2 or min(self.cardinalities) < 1:
                 raise ValueError(f"FeatureSpec {self.name!r}: tokens need (vocabulary, positions)")
             return
         size = int(np.prod(self.shape)) if self.shape else 1
+        if self.kind == "binary":
+            return
         if self.kind == "onehot":
             channels = self.shape[-1] if self.shape else 1
             if len(self.cardinalities) != channels or min(self.cardinalities, default=1) < 1:
@@ -92,6 +98,8 @@ class FeatureSpec:
         """Number of features this entry contributes."""
         if self.kind == "float":
             return len(self.mean)
+        if self.kind == "binary":
+            return int(np.prod(self.shape)) if self.shape else 1
         if self.kind == "tokens":
             vocab, positions = self.cardinalities
             return vocab * (1 + positions)
@@ -157,6 +165,10 @@ class ObservationFeaturizer:
             arrays = [np.asarray(e.observations[name]) for e in episodes]
             if any(a.dtype.kind in "USO" for a in arrays):
                 continue  # raw text is not a feature; tokenised text is
+            if all(a.dtype == np.bool_ for a in arrays):
+                shape = tuple(int(d) for d in arrays[0].shape[1:])
+                specs.append(FeatureSpec(name, shape, "binary"))
+                continue
             data = np.concatenate(arrays)  # (sum T+1, *shape)
             shape = tuple(int(d) for d in data.shape[1:])
             integer = data.dtype.kind in "biu"
@@ -211,6 +223,9 @@ class ObservationFeaturizer:
             if spec.kind == "tokens":
                 parts.append(_token_features(array, *spec.cardinalities))
                 continue
+            if spec.kind == "binary":
+                parts.append(array.reshape(batch, -1).astype(np.float32))
+                continue
             channels = len(spec.cardinalities)
             ids = array.reshape(batch, -1, channels).astype(np.int64)  # (B, P, C)
             cards = np.asarray(spec.cardinalities, np.int64)
@@ -222,6 +237,17 @@ class ObservationFeaturizer:
             out[b, p, ids[b, p, c] + offsets[c]] = 1.0
             parts.append(out.reshape(batch, -1))  # (B, P * sum C)
         return np.concatenate(parts, axis=1)
+
+    def without(self, names: Collection[str]) -> ObservationFeaturizer:
+        """The same features without the entries ``names`` (itself when none of them is read).
+
+        Raises:
+            ValueError: If no entry would be left.
+        """
+        kept = [s for s in self.specs if s.name not in names]
+        if len(kept) == len(self.specs):
+            return self
+        return ObservationFeaturizer(kept)
 
     def episode_features(self, episode: Episode) -> FloatArray:
         """Features of every observation of ``episode``: (T+1, O)."""

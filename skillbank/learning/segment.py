@@ -256,6 +256,8 @@ class OptionHMMSegmenter:
         events = self._event_actions(episodes, np.eye(int(flat.max()) + 1)[flat])  # (A,)
         event_steps = [events[a] for a in actions]  # per episode (T,)
         for grid in grids:
+            if not grid.groups:
+                continue  # binary planes (a map) hold no object contents to sight
             cells = [grid_cells(featurizer.episode_features(e), grid) for e in episodes]
             cell = interaction_cell(cells, event_steps)
             if cell is not None:

@@ -23,17 +23,21 @@ __all__ = ["SegmentSet", "grid_slices", "token_slices"]
 
 
 def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
-    """Where the grids lie in ``featurizer``'s features: every one-hot entry of per-step shape
-    (..., H, W, C) with at least 3 dims is a grid of (prod(...) * H) x W cells, each with
-    ``sum(cardinalities)`` features (the layout :meth:`ObservationFeaturizer.transform` writes).
+    """Where the grids lie in ``featurizer``'s features: every one-hot or binary entry of per-step
+    shape (..., H, W, C) with at least 3 dims is a grid of (prod(...) * H) x W cells, each with
+    ``sum(cardinalities)`` features (one-hot; its groups known) or C (binary planes) (the layout
+    :meth:`ObservationFeaturizer.transform` writes).
     """
     grids: list[GridSlice] = []
     offset = 0
     for spec in featurizer.specs:
-        if spec.kind == "onehot" and len(spec.shape) >= 3:
+        if spec.kind in ("onehot", "binary") and len(spec.shape) >= 3:
             height = int(np.prod(spec.shape[:-2]))
-            cards = tuple(spec.cardinalities)
-            grids.append(GridSlice(offset, height, spec.shape[-2], sum(cards), groups=cards))
+            if spec.kind == "onehot":
+                cards = tuple(spec.cardinalities)
+                grids.append(GridSlice(offset, height, spec.shape[-2], sum(cards), groups=cards))
+            else:
+                grids.append(GridSlice(offset, height, spec.shape[-2], spec.shape[-1]))
         offset += spec.dim
     return tuple(grids)
 

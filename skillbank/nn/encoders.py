@@ -9,7 +9,8 @@ config dataclass whose ``to_json()`` is stored beside the weights (``arch_config
   2020, "BabyAI 1.1"): a bag-of-words embedding of each cell's three categorical ids, a small
   batch-normalised CNN, FiLM layers (Perez et al., 2018) conditioning the grid features on a GRU
   encoding of the mission, then the grid flattened (default; keeps where things are, which
-  imitation from few demos needs) or max-pooled (BabyAI 1.1's choice).
+  imitation from few demos needs) or max-pooled (BabyAI 1.1's choice). Optionally it also reads
+  an explored map ``"map"`` (B, S, S, P) bool through a second small CNN.
 - :class:`VectorEncoder` reads ``"obs"`` (B, O) float features (and, optionally, ``"task"`` (B,)
   task ids) through an MLP.
 
@@ -85,6 +86,11 @@ class BabyAIEncoderConfig:
         view_size: V, the side of the agent's square view (BabyAI: 7).
         batch_norm: Batch-normalise the grid CNN, as BabyAI does; without it, imitation on few
             demos sits at the majority action for many epochs.
+        map_size: S, the side of an explored-map observation ``"map"`` (B, S, S, P) bool
+            (:mod:`skillbank.envs.grid_map`) read by a second small CNN (two 3x3 convolutions,
+            flattened); 0: no map.
+        map_planes: P, the map's planes (with ``map_size``).
+        map_channels: Channels of the map CNN.
     """
 
     kind: ClassVar[str] = "babyai"
@@ -103,6 +109,9 @@ class BabyAIEncoderConfig:
     pool: str = "flatten"
     view_size: int = 7
     batch_norm: bool = True
+    map_size: int = 0
+    map_planes: int = 0
+    map_channels: int = 16
 
     def __post_init__(self) -> None:
         _check(self.pool in ("flatten", "max"), "BabyAIEncoderConfig.pool must be flatten or max")
@@ -115,6 +124,10 @@ class BabyAIEncoderConfig:
             "vocab_size",
         ):
             _check(getattr(self, name) > 0, f"BabyAIEncoderConfig.{name} must be positive")
+        _check(
+            (self.map_size > 0) == (self.map_planes > 0) and self.map_channels > 0,
+            "BabyAIEncoderConfig.map_size and .map_planes must both be 0 or both positive",
+        )
         for name in ("num_film", "direction_dim", "word_dim", "mission_dim"):
             _check(getattr(self, name) >= 0, f"BabyAIEncoderConfig.{name} must be >= 0")
         if self.use_mission:
@@ -286,7 +299,15 @@ class BabyAIEncoder(ObservationEncoder):
         )
         mission_dim = c.mission_dim if c.use_mission else 0
         grid_dim = c.conv_channels * (c.view_size**2 if c.pool == "flatten" else 1)
-        self.out = nn.Linear(grid_dim + c.direction_dim + mission_dim, c.out_dim)
+        map_dim = c.map_channels * c.map_size**2 if c.map_size else 0
+        if c.map_size:
+            self.map_conv = nn.Sequential(
+                nn.Conv2d(c.map_planes, c.map_channels, kernel_size=3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c.map_channels, c.map_channels, kernel_size=3, padding=1),
+                nn.ReLU(),
+            )
+        self.out = nn.Linear(grid_dim + map_dim + c.direction_dim + mission_dim, c.out_dim)
 
     def encode_mission(self, mission: Tensor) -> Tensor:
         """mission: (B, L) token ids -> (B, M), the GRU state after the last non-pad token."""
@@ -310,6 +331,9 @@ class BabyAIEncoder(ObservationEncoder):
             for film in self.films:
                 x = film(x, mission)  # (B, C, H, W)
         parts.append(x.flatten(1) if c.pool == "flatten" else x.amax(dim=(2, 3)))  # (B, C*V*V)
+        if c.map_size:
+            explored = obs["map"].float().permute(0, 3, 1, 2)  # (B, P, S, S)
+            parts.append(self.map_conv(explored).flatten(1))  # (B, C_map * S * S)
         if c.direction_dim:
             parts.append(self.direction_embedding(obs["direction"].long().reshape(-1) % 4))
         if c.use_mission:

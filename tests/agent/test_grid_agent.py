@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from skillbank.agent import AgentConfig, ProceduralMemoryAgent
@@ -53,3 +54,27 @@ def test_grid_modules_survive_a_fresh_process(tmp_path: Path) -> None:
         observation = {k: v[0] for k, v in episodes[1].observations.items()}
         assert 0 <= int(again.act(observation)) < 8
         assert memory.verify() == []
+
+
+def test_the_skill_encoder_does_not_read_the_map_and_the_skills_do(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.envs.babyai import BabyAIDemoSource
+    from skillbank.envs.grid_map import MAP_KEY
+
+    source = BabyAIDemoSource("GoToLocal", map_radius=2)
+    episodes = [e for e in map(source.demonstrate, range(12)) if e is not None]
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, GRID_FAST)
+        agent.learn([episodes])
+        assert agent.featurizer is not None and agent.vae is not None
+        encoder = agent.encoder_featurizer
+        assert MAP_KEY in {s.name for s in agent.featurizer.specs}
+        assert MAP_KEY not in {s.name for s in encoder.specs}
+        assert agent.vae.config.obs_dim == encoder.dim < agent.featurizer.dim
+        _, _, policies = agent.skills()
+        assert all(p.config.obs_dim == agent.featurizer.dim for p in policies)
+    with SkillMemory(tmp_path / "m") as memory:  # and so does a fresh agent on that memory
+        again = ProceduralMemoryAgent(memory, GRID_FAST)
+        assert again.encoder_featurizer.dim == encoder.dim
+        observation = {k: v[0] for k, v in episodes[1].observations.items()}
+        assert 0 <= int(again.act(observation)) < 8

@@ -35,6 +35,7 @@ CONFIGS = [
         direction_dim=0,
     ),
     BabyAIEncoderConfig(out_dim=16, conv_channels=8, num_film=0, use_mission=False),
+    BabyAIEncoderConfig(out_dim=16, conv_channels=8, map_size=5, map_planes=3, map_channels=4),
     VectorEncoderConfig(obs_dim=39),
     VectorEncoderConfig(obs_dim=7, hidden_dims=(), out_dim=5, num_tasks=10, task_dim=3),
 ]
@@ -109,6 +110,26 @@ def test_babyai_gradients_reach_every_parameter() -> None:
     encoder(obs_to_tensors(_babyai_batch(8))).pow(2).sum().backward()
     missing = [n for n, p in encoder.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_babyai_map_is_read_and_old_configs_need_no_map_fields() -> None:
+    torch.manual_seed(0)
+    config = BabyAIEncoderConfig(out_dim=16, map_size=5, map_planes=3, map_channels=4)
+    encoder = BabyAIEncoder(config)
+    batch = _babyai_batch(4)
+    batch["map"] = np.random.default_rng(1).random((4, 5, 5, 3)) < 0.3
+    tensors = obs_to_tensors(batch)
+    assert tensors["map"].dtype == torch.float32
+    other = dict(tensors, map=torch.zeros_like(tensors["map"]))
+    assert not torch.allclose(encoder(tensors), encoder(other))
+    encoder(tensors).pow(2).sum().backward()
+    assert all(p.grad is not None for p in encoder.map_conv.parameters())
+    # A config stored before the map existed has no map fields: still valid, no map tensors.
+    old = {k: v for k, v in BabyAIEncoderConfig().to_json().items() if not k.startswith("map")}
+    assert not any(n.startswith("map") for n in expected_tensors("babyai-encoder-v1", old))
+    assert encoder_config_from_json(old) == BabyAIEncoderConfig()
+    with pytest.raises(ValueError, match="map_size"):
+        BabyAIEncoderConfig(map_size=5)
 
 
 def test_vector_encoder_with_tasks() -> None:

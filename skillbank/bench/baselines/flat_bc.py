@@ -47,6 +47,7 @@ __all__ = [
     "FlatBCPolicy",
     "FlatBCResult",
     "count_parameters",
+    "encoder_for",
     "flat_bc_parameter_count",
     "match_parameter_count",
     "scale_width",
@@ -327,11 +328,22 @@ def _compact(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
-def _default_encoder(episode: Episode) -> EncoderConfig:
-    if "image" in episode.observations:
-        return BabyAIEncoderConfig()
-    obs_dim = int(np.prod(episode.observations["obs"].shape[1:]))
-    return VectorEncoderConfig(obs_dim=obs_dim)
+def encoder_for(encoder: EncoderConfig | None, episode: Episode) -> EncoderConfig:
+    """The encoder flat BC reads ``episode``'s observations with: ``encoder`` (``None``:
+    BabyAI's for grid observations, else a vector encoder), with its map CNN sized to the
+    episode's explored map when it has one (:mod:`skillbank.envs.grid_map`), so flat BC reads
+    every observation entry the agent reads."""
+    observations = episode.observations
+    if encoder is None:
+        if "image" not in observations:
+            obs_dim = int(np.prod(observations["obs"].shape[1:]))
+            return VectorEncoderConfig(obs_dim=obs_dim)
+        encoder = BabyAIEncoderConfig()
+    explored = observations.get("map")
+    if isinstance(encoder, BabyAIEncoderConfig) and explored is not None and not encoder.map_size:
+        size, planes = int(explored.shape[1]), int(explored.shape[-1])  # (T+1, S, S, P)
+        encoder = dataclasses.replace(encoder, map_size=size, map_planes=planes)
+    return encoder
 
 
 def train_flat_bc(
@@ -376,7 +388,7 @@ def train_flat_bc(
     else:
         num_outputs = int(np.prod(actions_np.shape[1:]))
         actions = torch.from_numpy(actions_np.reshape(len(actions_np), -1).astype(np.float32))
-    encoder_config = config.encoder or _default_encoder(demos[0])
+    encoder_config = encoder_for(config.encoder, demos[0])
     config = dataclasses.replace(config, encoder=encoder_config)
 
     # --- model and optimiser ---

@@ -1,0 +1,205 @@
+"""An explored-map observation for MiniGrid/BabyAI agents, built from their own views and moves.
+
+A BabyAI agent sees a 7x7 egocentric window. Levels such as BossLevel spread the objects of a
+mission over nine rooms, and the bot that demonstrates them keeps a map of every cell it has seen;
+a policy that reads only its current window cannot know which rooms it has searched, and walks
+room to room until time runs out (measured: most of the agent's BossLevel failures). This module
+gives the agent the same kind of memory as an observation entry, ``"map"``.
+
+The map is built by dead reckoning from what the agent itself observes, never from the
+simulator's state: it starts at the agent's first position, writes every cell of each view
+into a grid anchored there, and moves the agent's position when it steps forward into a cell its
+previous view showed passable (empty, floor, goal, lava or an open door: MiniGrid's own rule, so
+the reckoning is exact). Turning changes the heading the observation reports. The same
+:class:`GridMap` serves recorded demonstrations (:func:`episode_with_map`) and live environments
+(:class:`GridMapWrapper`), so training and acting read identical maps.
+
+The ``"map"`` entry is an egocentric crop of the explored map, (S, S, P) bool with S = 2R + 1
+(radius R, default 6) centred on the agent and turned so that the agent faces the crop's "up",
+the image's own convention (``crop[i, j]``: i to the agent's right, j backwards). Its P = 17
+planes (:data:`MAP_PLANES`): seen; wall, door, key, ball, box, goal, lava (the last sight of
+the cell); door closed, door locked; red, green, blue, purple, yellow, grey (of a door or object);
+visited (the agent stood there). Cells never seen are all zero.
+
+Example:
+    >>> env = GridMapWrapper(gym.make("BabyAI-GoTo-v0"))  # doctest: +SKIP
+    >>> obs, _ = env.reset(seed=0); obs["map"].shape  # doctest: +SKIP
+    (13, 13, 17)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+
+from skillbank.types import Episode
+
+__all__ = [
+    "DEFAULT_MAP_RADIUS",
+    "MAP_KEY",
+    "MAP_PLANES",
+    "GridMap",
+    "GridMapWrapper",
+    "episode_with_map",
+]
+
+MAP_KEY = "map"
+"""The observation entry the map is stored under (one of :data:`~skillbank.types.HISTORY_ENTRIES`:
+the skill encoder does not read it)."""
+
+DEFAULT_MAP_RADIUS = 6
+"""R: the crop spans 2R + 1 = 13 cells, the agent's room and the cells beyond its doors."""
+
+# MiniGrid's encoding (minigrid.core.constants, 3.x): object ids, door states, colours, actions.
+_UNSEEN, _EMPTY, _WALL, _FLOOR, _DOOR, _KEY, _BALL, _BOX, _GOAL, _LAVA = range(10)
+_OPEN, _CLOSED, _LOCKED = 0, 1, 2
+_NUM_COLOURS = 6
+_FORWARD = 2
+_DIR_TO_VEC = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)], np.int64)  # right, down, left, up
+_PASSABLE = (_EMPTY, _FLOOR, _GOAL, _LAVA)
+
+_TYPE_PLANES = (_WALL, _DOOR, _KEY, _BALL, _BOX, _GOAL, _LAVA)
+MAP_PLANES: tuple[str, ...] = (
+    "seen",
+    *("wall", "door", "key", "ball", "box", "goal", "lava"),
+    *("door_closed", "door_locked"),
+    *("red", "green", "blue", "purple", "yellow", "grey"),
+    "visited",
+)
+"""Names of the map's planes, in order (see the module docstring)."""
+
+
+def _offsets(forward: npt.NDArray[np.int64], rows: int, ahead: int, half: int) -> Any:
+    """World offsets (x, y) of an egocentric window's cells ``[i, j]`` for one heading.
+
+    Cell ``[i, j]`` lies ``ahead - j`` cells forward and ``i - half`` cells to the right.
+    """
+    right = np.array([-forward[1], forward[0]], np.int64)
+    i, j = np.meshgrid(np.arange(rows), np.arange(rows), indexing="ij")  # (rows, rows)
+    return (ahead - j)[..., None] * forward + (i - half)[..., None] * right  # (rows, rows, 2)
+
+
+class GridMap:
+    """The explored map of one episode, in the agent's own dead-reckoned frame.
+
+    Args:
+        radius: R of the egocentric crop (S = 2R + 1 cells a side).
+        view: Side of the agent's view (MiniGrid's ``agent_view_size``, 7 in BabyAI).
+        extent: Side of the stored map; the agent starts at its centre. Cells beyond it are
+            neither stored nor shown (a MiniGrid level of side G needs extent >= 2G).
+    """
+
+    def __init__(self, radius: int = DEFAULT_MAP_RADIUS, *, view: int = 7, extent: int = 64):
+        if radius < 0 or view < 1 or view % 2 == 0 or extent < 2 * radius + 1:
+            raise ValueError(
+                f"GridMap needs radius >= 0, an odd view and extent >= 2 * radius + 1; got "
+                f"radius={radius}, view={view}, extent={extent}"
+            )
+        self.radius, self.view, self.extent = radius, view, extent
+        self._view_offsets = [_offsets(f, view, view - 1, view // 2) for f in _DIR_TO_VEC]
+        self._crop_offsets = [_offsets(f, 2 * radius + 1, radius, radius) for f in _DIR_TO_VEC]
+        self._cells = np.zeros((extent, extent, 3), np.uint8)  # last sight: type, colour, state
+        self._visited = np.zeros((extent, extent), np.bool_)
+        self._position = np.array([extent // 2, extent // 2], np.int64)
+        self._last_image: npt.NDArray[np.uint8] | None = None
+        self._last_direction = 0
+
+    def reset(self, image: npt.ArrayLike, direction: int) -> npt.NDArray[np.bool_]:
+        """Start a new episode at its first observation; return its map (S, S, P)."""
+        self._cells[:] = 0
+        self._visited[:] = False
+        self._position[:] = self.extent // 2
+        return self._observe(image, direction)
+
+    def step(self, action: int, image: npt.ArrayLike, direction: int) -> npt.NDArray[np.bool_]:
+        """The agent took ``action`` and now sees ``image`` heading ``direction``: the new map."""
+        if self._last_image is None:
+            raise RuntimeError("GridMap.step before GridMap.reset")
+        if int(action) == _FORWARD:
+            half = self.view // 2
+            front = self._last_image[half, self.view - 2]  # the cell right ahead
+            door_open = front[0] == _DOOR and front[2] == _OPEN
+            if front[0] in _PASSABLE or door_open:
+                self._position += _DIR_TO_VEC[self._last_direction]
+        return self._observe(image, direction)
+
+    def _observe(self, image: npt.ArrayLike, direction: int) -> npt.NDArray[np.bool_]:
+        view = np.asarray(image, np.uint8)
+        if view.shape != (self.view, self.view, 3):
+            raise ValueError(
+                f"GridMap expects a ({self.view}, {self.view}, 3) MiniGrid image, got {view.shape}"
+            )
+        direction = int(direction) % 4
+        world = self._position + self._view_offsets[direction]  # (V, V, 2)
+        inside = ((world >= 0) & (world < self.extent)).all(-1) & (view[..., 0] != _UNSEEN)
+        x, y = world[inside].T
+        self._cells[x, y] = view[inside]
+        px, py = self._position
+        if 0 <= px < self.extent and 0 <= py < self.extent:
+            self._cells[px, py] = (_EMPTY, 0, 0)  # the view shows what the agent carries here
+            self._visited[px, py] = True
+        self._last_image, self._last_direction = view, direction
+        return self.crop()
+
+    def crop(self) -> npt.NDArray[np.bool_]:
+        """The egocentric crop of the map around the agent: (S, S, P) bool."""
+        world = self._position + self._crop_offsets[self._last_direction]  # (S, S, 2)
+        inside = ((world >= 0) & (world < self.extent)).all(-1)
+        x, y = np.clip(world, 0, self.extent - 1).transpose(2, 0, 1)
+        cells = np.where(inside[..., None], self._cells[x, y], 0)  # (S, S, 3)
+        visited = inside & self._visited[x, y]
+        kind, colour, state = cells[..., 0], cells[..., 1], cells[..., 2]
+        coloured = (kind >= _DOOR) & (kind <= _BOX)
+        planes = [kind != _UNSEEN]
+        planes += [kind == t for t in _TYPE_PLANES]
+        planes += [(kind == _DOOR) & (state == _CLOSED), (kind == _DOOR) & (state == _LOCKED)]
+        planes += [coloured & (colour == c) for c in range(_NUM_COLOURS)]
+        planes.append(visited)
+        return np.stack(planes, axis=-1)
+
+
+def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Episode:
+    """``episode`` with a ``"map"`` observation (T+1, S, S, P) rebuilt from its views and moves.
+
+    Raises:
+        ValueError: If the episode has no ``"image"``/``"direction"`` entries or no actions.
+    """
+    obs = episode.observations
+    if "image" not in obs or "direction" not in obs or episode.actions is None:
+        raise ValueError(
+            "a map needs an episode with 'image' and 'direction' observations and actions "
+            "(a MiniGrid/BabyAI demonstration)"
+        )
+    images, directions = np.asarray(obs["image"]), np.asarray(obs["direction"])
+    grid_map = GridMap(radius, view=images.shape[1])
+    maps = [grid_map.reset(images[0], int(directions[0]))]
+    for t, action in enumerate(np.asarray(episode.actions).tolist()):
+        maps.append(grid_map.step(int(action), images[t + 1], int(directions[t + 1])))
+    return dataclasses.replace(episode, observations={**obs, MAP_KEY: np.stack(maps)})
+
+
+class GridMapWrapper(gym.Wrapper[Any, Any, Any, Any]):
+    """Adds the explored map (``"map"``) to every observation of a MiniGrid environment.
+
+    Args:
+        env: A MiniGrid/BabyAI environment with dict observations holding ``"image"`` and
+            ``"direction"``.
+        radius: R of the crop.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], radius: int = DEFAULT_MAP_RADIUS) -> None:
+        super().__init__(env)
+        self._map = GridMap(radius, view=int(getattr(env.unwrapped, "agent_view_size", 7)))
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        return {**obs, MAP_KEY: self._map.reset(obs["image"], obs["direction"])}, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        grid = self._map.step(int(action), obs["image"], obs["direction"])
+        return {**obs, MAP_KEY: grid}, reward, terminated, truncated, info
