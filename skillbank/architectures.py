@@ -573,6 +573,13 @@ def _grid_trunk_tensors(
         out_dim += channels[-1] * height * width
         if film_width:
             tensors.update(linear(f"grid.token_films.{g}", film_width, 2 * sum(channels)))
+    for span in trunk.get("skip", []):  # ranges the module does not read (e.g. a map)
+        if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)):
+            raise ArchitectureError(f"{arch_id} config field 'grid_trunk.skip' holds [start, stop]")
+        if not 0 <= span[0] < span[1]:
+            raise ArchitectureError(f"{arch_id} config field 'grid_trunk.skip' has {span}")
+        spans.append((span[0], span[1]))
+        covered += span[1] - span[0]
     spans.sort()
     if spans[-1][1] > obs_dim or any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise ArchitectureError(f"{arch_id}: grid slices overlap or reach past obs_dim {obs_dim}")

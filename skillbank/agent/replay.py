@@ -193,6 +193,7 @@ class SegmentReplay:
             segments.spans + tuple(spans),
             segments.grids,
             segments.tokens,
+            segments.history,
         )
         labels = np.concatenate(
             [np.asarray(assignment, np.int64), [index[self.skill_ids[i]] for i in keep]]

@@ -256,7 +256,9 @@ def train_hierarchy(
                     hidden_dims=skill_config.hidden_dims,
                     arg_dim=arg_dim,
                     grid=skill_config.grid_spec(
-                        segments.grids, "pointer" if target is not None else None
+                        segments.grids,
+                        "pointer" if target is not None else None,
+                        history=segments.history,
                     ),
                     argument="hindsight" if target is not None else "learned",
                 )

@@ -17,9 +17,9 @@ from skillbank.errors import TrainingError
 from skillbank.interfaces import iter_segments
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.nn.grid_trunk import GridSlice, TokenSlice
-from skillbank.types import Episode
+from skillbank.types import HISTORY_ENTRIES, Episode
 
-__all__ = ["SegmentSet", "grid_slices", "token_slices"]
+__all__ = ["SegmentSet", "grid_slices", "history_spans", "token_slices"]
 
 
 def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
@@ -40,6 +40,19 @@ def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
                 grids.append(GridSlice(offset, height, spec.shape[-2], spec.shape[-1]))
         offset += spec.dim
     return tuple(grids)
+
+
+def history_spans(featurizer: ObservationFeaturizer) -> tuple[tuple[int, int], ...]:
+    """The [start, stop) feature ranges of the history entries
+    (:data:`~skillbank.types.HISTORY_ENTRIES`, e.g. an explored map) in ``featurizer``'s
+    features."""
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    for spec in featurizer.specs:
+        if spec.name in HISTORY_ENTRIES:
+            spans.append((offset, offset + spec.dim))
+        offset += spec.dim
+    return tuple(spans)
 
 
 def token_slices(featurizer: ObservationFeaturizer) -> tuple[TokenSlice, ...]:
@@ -68,6 +81,8 @@ class SegmentSet:
             for vector worlds. Modules with a grid trunk read it.
         tokens: Where token sequences lie in the features (see :func:`token_slices`); empty
             where there are none. A controller reading its mission reads them.
+        history: Where history entries lie in the features (see :func:`history_spans`); skills
+            skip them unless told to read them.
     """
 
     features: tuple[npt.NDArray[np.float32], ...]
@@ -75,6 +90,7 @@ class SegmentSet:
     spans: tuple[tuple[int, int, int], ...]
     grids: tuple[GridSlice, ...] = ()
     tokens: tuple[TokenSlice, ...] = ()
+    history: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.actions):
@@ -127,6 +143,7 @@ class SegmentSet:
             tuple(spans),
             grid_slices(featurizer),
             token_slices(featurizer),
+            history_spans(featurizer),
         )
 
     @property
@@ -147,6 +164,7 @@ class SegmentSet:
             tuple(self.spans[i] for i in indices),
             self.grids,
             self.tokens,
+            self.history,
         )
 
     def padded(

@@ -112,6 +112,9 @@ class SkillTrainConfig:
             0.906/0.848 — better on both seeds; but ``bench babyai --protocol joint`` on those
             levels (512 unseen episodes, seed 0): BossLevel 0.441 vs 0.441, PutNextLocal 0.613
             vs 0.656, PickupLoc 0.752 vs 0.695, GoTo 0.893 vs 0.883: no clear gain.
+        read_history: Skills read the history entries of the features too (an explored map,
+            :data:`~skillbank.types.HISTORY_ENTRIES`); off: they skip them (the controller,
+            which decides where to go next, reads them).
         seed: Seed of initialisation and batching.
     """
 
@@ -132,6 +135,7 @@ class SkillTrainConfig:
     argument: str = "learned"
     relabel_targets: bool = False
     relabel_nearby: bool = False
+    read_history: bool = False
     seed: int = 0
 
     @property
@@ -172,14 +176,22 @@ class SkillTrainConfig:
             raise ValueError("SkillTrainConfig: learning_rate > 0 and termination_weight >= 0")
 
     def grid_spec(
-        self, grids: tuple[GridSlice, ...], arg_film: str | None = None
+        self,
+        grids: tuple[GridSlice, ...],
+        arg_film: str | None = None,
+        history: tuple[tuple[int, int], ...] = (),
     ) -> GridTrunkSpec | None:
         """The skills' grid trunk over ``grids`` (``None``: off, or no grids: an MLP);
-        ``arg_film`` overrides the configured one."""
+        ``arg_film`` overrides the configured one; the ``history`` ranges (an explored map) are
+        skipped unless ``read_history``."""
         if not self.grid_trunk or not grids:
             return None
         film = self.arg_film if arg_film is None else arg_film
-        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, film)
+        skip: tuple[tuple[int, int], ...] = ()
+        if not self.read_history:
+            grids = tuple(g for g in grids if (g.offset, g.offset + g.size) not in history)
+            skip = history
+        return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, film, skip=skip)
 
 
 def train_skill_policy(
@@ -210,7 +222,7 @@ def train_skill_policy(
                 obs_dim=segments.obs_dim,
                 action=action,
                 hidden_dims=config.hidden_dims,
-                grid=config.grid_spec(segments.grids),
+                grid=config.grid_spec(segments.grids, history=segments.history),
             )
         )
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)

@@ -184,6 +184,8 @@ class GridTrunkSpec:
             ((gamma, beta) per channel from one linear map of the concatenated vectors).
         token_keep: The positions' one-hots also pass through (the reader adds its vector to
             what the module saw without it, rather than replacing them).
+        skip: [start, stop) feature ranges the module does not read at all (e.g. a skill skips
+            the agent's explored map, which its controller reads); empty: none.
     """
 
     grids: tuple[GridSlice, ...]
@@ -195,8 +197,11 @@ class GridTrunkSpec:
     token_dim: int = 64
     token_film: bool = False
     token_keep: bool = False
+    skip: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not 0 <= start < stop for start, stop in self.skip):
+            raise ValueError(f"GridTrunkSpec.skip ranges must be 0 <= start < stop: {self.skip}")
         if not self.grids and not self.tokens:
             raise ValueError(
                 "GridTrunkSpec needs at least one GridSlice in .grids or TokenSlice in .tokens"
@@ -228,15 +233,18 @@ class GridTrunkSpec:
 
     @property
     def _layout(self) -> tuple[tuple[int, int], ...]:
-        """The [start, stop) feature ranges of every grid and every token slice's positions."""
+        """The [start, stop) feature ranges of every grid, every token slice's positions and
+        every skipped range."""
         grids = tuple((g.offset, g.offset + g.size) for g in self.grids)
-        return grids + tuple((t.start, t.end) for t in self.tokens)
+        return grids + tuple((t.start, t.end) for t in self.tokens) + self.skip
 
     @property
     def spans(self) -> tuple[tuple[int, int], ...]:
         """The [start, stop) feature ranges the trunk consumes (not passed through): every grid,
-        and the positions of every token slice unless ``token_keep``."""
-        return self._layout[: len(self.grids)] if self.token_keep else self._layout
+        every skipped range, and the positions of every token slice unless ``token_keep``."""
+        if self.token_keep:
+            return self._layout[: len(self.grids)] + self.skip
+        return self._layout
 
     @property
     def end(self) -> int:
@@ -273,14 +281,17 @@ class GridTrunkSpec:
         return self.arg_film == "pointer"
 
     def to_json(self) -> dict[str, Any]:
-        """The spec as stored in a module config (``"tokens"`` only when there are token
-        slices, so specs without them store exactly what they did before)."""
+        """The spec as stored in a module config (``"tokens"`` and ``"skip"`` only when there are
+        token slices or skipped ranges, so specs without them store exactly what they did
+        before)."""
         data: dict[str, Any] = {
             "grids": [g.to_json() for g in self.grids],
             "conv_channels": list(self.conv_channels),
             "kernel_size": self.kernel_size,
             "arg_film": self.arg_film,
         }
+        if self.skip:
+            data["skip"] = [list(span) for span in self.skip]
         if self.tokens:
             data["tokens"] = {
                 "slices": [t.to_json() for t in self.tokens],
@@ -309,6 +320,7 @@ class GridTrunkSpec:
             conv_channels=tuple(int(c) for c in data["conv_channels"]),
             kernel_size=int(data["kernel_size"]),
             arg_film=str(data.get("arg_film", "mlp")),
+            skip=tuple((int(a), int(b)) for a, b in data.get("skip", [])),
             **extra,
         )
 

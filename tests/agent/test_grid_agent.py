@@ -56,7 +56,7 @@ def test_grid_modules_survive_a_fresh_process(tmp_path: Path) -> None:
         assert memory.verify() == []
 
 
-def test_the_skill_encoder_does_not_read_the_map_and_the_skills_do(tmp_path: Path) -> None:
+def test_the_controller_reads_the_map_and_the_skills_do_not(tmp_path: Path) -> None:
     pytest.importorskip("minigrid")
     from skillbank.envs.babyai import BabyAIDemoSource
     from skillbank.envs.grid_map import MAP_KEY
@@ -73,6 +73,11 @@ def test_the_skill_encoder_does_not_read_the_map_and_the_skills_do(tmp_path: Pat
         assert agent.vae.config.obs_dim == encoder.dim < agent.featurizer.dim
         _, _, policies = agent.skills()
         assert all(p.config.obs_dim == agent.featurizer.dim for p in policies)
+        # the skills skip the map (one grid: the view), the controller reads it (two grids)
+        map_grids = [p.config.grid for p in policies if p.config.grid is not None]
+        assert map_grids and all(len(g.grids) == 1 and len(g.skip) == 1 for g in map_grids)
+        assert agent.controller is not None and agent.controller.config.grid is not None
+        assert len(agent.controller.config.grid.grids) == 2
     with SkillMemory(tmp_path / "m") as memory:  # and so does a fresh agent on that memory
         again = ProceduralMemoryAgent(memory, GRID_FAST)
         assert again.encoder_featurizer.dim == encoder.dim

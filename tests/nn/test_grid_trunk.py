@@ -169,3 +169,29 @@ def _named_cell_accuracy(arg_film: str) -> float:
 def test_a_pointer_argument_finds_the_cell_it_names() -> None:
     # 4 columns: chance is 0.25; matching the argument against every cell is one dot product
     assert _named_cell_accuracy("pointer") >= 0.9
+
+
+def test_skipped_ranges_are_not_read_and_survive_json_and_the_registry() -> None:
+    torch.manual_seed(0)
+    # the 7 trailing features are skipped (as a skill skips the agent's explored map)
+    spec = GridTrunkSpec(grids=(GRID,), conv_channels=(8, 4), skip=((OBS - 7, OBS),))
+    trunk = GridTrunk(OBS, spec)
+    assert trunk.out_dim == 4 * 4 * 5 + 3
+    x = torch.randn(5, OBS)
+    y = x.clone()
+    y[:, OBS - 7 :] = torch.randn(5, 7)
+    torch.testing.assert_close(trunk(x), trunk(y))
+    assert GridTrunkSpec.from_json(spec.to_json()) == spec
+    assert "skip" not in _spec().to_json()  # specs without skipped ranges store what they did
+    policy = SkillPolicy(SkillPolicyConfig(OBS, ActionSpec("discrete", 3), grid=spec))
+    config = policy.config.to_json()
+    assert {k: v.shape for k, v in expected_tensors("skill-policy-v3", config).items()} == _shapes(
+        policy
+    )
+    stacked, _ = StackedSkillPolicies([policy, policy])(x)
+    torch.testing.assert_close(stacked[0], policy(y)[0].detach(), atol=1e-5, rtol=1e-4)
+    overlapping = {**config["grid_trunk"], "skip": [[GRID.offset, GRID.offset + 2]]}
+    with pytest.raises(ArchitectureError, match="overlap"):
+        expected_tensors("skill-policy-v3", {**config, "grid_trunk": overlapping})
+    with pytest.raises(ValueError, match="skip"):
+        GridTrunkSpec(grids=(GRID,), skip=((4, 2),))
