@@ -104,6 +104,21 @@ VAE_ARCH = "skill-vae-v1"
 CONTROLLER_ARCH = "skill-controller-v2"
 
 
+def _check_entries(episodes: Sequence[Episode], needed: set[str]) -> None:
+    """Refuse, before any training, demonstrations that lack an observation entry the memory's
+    features read (or, for a new memory, that the first demonstration has): e.g. datasets
+    recorded with and without an explored map, mixed."""
+    for episode in episodes:
+        missing = needed - set(episode.observations)
+        if missing:
+            raise TrainingError(
+                f"episode seed {episode.seed} of {episode.task.env_id} has no observation "
+                f"{sorted(missing)}, which this memory's features read ({sorted(needed)})",
+                hint="learn datasets recorded alike (all with an explored map or none: `skillbank "
+                "demos collect --map`), or learn these into another memory (--memory DIR)",
+            )
+
+
 class ProceduralMemoryAgent:
     """Learns skills into a :class:`SkillMemory`, retrieves and composes them to act.
 
@@ -248,6 +263,12 @@ class ProceduralMemoryAgent:
                 hint="collect some with `skillbank demos collect`",
             )
         # --- features and action space: fitted once, then fixed for the memory's life ---------
+        _check_entries(
+            episodes,
+            {spec.name for spec in self.featurizer.specs}
+            if self.featurizer is not None
+            else set(episodes[0].observations),
+        )
         if self.featurizer is None:
             self.featurizer = ObservationFeaturizer.fit(episodes)
             self.action = infer_action_space(episodes)

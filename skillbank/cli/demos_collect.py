@@ -1,4 +1,5 @@
-"""CLI: `skillbank demos collect ENV --episodes N --seed S --out DIR [--workers W] [--ray ADDRESS]`.
+"""CLI: `skillbank demos collect ENV --episodes N --seed S --out DIR [--workers W] [--ray ADDRESS]
+[--map]`.
 
 Tries seeds S, S+1, ... until N episodes are stored (failed seeds are logged and skipped), at most
 ``--max-tries`` seeds. Running the same command again resumes an interrupted collection. A progress
@@ -29,6 +30,7 @@ from rich.text import Text
 from skillbank import __version__
 from skillbank.cli.common import JsonOption, console, emit_json, err_console, handle_errors
 from skillbank.envs.collect import collect, demo_source_factory
+from skillbank.envs.grid_map import DEFAULT_MAP_RADIUS
 from skillbank.events import Event
 
 __all__ = ["register"]
@@ -101,10 +103,18 @@ def collect_command(
             "--max-tries", min=1, help="Most seeds to try (default: 10 x episodes, at least +100)."
         ),
     ] = None,
+    explored_map: Annotated[
+        bool,
+        typer.Option(
+            "--map",
+            help="BabyAI: also record the agent's explored map (observation 'map', built from "
+            "its own views and moves), which the evaluation environments add too.",
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Collect N demonstrations of ENV, in parallel, resumably; failed seeds are logged."""
-    factory = demo_source_factory(env)
+    factory = demo_source_factory(env, map_radius=DEFAULT_MAP_RADIUS if explored_map else None)
     tries = max_tries if max_tries is not None else max(10 * episodes, episodes + 100)
     if tries < episodes:
         raise ValueError(f"--max-tries {tries} is below --episodes {episodes}")
@@ -114,6 +124,8 @@ def collect_command(
         "collected_by": f"skillbank {__version__}",
         "first_seed": str(seed),
     }
+    if explored_map:
+        meta["map_radius"] = str(DEFAULT_MAP_RADIUS)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

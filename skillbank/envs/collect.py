@@ -298,24 +298,32 @@ def _run(
 # --- demonstrators by environment id --------------------------------------------------------------
 
 
-def demo_source_factory(env_id: str) -> SourceFactory:
+def demo_source_factory(env_id: str, *, map_radius: int | None = None) -> SourceFactory:
     """The picklable factory of the default demonstrator of ``env_id``.
 
     ``babyai/<Level>`` -> the BabyAI bot, ``metaworld/<task>`` -> the scripted policy,
     ``toy/<task>`` -> the toy world's scripted expert; a plain Gymnasium id has no default
     demonstrator (wrap it in :class:`~skillbank.envs.gym_source.GymDemoSource`).
+    ``map_radius``: BabyAI episodes also record the agent's explored map
+    (:mod:`skillbank.envs.grid_map`) of that radius.
 
     Raises:
         EnvironmentNotFoundError: Unknown id, or one without a default demonstrator.
         MissingExtraError: The id's simulator is not installed.
+        ValueError: ``map_radius`` for an environment that is not a BabyAI level.
     """
     from skillbank.envs.registry import resolve_env_id
 
     spec = resolve_env_id(env_id)
+    if map_radius is not None and spec.family != "babyai":
+        raise ValueError(
+            f"an explored map is recorded for BabyAI levels only, not {spec.env_id!r}; "
+            "collect it without --map"
+        )
     if spec.family == "babyai":
         from skillbank.envs.babyai import BabyAIDemoSource
 
-        return functools.partial(BabyAIDemoSource, spec.name)
+        return functools.partial(BabyAIDemoSource, spec.name, map_radius=map_radius)
     if spec.family == "metaworld":
         from skillbank.envs.metaworld_source import MetaWorldDemoSource
 

@@ -59,6 +59,32 @@ def test_collect_babyai_logs_failures(tmp_path: Path) -> None:
     assert sorted(load_dataset(out).info.failures) == [1, 3]
 
 
+@pytest.mark.babyai
+def test_collect_babyai_with_the_explored_map_and_learning_refuses_mixed_entries(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.agent import ProceduralMemoryAgent
+    from skillbank.errors import TrainingError
+    from skillbank.memory.store import SkillMemory
+
+    mapped, plain = tmp_path / "mapped", tmp_path / "plain"
+    result = _collect("babyai/GoToLocal", "-n", "3", "--out", str(mapped), "-w", "1", "--map")
+    assert result.exit_code == 0, result.output
+    episodes = list(load_dataset(mapped))
+    assert all(e.observations["map"].shape[1:] == (13, 13, 17) for e in episodes)
+    assert load_dataset(mapped).info.meta["map_radius"] == "6"
+    assert _collect("babyai/GoToLocal", "-n", "2", "--out", str(plain), "-w", "1").exit_code == 0
+    refused = _collect("toy/fetch", "-n", "1", "--out", str(tmp_path / "toy"), "--map")
+    assert refused.exit_code != 0 and "BabyAI levels only" in refused.output
+    # learning the two kinds together is refused before any training, with what to do
+    with SkillMemory(tmp_path / "memory") as memory:
+        with pytest.raises(TrainingError, match="has no observation") as caught:
+            ProceduralMemoryAgent(memory).learn([episodes, list(load_dataset(plain))])
+        assert "--map" in (caught.value.hint or "")
+        assert len(memory) == 0
+
+
 def test_unknown_id_lists_close_names(tmp_path: Path) -> None:
     result = _collect("toy/fetc", "--out", str(tmp_path / "ds"))
     assert result.exit_code == 1
