@@ -61,6 +61,7 @@ from skillbank.bench.baselines.flat_bc import (
     train_flat_bc,
 )
 from skillbank.bench.run_info import machine_info, package_versions
+from skillbank.envs.grid_map import DEFAULT_MAP_RADIUS
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.types import Episode
 
@@ -300,6 +301,7 @@ class BabyAIBenchResult:
         wall_s: Seconds the run took.
         settings: Agent settings changed from the defaults (``part.field=value``).
         protocol: ``"curriculum"`` or ``"joint"`` (:func:`run_babyai_bench`).
+        explored_map: The demonstrations and evaluation episodes carried the explored map.
     """
 
     budget: BenchBudget
@@ -312,6 +314,7 @@ class BabyAIBenchResult:
     wall_s: float = 0.0
     settings: tuple[str, ...] = ()
     protocol: str = "curriculum"
+    explored_map: bool = False
 
     def to_json(self, command: str = "") -> dict[str, Any]:
         """The result file: per-level records plus machine, versions, seeds and command line."""
@@ -323,6 +326,7 @@ class BabyAIBenchResult:
             "total_demos": self.budget.total_demos,
             "seed": self.seed,
             "protocol": self.protocol,
+            "explored_map": self.explored_map,
             "agent_settings": list(self.settings),
             "eval_seed_start": EVAL_SEED,
             "command": command,
@@ -341,9 +345,10 @@ class BabyAIBenchResult:
 
 
 def collect_level_demos(
-    level: str, demos: int, root: Path, observer: Observer
+    level: str, demos: int, root: Path, observer: Observer, map_radius: int | None = None
 ) -> tuple[list[Episode], tuple[int, int], float]:
-    """Collect ``demos`` bot episodes of ``level`` on seeds 0, 1, ... into ``root``.
+    """Collect ``demos`` bot episodes of ``level`` on seeds 0, 1, ... into ``root`` (with the
+    explored map of ``map_radius``, if given).
 
     Episodes already in ``root`` are reused (collection resumes), so a second call is cheap.
 
@@ -355,7 +360,7 @@ def collect_level_demos(
     from skillbank.envs.dataset import load_dataset
 
     info = collect(
-        functools.partial(BabyAIDemoSource, level),
+        functools.partial(BabyAIDemoSource, level, map_radius=map_radius),
         itertools.count(0),
         root,
         num_episodes=demos,
@@ -440,6 +445,7 @@ def run_babyai_bench(
     observer: Observer | None = None,
     settings: Sequence[str] = (),
     protocol: str = "curriculum",
+    explored_map: bool = False,
 ) -> BabyAIBenchResult:
     """Run the benchmark; see the module docstring.
 
@@ -456,6 +462,9 @@ def run_babyai_bench(
             after its own call (stored skills of earlier levels are reused, never retrained);
             ``"joint"``: every level's demonstrations learned in one call, then every level
             evaluated (flat BC likewise trained once on all of them).
+        explored_map: Record the agent's explored map in the demonstrations
+            (:mod:`skillbank.envs.grid_map`; cached in ``out_dir/demos-map``), so the agent's
+            controller and flat BC read it (the evaluation environments always add it).
 
     Raises:
         ValueError: ``protocol`` is not one of :data:`PROTOCOLS`.
@@ -476,7 +485,8 @@ def run_babyai_bench(
         agent = ProceduralMemoryAgent(
             SkillMemory(memory_dir), scaled_agent_config(seed, budget.agent_scale, settings)
         )
-    run = _BenchRun(budget, seed, out_dir, agent, device, observe)
+    map_radius = DEFAULT_MAP_RADIUS if explored_map else None
+    run = _BenchRun(budget, seed, out_dir, agent, device, observe, map_radius)
     if protocol == "joint":
         results = run.joint()
     else:
@@ -497,6 +507,7 @@ def run_babyai_bench(
         wall_s=time.perf_counter() - start,
         settings=tuple(settings),
         protocol=protocol,
+        explored_map=explored_map,
     )
 
 
@@ -522,8 +533,10 @@ class _BenchRun:
         agent: Any,
         device: str,
         observe: Observer,
+        map_radius: int | None = None,
     ) -> None:
         self.budget = budget
+        self.map_radius = map_radius
         self.seed = seed
         self.out_dir = out_dir
         self.agent = agent
@@ -534,8 +547,9 @@ class _BenchRun:
 
     def collect(self, plan: LevelPlan) -> tuple[list[Episode], tuple[int, int], float]:
         """The level's demonstrations (cached), added to those seen."""
+        demos = "demos" if self.map_radius is None else "demos-map"
         data = collect_level_demos(
-            plan.level, plan.demos, self.out_dir / "demos" / plan.level, self.observe
+            plan.level, plan.demos, self.out_dir / demos / plan.level, self.observe, self.map_radius
         )
         self.seen += data[0]
         self.observe(Event("bench.demos", {"demos": len(data[0])}, {"level": plan.level}))

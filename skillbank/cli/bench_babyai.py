@@ -84,6 +84,14 @@ def bench_babyai(
             "joint: every level's demonstrations in one call, then every level evaluated.",
         ),
     ] = "curriculum",
+    explored_map: Annotated[
+        bool,
+        typer.Option(
+            "--map",
+            help="Record the agent's explored map in the demonstrations (read by the agent's "
+            "controller and by flat BC); cached apart, in OUT_DIR/demos-map.",
+        ),
+    ] = False,
 ) -> None:
     """Run the curriculum (primitive levels, then composite ones); write JSON, table, plots."""
     from skillbank.bench.babyai_bench import (
@@ -130,6 +138,7 @@ def bench_babyai(
             observer=show,
             settings=tuple(settings or ()),
             protocol=protocol,
+            explored_map=explored_map,
         )
     payload = result.to_json(command)
     table = markdown_table(result.levels)

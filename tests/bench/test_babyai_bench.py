@@ -117,6 +117,22 @@ def test_joint_protocol_learns_every_level_in_one_call(tmp_path: Path) -> None:
         run_babyai_bench(budget, seed=0, out_dir=tmp_path, protocol="together")
 
 
+def test_a_run_with_the_explored_map_gives_it_to_both_methods(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.bench.babyai_bench import collect_level_demos
+    from skillbank.events import NullObserver
+
+    result = run_babyai_bench(TINY, seed=0, out_dir=tmp_path, explored_map=True)
+    assert result.explored_map and result.to_json()["explored_map"] is True
+    episodes, _, _ = collect_level_demos(
+        "GoToRedBall", 12, tmp_path / "demos-map" / "GoToRedBall", NullObserver()
+    )  # cached apart from map-less demonstrations, and reused
+    assert all("map" in e.observations for e in episodes)
+    assert not (tmp_path / "demos").exists()
+    level = result.levels[0]
+    assert level.skillbank_success is not None and level.flat_bc_success is not None
+
+
 def test_fair_flat_bc_matches_the_agents_parameters_and_time() -> None:
     for agent_params in (80_000, 561_065, 1_950_000):
         config, count = fair_flat_bc_config(TINY.flat_bc, agent_params, 12.5)

@@ -176,3 +176,22 @@ def test_width_scaling_is_monotone_and_keeps_vector_inputs() -> None:
         scale_width(base, 0)
     with pytest.raises(ValueError, match="encoder"):
         flat_bc_parameter_count(FlatBCConfig(), 7)
+
+
+def test_flat_bc_reads_the_explored_map_when_the_demonstrations_carry_it() -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.bench.baselines.flat_bc import encoder_for
+    from skillbank.envs.babyai import BabyAIDemoSource
+
+    mapped = BabyAIDemoSource("GoToRedBall", map_radius=2).demonstrate(0)
+    plain = BabyAIDemoSource("GoToRedBall").demonstrate(0)
+    assert mapped is not None and plain is not None
+    encoder = encoder_for(None, mapped)
+    assert isinstance(encoder, BabyAIEncoderConfig)
+    assert (encoder.map_size, encoder.map_planes) == (5, 17)
+    assert encoder_for(None, plain) == BabyAIEncoderConfig()
+    tiny = BabyAIEncoderConfig(out_dim=8, conv_channels=4, image_embed_dim=4, num_film=0)
+    assert encoder_for(tiny, mapped) == dataclasses.replace(tiny, map_size=5, map_planes=17)
+    config = FlatBCConfig(encoder=tiny, memory_dim=8, num_actions=7, epochs=1)
+    result = train_flat_bc([mapped], config)
+    assert result.config.encoder is not None and result.config.encoder.map_size == 5
