@@ -21,6 +21,22 @@ planes (:data:`MAP_PLANES`): seen; wall, door, key, ball, box, goal, lava (the l
 the cell); door closed, door locked; red, green, blue, purple, yellow, grey (of a door or object);
 visited (the agent stood there). Cells never seen are all zero.
 
+Measured (not yet a gain, so demonstrations record it only on request: ``skillbank demos collect
+--map``, ``skillbank bench babyai --map``): the six benchmark levels (GoToLocal, PickupLoc, Open,
+PutNextLocal, GoTo, BossLevel; 2,500 bot demos) learned in one call with the hindsight switches,
+256 unseen episodes, seeds 0/1, PutNextLocal / GoTo / BossLevel success:
+
+- no map: 0.449/0.375, 0.906/0.848, 0.465/0.418;
+- map read by everything: 0.172/0.273, 0.930/0.949, 0.398/0.453 (and the skill encoder, reading
+  it, clusters 2-3 skills instead of 4-8, purity 0.65-0.73 instead of 0.85, so it never does:
+  :data:`~skillbank.types.HISTORY_ENTRIES`);
+- skills and controller read it: 0.340/0.160, 0.914/0.781, 0.406/0.348;
+- the controller alone (the default once recorded): 0.336/0.176, 0.918/0.762, 0.402/0.371;
+- the controller alone, a 9x9 crop of six planes (seen, wall, door, closed, locked, visited):
+  0.426/0.246, 0.895/0.793, 0.457/0.418.
+
+Flat BC gains from it (its LSTM already remembers): see the README.
+
 Example:
     >>> env = GridMapWrapper(gym.make("BabyAI-GoTo-v0"))  # doctest: +SKIP
     >>> obs, _ = env.reset(seed=0); obs["map"].shape  # doctest: +SKIP

@@ -114,7 +114,10 @@ class SkillTrainConfig:
             vs 0.656, PickupLoc 0.752 vs 0.695, GoTo 0.893 vs 0.883: no clear gain.
         read_history: Skills read the history entries of the features too (an explored map,
             :data:`~skillbank.types.HISTORY_ENTRIES`); off: they skip them (the controller,
-            which decides where to go next, reads them).
+            which decides where to go next, reads them). Six benchmark levels learned in one
+            call with maps, 256 unseen episodes, seeds 0/1: PutNextLocal 0.340/0.160 reading
+            them vs 0.336/0.176 skipping them, BossLevel 0.406/0.348 vs 0.402/0.371
+            (:mod:`skillbank.envs.grid_map`).
         seed: Seed of initialisation and batching.
     """
 
