@@ -68,6 +68,7 @@ from skillbank.agent.learn_steps import (
 )
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.eval_envs import default_success, eval_env_factory
+from skillbank.envs.grid_map import MAP_KEY
 from skillbank.envs.rollout import evaluate_policy
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
@@ -164,6 +165,14 @@ class ProceduralMemoryAgent:
             self._replay = SegmentReplay.from_record(
                 replay_record.arch_config, self.memory.load_weights(replay_record)
             )
+
+    @property
+    def map_radius(self) -> int | None:
+        """R of the explored map this memory's features read (``"map"``, (2R+1, 2R+1, P)), so
+        :meth:`evaluate` builds environments that add it; ``None``: it reads none."""
+        specs = self.featurizer.specs if self.featurizer is not None else ()
+        side = next((s.shape[0] for s in specs if s.name == MAP_KEY and s.shape), None)
+        return None if side is None else (side - 1) // 2
 
     @property
     def encoder_featurizer(self) -> ObservationFeaturizer:
@@ -525,7 +534,7 @@ class ProceduralMemoryAgent:
                 environment reports it (Meta-World, toy), else a positive terminal reward (BabyAI).
         """
         if isinstance(env, str):
-            env_id, make = eval_env_factory(env)
+            env_id, make = eval_env_factory(env, map_radius=self.map_radius)
         else:
             env_id, make = getattr(env, "__name__", "custom"), env
         executor = self.executor()

@@ -464,7 +464,7 @@ def run_babyai_bench(
             evaluated (flat BC likewise trained once on all of them).
         explored_map: Record the agent's explored map in the demonstrations
             (:mod:`skillbank.envs.grid_map`; cached in ``out_dir/demos-map``), so the agent's
-            controller and flat BC read it (the evaluation environments always add it).
+            controller and flat BC read it (the evaluation environments add it too).
 
     Raises:
         ValueError: ``protocol`` is not one of :data:`PROTOCOLS`.
@@ -622,7 +622,7 @@ class _BenchRun:
         info = {"level": plan.level}
         episodes, train_seeds, bot_rate = data
         bc, budget_s = bc_and_budget
-        make_env = babyai_env_factory(plan.level)
+        make_env = babyai_env_factory(plan.level, map_radius=self.map_radius)
         sb_success = sb_sps = sb_params = vae_params = None
         if learned is not None:
             evaluation = self.agent.evaluate(make_env, self.budget.eval_episodes, EVAL_SEED)

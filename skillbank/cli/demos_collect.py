@@ -108,7 +108,7 @@ def collect_command(
         typer.Option(
             "--map",
             help="BabyAI: also record the agent's explored map (observation 'map', built from "
-            "its own views and moves), which the evaluation environments add too.",
+            "its own views and moves); evaluating a memory that reads it adds it too.",
         ),
     ] = False,
     json_out: JsonOption = False,

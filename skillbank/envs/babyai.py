@@ -13,7 +13,7 @@ Observations per episode (T steps):
 - ``"mission"``: (T+1, L) int64 token ids of the mission (constant over the episode), see
   :mod:`skillbank.envs.babyai_vocab`.
 - ``"map"`` (with ``map_radius``): (T+1, S, S, P) bool, the explored map the agent has built from
-  its own views and moves (:mod:`skillbank.envs.grid_map`; the evaluation environments add the
+  its own views and moves (:mod:`skillbank.envs.grid_map`; evaluation environments add the
   same map).
 
 Actions are (T,) int64 minigrid action ids. Seeding: ``env.reset(seed=seed)`` fixes the level's
@@ -153,7 +153,8 @@ class BabyAIDemoSource:
         level: ``"GoToLocal"``, ``"babyai/GoToLocal"`` or ``"BabyAI-GoToLocal-v0"``.
         mission_len: L, tokens per mission row (default: the grammar's longest mission).
         map_radius: R of the explored map recorded as ``"map"`` (:mod:`skillbank.envs.grid_map`,
-            the map the evaluation environments add; e.g. ``DEFAULT_MAP_RADIUS``); ``None``
+            the map evaluation environments add for memories that read it; e.g.
+            ``DEFAULT_MAP_RADIUS``); ``None``
             records no map.
 
     Raises:

@@ -23,8 +23,11 @@ from skillbank.envs.rollout import babyai_env_factory, babyai_success, info_succ
 __all__ = ["default_success", "eval_env_factory"]
 
 
-def eval_env_factory(env_id: str) -> tuple[str, Callable[[int], Any]]:
-    """(canonical id, ``make_env(index)``) of any accepted environment id.
+def eval_env_factory(
+    env_id: str, *, map_radius: int | None = None
+) -> tuple[str, Callable[[int], Any]]:
+    """(canonical id, ``make_env(index)``) of any accepted environment id; BabyAI levels add the
+    explored map of ``map_radius`` to their observations, if given.
 
     Raises:
         EnvironmentNotFoundError: Unknown id.
@@ -32,7 +35,7 @@ def eval_env_factory(env_id: str) -> tuple[str, Callable[[int], Any]]:
     """
     spec = resolve_env_id(env_id)
     if spec.family == "babyai":
-        return spec.env_id, babyai_env_factory(spec.name)
+        return spec.env_id, babyai_env_factory(spec.name, map_radius=map_radius)
     if spec.family == "metaworld":
         return spec.env_id, metaworld_env_factory(spec.name)
 

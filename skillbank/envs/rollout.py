@@ -181,8 +181,11 @@ def info_success(reward: float, terminated: bool, truncated: bool, info: Mapping
     return bool(info.get("success", False))
 
 
-def babyai_env_factory(level: str) -> Callable[[int], Any]:
-    """A ``make_env(index)`` for :func:`evaluate_policy` building the BabyAI level ``level``.
+def babyai_env_factory(level: str, *, map_radius: int | None = None) -> Callable[[int], Any]:
+    """A ``make_env(index)`` for :func:`evaluate_policy` building the BabyAI level ``level``;
+    with ``map_radius``, its observations also hold the explored map
+    (:class:`~skillbank.envs.grid_map.GridMapWrapper`; it costs about a fifth of the evaluation's
+    steps/s, so only policies that read it get it).
 
     Raises:
         EnvironmentNotFoundError: Unknown level.
@@ -195,7 +198,8 @@ def babyai_env_factory(level: str) -> Callable[[int], Any]:
     def make_env(index: int) -> Any:
         import gymnasium as gym
 
-        return GridMapWrapper(gym.make(gym_id, disable_env_checker=True))
+        env = gym.make(gym_id, disable_env_checker=True)
+        return env if map_radius is None else GridMapWrapper(env, map_radius)
 
     return make_env
 

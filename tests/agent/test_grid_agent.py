@@ -81,5 +81,8 @@ def test_the_controller_reads_the_map_and_the_skills_do_not(tmp_path: Path) -> N
     with SkillMemory(tmp_path / "m") as memory:  # and so does a fresh agent on that memory
         again = ProceduralMemoryAgent(memory, GRID_FAST)
         assert again.encoder_featurizer.dim == encoder.dim
+        assert again.map_radius == 2  # so its evaluation environments add that map
+        result = again.evaluate("babyai/GoToLocal", episodes=2, seed=10**9)
+        assert result.episodes == 2
         observation = {k: v[0] for k, v in episodes[1].observations.items()}
         assert 0 <= int(again.act(observation)) < 8

@@ -63,7 +63,9 @@ def test_recorded_and_live_maps_agree(boss_episodes: list) -> None:
     maps = episode.observations[MAP_KEY]
     assert maps.shape == (episode.num_steps + 1, SIDE, SIDE, len(MAP_PLANES))
     assert maps.dtype == np.bool_
-    env = babyai_env_factory("BossLevel")(0)
+    plain, _ = babyai_env_factory("BossLevel")(0).reset(seed=episode.seed)
+    assert MAP_KEY not in plain  # only environments asked for the map pay for it
+    env = babyai_env_factory("BossLevel", map_radius=RADIUS)(0)
     obs, _ = env.reset(seed=episode.seed)
     live = [babyai_observation(obs)[MAP_KEY]]
     for action in episode.actions.tolist():
