@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 __all__ = [
     "HISTORY_ENTRIES",
+    "MAP_KEY",
     "Episode",
     "Provenance",
     "Retrieval",
@@ -36,7 +37,10 @@ def _require(condition: bool, message: str) -> None:
 
 # --- demonstrations -----------------------------------------------------------------------------
 
-HISTORY_ENTRIES: frozenset[str] = frozenset({"map"})
+MAP_KEY = "map"
+"""The observation entry of an explored map (:mod:`skillbank.envs.grid_map`)."""
+
+HISTORY_ENTRIES: frozenset[str] = frozenset({MAP_KEY})
 """Observation entries an environment derives from the agent's own history (``"map"``: the
 explored map, :mod:`skillbank.envs.grid_map`). They inform acting (where has the agent not looked
 yet) but not what a segment's skill is: the skill encoder does not read them."""

@@ -68,7 +68,6 @@ from skillbank.agent.learn_steps import (
 )
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.eval_envs import default_success, eval_env_factory
-from skillbank.envs.grid_map import MAP_KEY
 from skillbank.envs.rollout import evaluate_policy
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
@@ -83,7 +82,14 @@ from skillbank.memory.store import SkillMemory
 from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
-from skillbank.types import HISTORY_ENTRIES, Episode, Provenance, Retrieval, RetrievalFilter
+from skillbank.types import (
+    HISTORY_ENTRIES,
+    MAP_KEY,
+    Episode,
+    Provenance,
+    Retrieval,
+    RetrievalFilter,
+)
 
 __all__ = [
     "CONTROLLER_ARCH",
@@ -300,9 +306,10 @@ class ProceduralMemoryAgent:
         segments = SegmentSet.build(episodes, boundaries, self.featurizer)
         observe(Event("learn.segmented", {"segments": segments.num_segments}))
         # the skill encoder reads what a segment does, not the agent's history (its map)
+        encoder_featurizer = self.encoder_featurizer
         encoded = segments
-        if self.encoder_featurizer is not self.featurizer:
-            encoded = SegmentSet.build(episodes, boundaries, self.encoder_featurizer)
+        if encoder_featurizer is not self.featurizer:
+            encoded = SegmentSet.build(episodes, boundaries, encoder_featurizer)
         if self.vae is None:
             self.vae = train_skill_vae(encoded, self.action, cfg.vae, observer=observe)
         codes = encode_segments(self.vae, encoded, max_segment_length=cfg.vae.max_segment_length)

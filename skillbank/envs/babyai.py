@@ -38,10 +38,9 @@ import logging
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from skillbank.envs.babyai_vocab import MISSION_LEN, tokenize_mission
-from skillbank.envs.grid_map import MAP_KEY, GridMap
+from skillbank.envs.grid_map import episode_with_map
 from skillbank.envs.registry import babyai_levels, resolve_env_id
 from skillbank.errors import EnvironmentNotFoundError
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
@@ -154,8 +153,7 @@ class BabyAIDemoSource:
         mission_len: L, tokens per mission row (default: the grammar's longest mission).
         map_radius: R of the explored map recorded as ``"map"`` (:mod:`skillbank.envs.grid_map`,
             the map evaluation environments add for memories that read it; e.g.
-            ``DEFAULT_MAP_RADIUS``); ``None``
-            records no map.
+            ``DEFAULT_MAP_RADIUS``); ``None`` records no map.
 
     Raises:
         EnvironmentNotFoundError: Unknown level.
@@ -229,8 +227,6 @@ class BabyAIDemoSource:
 
         images = [obs["image"]]
         directions = [obs["direction"]]
-        grid_map = GridMap(self._map_radius) if self._map_radius is not None else None
-        maps = [grid_map.reset(obs["image"], obs["direction"])] if grid_map else []
         actions: list[int] = []
         rewards: list[float] = []
         keys: list[tuple[str, int]] = []
@@ -247,8 +243,6 @@ class BabyAIDemoSource:
                 obs, reward, terminated, truncated, _ = env.step(action)
                 images.append(obs["image"])
                 directions.append(obs["direction"])
-                if grid_map is not None:
-                    maps.append(grid_map.step(int(action), obs["image"], obs["direction"]))
                 actions.append(int(action))
                 rewards.append(float(reward))
         except Exception as exc:  # the bot's own failures: asserts, boxes opened, dead ends
@@ -265,15 +259,12 @@ class BabyAIDemoSource:
         boundaries, labels = _boundaries(keys)
         terminations = np.zeros(num_steps, dtype=np.bool_)
         terminations[-1] = True
-        observations: dict[str, npt.NDArray[Any]] = {
-            "image": np.stack(images).astype(np.uint8, copy=False),  # (T+1, 7, 7, 3)
-            "direction": np.asarray(directions, dtype=np.int64),  # (T+1,)
-            "mission": np.tile(mission_row, (num_steps + 1, 1)),  # (T+1, L)
-        }
-        if maps:
-            observations[MAP_KEY] = np.stack(maps)  # (T+1, S, S, P)
-        return Episode(
-            observations=observations,
+        episode = Episode(
+            observations={
+                "image": np.stack(images).astype(np.uint8, copy=False),  # (T+1, 7, 7, 3)
+                "direction": np.asarray(directions, dtype=np.int64),  # (T+1,)
+                "mission": np.tile(mission_row, (num_steps + 1, 1)),  # (T+1, L)
+            },
             actions=np.asarray(actions, dtype=np.int64),  # (T,)
             rewards=np.asarray(rewards, dtype=np.float32),  # (T,)
             terminations=terminations,
@@ -284,6 +275,8 @@ class BabyAIDemoSource:
             demonstrator=DEMONSTRATOR,
             annotations=SubgoalAnnotation(boundaries=boundaries, labels=labels),
         )
+        # the map is rebuilt from the recorded views and moves: the same code as evaluation's
+        return episode if self._map_radius is None else episode_with_map(episode, self._map_radius)
 
 
 def _boundaries(keys: list[tuple[str, int]]) -> tuple[tuple[int, ...], tuple[str, ...]]:

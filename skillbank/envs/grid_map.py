@@ -52,7 +52,7 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from skillbank.types import Episode
+from skillbank.types import MAP_KEY, Episode
 
 __all__ = [
     "DEFAULT_MAP_RADIUS",
@@ -62,10 +62,6 @@ __all__ = [
     "GridMapWrapper",
     "episode_with_map",
 ]
-
-MAP_KEY = "map"
-"""The observation entry the map is stored under (one of :data:`~skillbank.types.HISTORY_ENTRIES`:
-the skill encoder does not read it)."""
 
 DEFAULT_MAP_RADIUS = 6
 """R: the crop spans 2R + 1 = 13 cells, the agent's room and the cells beyond its doors."""

@@ -7,7 +7,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +16,17 @@ import numpy.typing as npt
 
 from skillbank.errors import TrainingError
 from skillbank.interfaces import iter_segments
-from skillbank.learning.features import ObservationFeaturizer
+from skillbank.learning.features import FeatureSpec, ObservationFeaturizer
 from skillbank.nn.grid_trunk import GridSlice, TokenSlice
 from skillbank.types import HISTORY_ENTRIES, Episode
 
 __all__ = ["SegmentSet", "grid_slices", "history_spans", "token_slices"]
+
+
+def _placed(featurizer: ObservationFeaturizer) -> Iterator[tuple[int, FeatureSpec]]:
+    """Every entry of ``featurizer`` with the offset of its first feature."""
+    offsets = itertools.accumulate((spec.dim for spec in featurizer.specs), initial=0)
+    return zip(offsets, featurizer.specs, strict=False)
 
 
 def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
@@ -29,8 +36,7 @@ def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
     :meth:`ObservationFeaturizer.transform` writes).
     """
     grids: list[GridSlice] = []
-    offset = 0
-    for spec in featurizer.specs:
+    for offset, spec in _placed(featurizer):
         if spec.kind in ("onehot", "binary") and len(spec.shape) >= 3:
             height = int(np.prod(spec.shape[:-2]))
             if spec.kind == "onehot":
@@ -38,7 +44,6 @@ def grid_slices(featurizer: ObservationFeaturizer) -> tuple[GridSlice, ...]:
                 grids.append(GridSlice(offset, height, spec.shape[-2], sum(cards), groups=cards))
             else:
                 grids.append(GridSlice(offset, height, spec.shape[-2], spec.shape[-1]))
-        offset += spec.dim
     return tuple(grids)
 
 
@@ -46,27 +51,22 @@ def history_spans(featurizer: ObservationFeaturizer) -> tuple[tuple[int, int], .
     """The [start, stop) feature ranges of the history entries
     (:data:`~skillbank.types.HISTORY_ENTRIES`, e.g. an explored map) in ``featurizer``'s
     features."""
-    spans: list[tuple[int, int]] = []
-    offset = 0
-    for spec in featurizer.specs:
-        if spec.name in HISTORY_ENTRIES:
-            spans.append((offset, offset + spec.dim))
-        offset += spec.dim
-    return tuple(spans)
+    return tuple(
+        (offset, offset + spec.dim)
+        for offset, spec in _placed(featurizer)
+        if spec.name in HISTORY_ENTRIES
+    )
 
 
 def token_slices(featurizer: ObservationFeaturizer) -> tuple[TokenSlice, ...]:
     """Where the token sequences lie in ``featurizer``'s features: every ``"tokens"`` entry,
     laid out as a bag of V ids then P one-hot positions (see
     :meth:`ObservationFeaturizer.transform`)."""
-    slices: list[TokenSlice] = []
-    offset = 0
-    for spec in featurizer.specs:
-        if spec.kind == "tokens":
-            vocab, positions = spec.cardinalities
-            slices.append(TokenSlice(offset, vocab, positions))
-        offset += spec.dim
-    return tuple(slices)
+    return tuple(
+        TokenSlice(offset, *spec.cardinalities)
+        for offset, spec in _placed(featurizer)
+        if spec.kind == "tokens"
+    )
 
 
 @dataclass(frozen=True, slots=True)

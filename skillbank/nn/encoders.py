@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from skillbank.errors import ArchitectureError
+from skillbank.types import MAP_KEY
 
 __all__ = [
     "BABYAI_VOCAB_SIZE",
@@ -332,7 +333,7 @@ class BabyAIEncoder(ObservationEncoder):
                 x = film(x, mission)  # (B, C, H, W)
         parts.append(x.flatten(1) if c.pool == "flatten" else x.amax(dim=(2, 3)))  # (B, C*V*V)
         if c.map_size:
-            explored = obs["map"].float().permute(0, 3, 1, 2)  # (B, P, S, S)
+            explored = obs[MAP_KEY].float().permute(0, 3, 1, 2)  # (B, P, S, S)
             parts.append(self.map_conv(explored).flatten(1))  # (B, C_map * S * S)
         if c.direction_dim:
             parts.append(self.direction_embedding(obs["direction"].long().reshape(-1) % 4))

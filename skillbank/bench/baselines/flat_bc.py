@@ -39,7 +39,7 @@ from skillbank.nn.encoders import (
     make_encoder,
     obs_to_tensors,
 )
-from skillbank.types import Episode
+from skillbank.types import MAP_KEY, Episode
 
 __all__ = [
     "FlatBCConfig",
@@ -339,7 +339,7 @@ def encoder_for(encoder: EncoderConfig | None, episode: Episode) -> EncoderConfi
             obs_dim = int(np.prod(observations["obs"].shape[1:]))
             return VectorEncoderConfig(obs_dim=obs_dim)
         encoder = BabyAIEncoderConfig()
-    explored = observations.get("map")
+    explored = observations.get(MAP_KEY)
     if isinstance(encoder, BabyAIEncoderConfig) and explored is not None and not encoder.map_size:
         size, planes = int(explored.shape[1]), int(explored.shape[-1])  # (T+1, S, S, P)
         encoder = dataclasses.replace(encoder, map_size=size, map_planes=planes)
