@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from skillbank.types import Episode
 
-__all__ = ["DemoSource", "Segmenter", "VectorIndex", "iter_segments"]
+__all__ = ["BoundaryProposer", "DemoSource", "Segmenter", "VectorIndex", "iter_segments"]
 
 
 @runtime_checkable
@@ -66,6 +66,19 @@ class Segmenter(Protocol):
 
     def segment(self, episodes: Sequence[Episode]) -> list[tuple[int, ...]]:
         """Return, per episode, the strictly increasing start steps of its segments (first 0)."""
+        ...
+
+
+@runtime_checkable
+class BoundaryProposer(Protocol):
+    """Knowledge of one environment family that adds segment cuts a domain-agnostic segmenter
+    cannot see (e.g. where a grid walker starts heading straight for its target).
+
+    It reads only what the demonstrator's agent itself observed and did, never annotations.
+    """
+
+    def propose(self, episode: Episode, starts: tuple[int, ...]) -> tuple[int, ...]:
+        """Return ``starts`` (strictly increasing segment starts, first 0) plus new cuts."""
         ...
 
 

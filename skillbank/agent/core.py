@@ -69,6 +69,7 @@ from skillbank.agent.learn_steps import (
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.eval_envs import default_success, eval_env_factory
 from skillbank.envs.rollout import evaluate_policy
+from skillbank.envs.registry import boundary_proposer
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import Clustering
@@ -302,7 +303,7 @@ class ProceduralMemoryAgent:
             used = {int(a) for e in episodes for a in np.unique(np.asarray(e.actions))}
             self.allowed_actions = tuple(sorted(used | set(self.allowed_actions or ())))
         # --- segment and encode ----------------------------------------------------------------
-        boundaries = OptionHMMSegmenter(cfg.segmenter).segment(episodes)
+        boundaries = OptionHMMSegmenter(cfg.segmenter, boundary_proposer).segment(episodes)
         segments = SegmentSet.build(episodes, boundaries, self.featurizer)
         observe(Event("learn.segmented", {"segments": segments.num_segments}))
         # the skill encoder reads what a segment does, not the agent's history (its map)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from skillbank.bench.run_info import machine_info, package_versions
-from skillbank.envs.registry import BABYAI_ALIASES
+from skillbank.envs.registry import BABYAI_ALIASES, boundary_proposer
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.metrics import boundary_f1, matched_boundaries
 from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
@@ -174,7 +174,7 @@ def score_level(
     observe = observer or NullObserver()
     segmenter_config = dataclasses.replace(config.segmenter, seed=config.seed)
     tick = time.perf_counter()
-    predicted = OptionHMMSegmenter(segmenter_config).segment(episodes)
+    predicted = OptionHMMSegmenter(segmenter_config, boundary_proposer).segment(episodes)
     segment_s = time.perf_counter() - tick
     annotated = [i for i, e in enumerate(episodes) if e.annotations is not None]
     score = boundary_f1(

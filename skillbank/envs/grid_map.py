@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -61,6 +62,7 @@ __all__ = [
     "GridMap",
     "GridMapWrapper",
     "episode_with_map",
+    "replay",
 ]
 
 DEFAULT_MAP_RADIUS = 6
@@ -157,6 +159,18 @@ class GridMap:
         self._last_image, self._last_direction = view, direction
         return self.crop()
 
+    @property
+    def pose(self) -> tuple[int, int, int]:
+        """The agent's dead-reckoned (x, y, heading) in the map's frame (heading: MiniGrid's)."""
+        x, y = self._position.tolist()
+        return int(x), int(y), self._last_direction
+
+    def passable(self) -> npt.NDArray[np.bool_]:
+        """(extent, extent) cells the agent has seen it could step into (never unseen ones)."""
+        kind, state = self._cells[..., 0], self._cells[..., 2]
+        walkable = np.isin(kind, (_EMPTY, _FLOOR, _GOAL)) | ((kind == _DOOR) & (state == _OPEN))
+        return walkable | self._visited
+
     def crop(self) -> npt.NDArray[np.bool_]:
         """The egocentric crop of the map around the agent: (S, S, P) bool."""
         world = self._position + self._crop_offsets[self._last_direction]  # (S, S, 2)
@@ -174,8 +188,10 @@ class GridMap:
         return np.stack(planes, axis=-1)
 
 
-def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Episode:
-    """``episode`` with a ``"map"`` observation (T+1, S, S, P) rebuilt from its views and moves.
+def replay(episode: Episode, grid_map: GridMap) -> Iterator[int]:
+    """Feed an episode's views and moves to ``grid_map``; yield each step t (0..T) once seen.
+
+    Between yields, ``grid_map`` holds the map, pose and crop after observation t.
 
     Raises:
         ValueError: If the episode has no ``"image"``/``"direction"`` entries or no actions.
@@ -187,11 +203,27 @@ def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Epis
             "(a MiniGrid/BabyAI demonstration)"
         )
     images, directions = np.asarray(obs["image"]), np.asarray(obs["direction"])
-    grid_map = GridMap(radius, view=images.shape[1])
-    maps = [grid_map.reset(images[0], int(directions[0]))]
+    grid_map.reset(images[0], int(directions[0]))
+    yield 0
     for t, action in enumerate(np.asarray(episode.actions).tolist()):
-        maps.append(grid_map.step(int(action), images[t + 1], int(directions[t + 1])))
-    return dataclasses.replace(episode, observations={**obs, MAP_KEY: np.stack(maps)})
+        grid_map.step(int(action), images[t + 1], int(directions[t + 1]))
+        yield t + 1
+
+
+def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Episode:
+    """``episode`` with a ``"map"`` observation (T+1, S, S, P) rebuilt from its views and moves.
+
+    Raises:
+        ValueError: If the episode has no ``"image"``/``"direction"`` entries or no actions.
+    """
+    view = (
+        np.asarray(episode.observations["image"]).shape[1] if "image" in episode.observations else 7
+    )
+    grid_map = GridMap(radius, view=view)
+    maps = [grid_map.crop() for _ in replay(episode, grid_map)]
+    return dataclasses.replace(
+        episode, observations={**episode.observations, MAP_KEY: np.stack(maps)}
+    )
 
 
 class GridMapWrapper(gym.Wrapper[Any, Any, Any, Any]):

@@ -25,14 +25,18 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
+from skillbank.envs.grid_approach import GridApproachProposer
 from skillbank.envs.toy import TOY_TASKS, make_toy_env
 from skillbank.errors import EnvironmentNotFoundError, MissingExtraError
+from skillbank.interfaces import BoundaryProposer
+from skillbank.types import Episode
 
 __all__ = [
     "BABYAI_ALIASES",
     "FAMILIES",
     "EnvSpec",
     "babyai_levels",
+    "boundary_proposer",
     "list_env_ids",
     "make_env",
     "metaworld_tasks",
@@ -213,6 +217,17 @@ def resolve_env_id(env_id: str) -> EnvSpec:
     if env_id in gym.registry:
         return EnvSpec(env_id, "gym", env_id, env_id)
     raise _not_found(env_id, _all_known_ids(), "environment")
+
+
+def boundary_proposer(episode: Episode) -> BoundaryProposer | None:
+    """The boundary proposer of the episode's environment family, or ``None`` if it has none.
+
+    BabyAI (MiniGrid) episodes get :class:`~skillbank.envs.grid_approach.GridApproachProposer`.
+    """
+    env_id = episode.task.env_id
+    if env_id.partition("/")[0] == "babyai" or env_id.startswith("BabyAI-"):
+        return GridApproachProposer()
+    return None
 
 
 def make_env(env_id: str, *, seed: int | None = None, **kwargs: Any) -> gym.Env[Any, Any]:

@@ -42,7 +42,7 @@ Example:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,7 @@ from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.option_refine import refine_options
 from skillbank.learning.segment_set import grid_slices
 from skillbank.learning.sighting import first_sighting_cuts, grid_cells, interaction_cell
+from skillbank.interfaces import BoundaryProposer
 from skillbank.types import Episode
 
 __all__ = ["OptionHMMSegmenter", "SegmenterConfig", "viterbi_switching"]
@@ -102,6 +103,9 @@ class SegmenterConfig:
             PutNextLocal 0.016/0.047 -> 0.031/0.070, GoTo 0.492/0.500 -> 0.492/0.523: no
             better or worse beyond seed noise; its segmentation F1 0.806 -> 0.904 but purity
             0.911/0.921 -> 0.835/0.844, the explore pieces sharing the go-to skill.
+        env_proposals: Ask the episode's environment family for more cuts (a
+            :class:`~skillbank.interfaces.BoundaryProposer`, passed to the segmenter as
+            ``proposer_for``; families without one are unaffected), after every other stage.
         sighting_min_offset: Steps of a segment kept before a first-sighting cut.
         sighting_max_detour: A first-sighting cut needs the rest of the segment to reach the
             entity in at most this many steps more than the fewest seen from where it shows
@@ -124,6 +128,7 @@ class SegmenterConfig:
     chunk_min_count: int = 10
     chunk_min_offset: int = 3
     first_sighting: bool = False
+    env_proposals: bool = False
     sighting_min_offset: int = 1
     sighting_max_detour: int = 1
     policy_hidden: int = 64
@@ -195,10 +200,18 @@ class OptionHMMSegmenter:
 
     Args:
         config: Settings; the same config and episodes give the same segments.
+        proposer_for: The boundary proposer of an episode's environment family, or ``None``
+            (e.g. :func:`skillbank.envs.registry.boundary_proposer`); read only with
+            ``config.env_proposals``.
     """
 
-    def __init__(self, config: SegmenterConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SegmenterConfig | None = None,
+        proposer_for: Callable[[Episode], BoundaryProposer | None] | None = None,
+    ) -> None:
         self.config = config or SegmenterConfig()
+        self.proposer_for = proposer_for
 
     def segment(self, episodes: Sequence[Episode]) -> list[tuple[int, ...]]:
         """Return, per episode, the strictly increasing start steps of its segments (first 0)."""
@@ -232,6 +245,8 @@ class OptionHMMSegmenter:
             )
         if discrete and self.config.first_sighting:
             cuts = self._sighting_cuts(with_actions, cuts)
+        if self.config.env_proposals and self.proposer_for is not None:
+            cuts = [self._proposed(e, c) for e, c in zip(with_actions, cuts, strict=True)]
         by_id = {id(e): (p, c) for e, p, c in zip(with_actions, paths, cuts, strict=True)}
         out: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         for episode in episodes:
@@ -242,6 +257,12 @@ class OptionHMMSegmenter:
             path, starts = found
             out.append((tuple(starts), tuple(int(path[s]) for s in starts)))
         return out
+
+    def _proposed(self, episode: Episode, starts: tuple[int, ...]) -> tuple[int, ...]:
+        """``starts`` plus the cuts the episode's environment family proposes."""
+        assert self.proposer_for is not None
+        proposer = self.proposer_for(episode)
+        return starts if proposer is None else proposer.propose(episode, starts)
 
     def _sighting_cuts(
         self, episodes: Sequence[Episode], cuts: list[tuple[int, ...]]
