@@ -68,8 +68,8 @@ from skillbank.agent.learn_steps import (
 )
 from skillbank.agent.replay import REPLAY_ARCH, SegmentReplay
 from skillbank.envs.eval_envs import default_success, eval_env_factory
-from skillbank.envs.rollout import evaluate_policy
 from skillbank.envs.registry import boundary_proposer
+from skillbank.envs.rollout import evaluate_policy
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.cluster import Clustering

@@ -169,7 +169,8 @@ class GridMap:
         """(extent, extent) cells the agent has seen it could step into (never unseen ones)."""
         kind, state = self._cells[..., 0], self._cells[..., 2]
         walkable = np.isin(kind, (_EMPTY, _FLOOR, _GOAL)) | ((kind == _DOOR) & (state == _OPEN))
-        return walkable | self._visited
+        out: npt.NDArray[np.bool_] = walkable | self._visited
+        return out
 
     def crop(self) -> npt.NDArray[np.bool_]:
         """The egocentric crop of the map around the agent: (S, S, P) bool."""

@@ -48,12 +48,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from skillbank.interfaces import BoundaryProposer
 from skillbank.learning.boundary_chunks import entropy_rise_cuts
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.learning.option_refine import refine_options
 from skillbank.learning.segment_set import grid_slices
 from skillbank.learning.sighting import first_sighting_cuts, grid_cells, interaction_cell
-from skillbank.interfaces import BoundaryProposer
 from skillbank.types import Episode
 
 __all__ = ["OptionHMMSegmenter", "SegmenterConfig", "viterbi_switching"]
