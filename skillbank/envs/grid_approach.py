@@ -25,14 +25,12 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 
-from skillbank.envs.grid_map import GridMap, replay
+from skillbank.envs.grid_map import _DIR_TO_VEC, _FORWARD, GridMap, replay
 from skillbank.types import Episode
 
 __all__ = ["GridApproachProposer", "approach_starts", "cell_distances"]
 
-_MOVES = (0, 1, 2)  # MiniGrid: turn left, turn right, forward
-_FORWARD = 2
-_DIR_TO_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))  # MiniGrid headings: right, down, left, up
+_MOVES = (0, 1, _FORWARD)  # MiniGrid: turn left, turn right, forward
 
 
 def cell_distances(
@@ -57,7 +55,7 @@ def cell_distances(
     dist[target] = 0
     for depth in range(1, max_steps + 1):
         before = np.zeros_like(frontier)
-        for dx, dy in _DIR_TO_VEC:
+        for dx, dy in _DIR_TO_VEC.tolist():
             before |= _shift(frontier, dx, dy)
         frontier = before & passable & (dist < 0)
         if not frontier.any():
