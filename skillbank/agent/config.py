@@ -22,7 +22,7 @@ from skillbank.learning.segment import SegmenterConfig
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.skill_vae import SkillVAETrainConfig
 
-__all__ = ["AgentConfig", "EvalResult", "LearnReport"]
+__all__ = ["AgentConfig", "EpisodeOutcome", "EvalResult", "LearnReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +267,20 @@ class LearnReport:
 
 
 @dataclass(frozen=True, slots=True)
+class EpisodeOutcome:
+    """One evaluation episode: ``seed``, ``success``, ``steps`` and its ``task`` text."""
+
+    seed: int
+    success: bool
+    steps: int
+    task: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"seed", "success", "steps", "task"}``."""
+        return {"seed": self.seed, "success": self.success, "steps": self.steps, "task": self.task}
+
+
+@dataclass(frozen=True, slots=True)
 class EvalResult:
     """What :meth:`ProceduralMemoryAgent.evaluate` measured.
 
@@ -278,6 +292,8 @@ class EvalResult:
         mean_steps: Mean environment steps per episode.
         steps_per_s: Environment steps per second, agent included.
         skills_used: Skill id -> times executed.
+        outcomes: Per episode, in order: its seed, success, steps and task text (``""`` where
+            the environment states none), so results can be broken down by task afterwards.
     """
 
     env: str
@@ -287,10 +303,13 @@ class EvalResult:
     mean_steps: float
     steps_per_s: float
     skills_used: Mapping[str, int]
+    outcomes: tuple[EpisodeOutcome, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.success_rate <= 1.0:
             raise ValueError("EvalResult.success_rate must lie in [0, 1]")
+        if self.outcomes and len(self.outcomes) != self.episodes:
+            raise ValueError("EvalResult.outcomes must be empty or one per episode")
 
     def to_json(self) -> dict[str, Any]:
         """The eval JSON (keys of the issue: env, episodes, seed, success_rate, ...)."""
@@ -302,4 +321,5 @@ class EvalResult:
             "mean_steps": self.mean_steps,
             "steps_per_s": self.steps_per_s,
             "skills_used": dict(self.skills_used),
+            "per_episode": [outcome.to_json() for outcome in self.outcomes],
         }

@@ -53,7 +53,7 @@ from skillbank.agent.components import (
     stored_primitives,
 )
 from skillbank.agent.composites import learn_composites, stored_composites
-from skillbank.agent.config import AgentConfig, EvalResult, LearnReport
+from skillbank.agent.config import AgentConfig, EpisodeOutcome, EvalResult, LearnReport
 from skillbank.agent.discovery import explain_segments, merge_alike_clusters
 from skillbank.agent.executor import SkillExecutor
 from skillbank.agent.learn_steps import (
@@ -97,6 +97,7 @@ __all__ = [
     "SKILL_ARCH",
     "VAE_ARCH",
     "AgentConfig",
+    "EpisodeOutcome",
     "EvalResult",
     "LearnReport",
     "ProceduralMemoryAgent",
@@ -567,4 +568,14 @@ class ProceduralMemoryAgent:
             mean_steps=result.mean_steps,
             steps_per_s=result.steps_per_s,
             skills_used={k: v[1] for k, v in sorted(usage.items()) if v[1]},
+            outcomes=tuple(
+                EpisodeOutcome(seed_k, success, steps, task)
+                for seed_k, success, steps, task in zip(
+                    result.seeds,
+                    result.successes,
+                    result.steps,
+                    result.tasks or [""] * result.episodes,
+                    strict=True,
+                )
+            ),
         )

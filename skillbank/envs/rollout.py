@@ -48,6 +48,7 @@ __all__ = [
     "evaluate_policy",
     "info_success",
     "stack_observations",
+    "task_text",
 ]
 
 ObsMapping = Mapping[str, npt.NDArray[Any]]
@@ -91,6 +92,9 @@ class RolloutResult:
         successes: (episodes,) whether each episode succeeded.
         steps: (episodes,) steps each episode took.
         wall_s: Seconds the evaluation took.
+        tasks: (episodes,) each episode's task text as its first observation states it (a
+            ``"mission"`` string, MiniGrid/BabyAI style), ``""`` where it states none; empty
+            when not recorded.
     """
 
     success_rate: float
@@ -100,10 +104,13 @@ class RolloutResult:
     successes: tuple[bool, ...]
     steps: tuple[int, ...]
     wall_s: float
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.seeds) == len(self.successes) == len(self.steps):
             raise ValueError("RolloutResult.seeds, .successes and .steps must have equal lengths")
+        if self.tasks and len(self.tasks) != len(self.seeds):
+            raise ValueError("RolloutResult.tasks must be empty or one per episode")
         if not 0.0 <= self.success_rate <= 1.0:
             raise ValueError("RolloutResult.success_rate must lie in [0, 1]")
 
@@ -123,6 +130,7 @@ class RolloutResult:
             "seeds": list(self.seeds),
             "successes": list(self.successes),
             "steps": list(self.steps),
+            "tasks": list(self.tasks),
         }
 
 
@@ -204,6 +212,16 @@ def babyai_env_factory(level: str, *, map_radius: int | None = None) -> Callable
     return make_env
 
 
+def task_text(raw_observation: Any) -> str:
+    """The task an episode's first observation states: its ``"mission"`` string (MiniGrid and
+    BabyAI observations carry one), else ``""``."""
+    if isinstance(raw_observation, Mapping):
+        mission = raw_observation.get("mission")
+        if isinstance(mission, str):
+            return mission
+    return ""
+
+
 def _reset(env: Any, seed: int) -> Any:
     # minigrid prints every rejected layout sample to stdout; keep stdout for the caller.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -260,9 +278,11 @@ def evaluate_policy(
     steps_in = np.zeros(num_envs, dtype=np.int64)
     successes = np.zeros(episodes, dtype=np.bool_)
     steps = np.zeros(episodes, dtype=np.int64)
+    tasks = [""] * episodes
     current: list[dict[str, Any]] = []
     for i, env in enumerate(envs):
         raw = _reset(env, seed + i)
+        tasks[i] = task_text(raw)
         current.append(convert_obs(raw))
     next_episode = num_envs
     policy.reset(num_envs)
@@ -289,6 +309,7 @@ def evaluate_policy(
                 if next_episode < episodes:
                     episode_of[i] = next_episode
                     raw = _reset(envs[i], seed + next_episode)
+                    tasks[next_episode] = task_text(raw)
                     next_episode += 1
                 else:
                     episode_of[i] = -1
@@ -309,4 +330,5 @@ def evaluate_policy(
         successes=tuple(bool(s) for s in successes),
         steps=tuple(int(s) for s in steps),
         wall_s=wall,
+        tasks=tuple(tasks),
     )

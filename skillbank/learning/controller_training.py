@@ -74,8 +74,7 @@ class ControllerTrainConfig:
             and each skill's call count, ``skill-controller-history-v1``), learned from the
             skills of each segment's earlier segments in its episode. ``None`` (default):
             off: it helped every single-call measurement but not the curriculum benchmark
-            (below). It needs learned arguments (not hindsight targets) and no composites,
-            whose relabelling reads no history. Measured side by side on the demo
+            (below). It needs no composites, whose relabelling reads no history. Measured side by side on the demo
             data (150/150/100/100 demos of GoToLocal/PickupLoc/Open/PutNextLocal, seeds 0-3,
             128 unseen episodes a level), mean success off vs on (cap 1, retry 0.5):
             GoToLocal 0.770 vs 0.766, PickupLoc 0.260 vs 0.311, Open 0.893 vs 0.893,
@@ -90,8 +89,15 @@ class ControllerTrainConfig:
             0.527, BossLevel 0.367 vs 0.322; the same six calls, seed 1, 256 unseen episodes:
             BossLevel 0.336 vs 0.371 (so no gain over the two seeds). Learning level by level
             the later calls explain segments by stored skills without histories, a likely cause
-            not yet tested. With hindsight targets it hurt (seeds 0-1, cap 3: sum 2.727 vs
-            2.227), hence off there.
+            not yet tested. With hindsight targets alone it hurt (demo data, seeds 0-1, cap 3:
+            sum 2.727 vs 2.227). With all three hindsight switches (``skill.argument=hindsight``,
+            ``controller.target_copy``, ``skill.relabel_targets``; cap 1) and the six levels
+            learned in one call (500 demos of each primitive level, 250 of GoTo and BossLevel,
+            256 unseen episodes, seeds 0/1), off vs on: PutNextLocal 0.559/0.578 vs
+            0.770/0.668, GoTo 0.887/0.867 vs 0.906/0.906, GoToSeq (never trained on)
+            0.754/0.746 vs 0.758/0.762, BossLevel 0.461/0.422 vs 0.441/0.445: with those
+            switches it is a gain; it fixes the put-next loop in which, having picked X up, the
+            controller names X again and drops it.
         history_cap: With ``history``, call counts above this read as this many (1: whether
             each skill has been called at all). Cap 3 (retry 0.5): sum 2.533 over the same 4
             seeds (GoToLocal 0.742, PutNextLocal 0.061).

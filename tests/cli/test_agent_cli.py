@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from skillbank.cli.app import app
@@ -35,6 +36,10 @@ def test_learn_then_eval_writes_the_eval_json(tmp_path: Path) -> None:
         assert key in payload
     assert payload["env"] == "toy/open-then-fetch" and payload["episodes"] == 4
     assert set(payload["skills_used"]) <= set(report["skill_ids"])
+    per_episode = payload["per_episode"]
+    assert [e["seed"] for e in per_episode] == [9, 10, 11, 12]
+    assert sum(e["success"] for e in per_episode) / 4 == payload["success_rate"]
+    assert sum(e["steps"] for e in per_episode) / 4 == pytest.approx(payload["mean_steps"])
 
 
 def test_eval_without_memory_is_one_clear_error(tmp_path: Path) -> None:

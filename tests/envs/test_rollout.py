@@ -106,6 +106,7 @@ def test_constant_policy_success_matches_targets() -> None:
     )
     assert result.successes == tuple(k % 5 == 0 for k in range(10))
     assert result.success_rate == pytest.approx(0.2)
+    assert result.tasks == ("",) * 10  # a bare vector observation states no task
     assert result.mean_steps == 1.0 and result.steps_per_s > 0
 
 
@@ -151,6 +152,7 @@ def test_babyai_observations_match_the_demonstrator() -> None:
 
     result = evaluate_policy(babyai_env_factory("GoToRedBall"), Replay(), episodes=1, seed=7)
     assert result.success_rate == 1.0 and result.steps == (episode.num_steps,)
+    assert result.tasks == (episode.task.mission,) and "red ball" in result.tasks[0]
     for t, obs in enumerate(seen):
         for name in ("image", "direction", "mission"):
             expected = episode.observations[name][t]
