@@ -96,8 +96,11 @@ class ControllerTrainConfig:
             256 unseen episodes, seeds 0/1), off vs on: PutNextLocal 0.559/0.578 vs
             0.770/0.668, GoTo 0.887/0.867 vs 0.906/0.906, GoToSeq (never trained on)
             0.754/0.746 vs 0.758/0.762, BossLevel 0.461/0.422 vs 0.441/0.445: with those
-            switches it is a gain; it fixes the put-next loop in which, having picked X up, the
-            controller names X again and drops it.
+            switches it is a gain. Without it a PutNextLocal episode often drops X and picks it
+            up again on the spot, over and over (skills drop, pick up, drop, ...); with it the
+            calls follow go-to, pick up, go-to, drop, and a miss is a drop in the wrong place,
+            after which that cycle repeats (seed 0, 64 unseen episodes: 13.7 vs 25.4 calls per
+            successful episode).
         history_cap: With ``history``, call counts above this read as this many (1: whether
             each skill has been called at all). Cap 3 (retry 0.5): sum 2.533 over the same 4
             seeds (GoToLocal 0.742, PutNextLocal 0.061).
