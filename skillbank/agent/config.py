@@ -61,6 +61,10 @@ class AgentConfig:
         composite_mining: The rule for when a recurring sequence becomes a composite.
         composite_training: Training of the composites' sub-controllers and the relabelled
             controller.
+        sequence_positions: Positions of a token sequence (a mission) encoded one-hot beside
+            its bag of tokens when a memory's features are first fitted (later learn calls keep
+            the stored features); the controller's target copy can point only at these
+            (:mod:`skillbank.learning.features`).
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
     """
 
@@ -82,11 +86,14 @@ class AgentConfig:
     composites: bool = False
     composite_mining: CompositeMiningConfig = field(default_factory=CompositeMiningConfig)
     composite_training: CompositeTrainConfig = field(default_factory=CompositeTrainConfig)
+    sequence_positions: int = 12
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.replay_steps < 0:
             raise ValueError("AgentConfig.replay_steps must be >= 0")
+        if self.sequence_positions < 1:
+            raise ValueError("AgentConfig.sequence_positions must be >= 1")
         if self.top_k < 1 or self.explain_candidates < 1:
             raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
         if self.max_skill_steps < 1 or self.num_envs < 1:

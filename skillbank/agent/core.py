@@ -287,7 +287,9 @@ class ProceduralMemoryAgent:
             else set(episodes[0].observations),
         )
         if self.featurizer is None:
-            self.featurizer = ObservationFeaturizer.fit(episodes)
+            self.featurizer = ObservationFeaturizer.fit(
+                episodes, sequence_positions=self.config.sequence_positions
+            )
             self.action = infer_action_space(episodes)
         assert self.action is not None
         seen = infer_action_space(episodes)

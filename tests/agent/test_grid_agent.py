@@ -86,3 +86,23 @@ def test_the_controller_reads_the_map_and_the_skills_do_not(tmp_path: Path) -> N
         assert result.episodes == 2
         observation = {k: v[0] for k, v in episodes[1].observations.items()}
         assert 0 <= int(again.act(observation)) < 8
+
+
+def test_the_mission_positions_are_a_setting_fixed_at_the_first_learn(tmp_path: Path) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.envs.babyai import BabyAIDemoSource
+
+    source = BabyAIDemoSource("GoToLocal")
+    episodes = [e for e in map(source.demonstrate, range(8)) if e is not None]
+    wide = dataclasses.replace(GRID_FAST, sequence_positions=20)
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, wide)
+        agent.learn([episodes])
+        assert agent.featurizer is not None
+        (mission,) = [s for s in agent.featurizer.specs if s.kind == "tokens"]
+        assert mission.cardinalities == (64, 20)
+    with SkillMemory(tmp_path / "m") as memory:  # the stored features win over a new setting
+        again = ProceduralMemoryAgent(memory, GRID_FAST)
+        assert again.featurizer is not None
+        (mission,) = [s for s in again.featurizer.specs if s.kind == "tokens"]
+        assert mission.cardinalities == (64, 20)
