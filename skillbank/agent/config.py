@@ -64,7 +64,10 @@ class AgentConfig:
         sequence_positions: Positions of a token sequence (a mission) encoded one-hot beside
             its bag of tokens when a memory's features are first fitted (later learn calls keep
             the stored features); the controller's target copy can point only at these
-            (:mod:`skillbank.learning.features`).
+            (:mod:`skillbank.learning.features`). 12 by default; 32 with the hindsight
+            switches, the call history and ``skill.relabel_nearby`` (the README's table): the
+            six benchmark levels learned in one call, seeds 0-2, BossLevel 0.516 mean vs 0.448
+            without those three.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
     """
 
