@@ -77,8 +77,8 @@ class ControllerTrainConfig:
             (below). It needs no composites, whose relabelling reads no history. Measured
             side by side on the demo data (150/150/100/100 demos of GoToLocal/PickupLoc/Open/
             PutNextLocal, seeds 0-3, 128 unseen episodes a level), mean success off vs on
-            (cap 1, retry 0.5): GoToLocal 0.770 vs 0.766, PickupLoc 0.260 vs 0.311, Open 0.893 vs 0.893,
-            PutNextLocal 0.051 vs 0.107, GoTo (never trained on) 0.543 vs 0.523; sum 2.516 vs
+            (cap 1, retry 0.5): GoToLocal 0.770 vs 0.766, PickupLoc 0.260 vs 0.311, Open
+            0.893 vs 0.893, PutNextLocal 0.051 vs 0.107, GoTo (never trained on) 0.543 vs 0.523; sum 2.516 vs
             2.600 (+0.156, +0.054, +0.195, -0.070 per seed; the third variant tried on these
             seeds). BossLevel alone (250 demos, seeds 0-1): 0.352 vs 0.418 (0.426 at cap 3).
             Held-out choice of "drop" at PutNextLocal drop points (earlier calls as the bot made
