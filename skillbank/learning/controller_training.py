@@ -70,37 +70,35 @@ class ControllerTrainConfig:
         kernel_size: Side of the grid trunk's kernels.
         target_weight: Weight of the target head's cross-entropy (hindsight arguments, see
             ``SkillTrainConfig.argument``) against the query loss.
-        history: The controller also reads the episode's call history (the last skill called
-            and each skill's call count, ``skill-controller-history-v1``), learned from the
-            skills of each segment's earlier segments in its episode. ``None`` (default):
-            off: it helped every single-call measurement but not the curriculum benchmark
-            (below). It needs no composites, whose relabelling reads no history. Measured
-            side by side on the demo data (150/150/100/100 demos of GoToLocal/PickupLoc/Open/
-            PutNextLocal, seeds 0-3, 128 unseen episodes a level), mean success off vs on
-            (cap 1, retry 0.5): GoToLocal 0.770 vs 0.766, PickupLoc 0.260 vs 0.311, Open
-            0.893 vs 0.893, PutNextLocal 0.051 vs 0.107, GoTo (never trained on) 0.543 vs 0.523; sum 2.516 vs
-            2.600 (+0.156, +0.054, +0.195, -0.070 per seed; the third variant tried on these
-            seeds). BossLevel alone (250 demos, seeds 0-1): 0.352 vs 0.418 (0.426 at cap 3).
-            Held-out choice of "drop" at PutNextLocal drop points (earlier calls as the bot made
-            them): 0.55 vs 0.68. BossLevel alone, seeds 0-3: 0.346 vs 0.422 (better on every
-            seed). But ``skillbank bench babyai --budget small`` (the six levels learned one
-            call each, 512 unseen episodes, seed 0), off vs on: GoToLocal 0.729 vs 0.742, PickupLoc
-            0.199 vs 0.256, Open 0.949 vs 0.844, PutNextLocal 0.055 vs 0.037, GoTo 0.584 vs
-            0.527, BossLevel 0.367 vs 0.322; the same six calls, seed 1, 256 unseen episodes:
-            BossLevel 0.336 vs 0.371 (so no gain over the two seeds). Learning level by level
-            the later calls explain segments by stored skills without histories, a likely cause
-            not yet tested. With hindsight targets alone it hurt (demo data, seeds 0-1, cap 3:
+        history: The controller also reads the episode's call history (the last skill called and
+            each skill's call count, ``skill-controller-history-v1``), learned from the skills of
+            each segment's earlier segments in its episode. ``None`` (default): off: it helped every
+            single-call measurement but not the curriculum benchmark (below). It needs no
+            composites, whose relabelling reads no history. Measured side by side on the demo data
+            (150/150/100/100 demos of GoToLocal/PickupLoc/Open/ PutNextLocal, seeds 0-3, 128 unseen
+            episodes a level), mean success off vs on (cap 1, retry 0.5): GoToLocal 0.770 vs 0.766,
+            PickupLoc 0.260 vs 0.311, Open 0.893 vs 0.893, PutNextLocal 0.051 vs 0.107, GoTo (never
+            trained on) 0.543 vs 0.523; sum 2.516 vs 2.600 (+0.156, +0.054, +0.195, -0.070 per seed;
+            the third variant tried on these seeds). BossLevel alone (250 demos, seeds 0-1): 0.352
+            vs 0.418 (0.426 at cap 3). Held-out choice of "drop" at PutNextLocal drop points
+            (earlier calls as the bot made them): 0.55 vs 0.68. BossLevel alone, seeds 0-3: 0.346 vs
+            0.422 (better on every seed). But ``skillbank bench babyai --budget small`` (the six
+            levels learned one call each, 512 unseen episodes, seed 0), off vs on: GoToLocal 0.729
+            vs 0.742, PickupLoc 0.199 vs 0.256, Open 0.949 vs 0.844, PutNextLocal 0.055 vs 0.037,
+            GoTo 0.584 vs 0.527, BossLevel 0.367 vs 0.322; the same six calls, seed 1, 256 unseen
+            episodes: BossLevel 0.336 vs 0.371 (so no gain over the two seeds). Learning level by
+            level the later calls explain segments by stored skills without histories, a likely
+            cause not yet tested. With hindsight targets alone it hurt (demo data, seeds 0-1, cap 3:
             sum 2.727 vs 2.227). With all three hindsight switches (``skill.argument=hindsight``,
-            ``controller.target_copy``, ``skill.relabel_targets``; cap 1) and the six levels
-            learned in one call (500 demos of each primitive level, 250 of GoTo and BossLevel,
-            256 unseen episodes, seeds 0/1), off vs on: PutNextLocal 0.559/0.578 vs
-            0.770/0.668, GoTo 0.887/0.867 vs 0.906/0.906, GoToSeq (never trained on)
-            0.754/0.746 vs 0.758/0.762, BossLevel 0.461/0.422 vs 0.441/0.445: with those
-            switches it is a gain. Without it a PutNextLocal episode often drops X and picks it
-            up again on the spot, over and over (skills drop, pick up, drop, ...); with it the
-            calls follow go-to, pick up, go-to, drop, and a miss is a drop in the wrong place,
-            after which that cycle repeats (seed 0, 64 unseen episodes: 13.7 vs 25.4 calls per
-            successful episode).
+            ``controller.target_copy``, ``skill.relabel_targets``; cap 1) and the six levels learned
+            in one call (500 demos of each primitive level, 250 of GoTo and BossLevel, 256 unseen
+            episodes, seeds 0/1), off vs on: PutNextLocal 0.559/0.578 vs 0.770/0.668, GoTo
+            0.887/0.867 vs 0.906/0.906, GoToSeq (never trained on) 0.754/0.746 vs 0.758/0.762,
+            BossLevel 0.461/0.422 vs 0.441/0.445: with those switches it is a gain. Without it a
+            PutNextLocal episode often drops X and picks it up again on the spot, over and over
+            (skills drop, pick up, drop, ...); with it the calls follow go-to, pick up, go-to, drop,
+            and a miss is a drop in the wrong place, after which that cycle repeats (seed 0, 64
+            unseen episodes: 13.7 vs 25.4 calls per successful episode).
         history_cap: With ``history``, call counts above this read as this many (1: whether
             each skill has been called at all). Cap 3 (retry 0.5): sum 2.533 over the same 4
             seeds (GoToLocal 0.742, PutNextLocal 0.061).
