@@ -66,7 +66,7 @@ class AgentConfig:
             the stored features); the controller's target copy can point only at these
             (:mod:`skillbank.learning.features`). 12 by default; 32 with the hindsight
             switches, the call history and ``skill.relabel_nearby`` (the README's table): the
-            six benchmark levels learned in one call, seeds 0-2, BossLevel 0.516 mean vs 0.448
+            six benchmark levels learned in one call, seeds 0-3, BossLevel 0.505 mean vs 0.457
             without those three.
         seed: Seed of every learning step (segmenter, VAE, clustering, modules, controller).
     """
