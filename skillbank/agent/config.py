@@ -287,7 +287,7 @@ class EpisodeOutcome:
 
     def to_json(self) -> dict[str, Any]:
         """``{"seed", "success", "steps", "task"}``."""
-        return {"seed": self.seed, "success": self.success, "steps": self.steps, "task": self.task}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
