@@ -694,7 +694,8 @@ def _token_copy_tensors(
     config: Mapping[str, Any], field: str, prefix: str, groups: list[int], arch: str
 ) -> dict[str, TensorSpec]:
     """Tensors of a skillbank.nn.token_copy.TokenCopyHead over the token slice ``config[field]``
-    with one attention head per one-hot group of sizes ``groups``."""
+    with one attention head per one-hot group of sizes ``groups`` or, with ``copy_window`` W > 0,
+    one anchor pointer and a value table per offset -W .. +W."""
     tokens = config.get(field)
     if not isinstance(tokens, Mapping):
         raise ArchitectureError(f"{arch} config field {field!r} must be an object")
@@ -703,13 +704,15 @@ def _token_copy_tensors(
     if end > positive_int(config, "obs_dim", arch):
         raise ArchitectureError(f"{arch} config field {field!r} reaches past obs_dim")
     dim = positive_int(config, "copy_dim", arch)
+    window = _count(config, "copy_window", arch) if "copy_window" in config else 0
     hidden = _hidden_dims(config, arch)
     tensors = {
         f"{prefix}.token_embed.weight": TensorSpec((dim, vocab)),
         f"{prefix}.position_embed": TensorSpec((positions, dim)),
-        f"{prefix}.values.weight": TensorSpec((sum(groups), vocab)),
+        f"{prefix}.values.weight": TensorSpec(((2 * window + 1) * sum(groups), vocab)),
     }
-    tensors.update(linear(f"{prefix}.query", hidden[-1], dim * len(groups)))
+    pointers = 1 if window else len(groups)
+    tensors.update(linear(f"{prefix}.query", hidden[-1], dim * pointers))
     return tensors
 
 
@@ -737,6 +740,22 @@ register(
         arch_id="skill-controller-target-v2",
         tensors=_skill_controller_target_v2,
         description="Controller target-v1 + a copy head reading the target off the task's tokens",
+    )
+)
+
+
+def _skill_controller_target_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """target-v2 whose copy head has one anchor pointer and ``copy_window`` W > 0 (its value
+    table per offset -W .. +W)."""
+    positive_int(config, "copy_window", "skill-controller-target-v3")
+    return _skill_controller_target_v2(config)
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-target-v3",
+        tensors=_skill_controller_target_v3,
+        description="Controller target-v2 whose copy head reads one phrase (copy_window)",
     )
 )
 
@@ -769,5 +788,27 @@ register(
         arch_id="skill-controller-history-v1",
         tensors=_skill_controller_history_v1,
         description="Controller (any trunk and heads) that also reads the episode's call history",
+    )
+)
+
+
+def _skill_controller_history_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """history-v1 of a target controller whose history also holds, per skill, the targets of
+    its finished calls: ``history_skills`` x target channels more inputs."""
+    arch = "skill-controller-history-v2"
+    if config.get("history_targets") is not True or "target" not in config:
+        raise ArchitectureError(f"{arch} needs 'history_targets': true and a 'target'")
+    tensors = _skill_controller_history_v1(config)
+    extra = positive_int(config, "history_skills", arch) * positive_int(config, "arg_dim", arch)
+    first = tensors["trunk.0.weight"].shape  # (hidden[0], in_dim + 2 N + 1)
+    tensors.update(linear("trunk.0", first[1] + extra, first[0]))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-history-v2",
+        tensors=_skill_controller_history_v2,
+        description="Controller history-v1 whose history also holds the targets each skill got",
     )
 )

@@ -108,8 +108,8 @@ logger = logging.getLogger(__name__)
 SKILL_ARCH = "skill-policy-v2"  # parameterised skills; "skill-policy-v1" with skill.arg_dim = 0
 VAE_ARCH = "skill-vae-v1"
 # the default controller (learned arguments); "skill-controller-history-v1" with the call
-# history, "-v1" with skill.arg_dim = 0, "-target-v1" with hindsight targets ("-target-v2"
-# copied off the mission's tokens)
+# history ("-history-v2" holding targets too), "-v1" with skill.arg_dim = 0, "-target-v1" with
+# hindsight targets ("-target-v2" copied off the mission's tokens, "-target-v3" off a phrase)
 CONTROLLER_ARCH = "skill-controller-v2"
 
 

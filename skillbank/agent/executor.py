@@ -20,7 +20,9 @@ A controller that reads the call history (``history_skills`` > 0) is fed, per en
 primitives called so far in its episode (:func:`~skillbank.nn.controller.history_features`): a
 call enters the history when the next decision replaces it (so a running skill is not yet in
 it, as a segment's own skill is not in its training history), a composite's children count as
-the primitives they are, and :meth:`reset` and :meth:`on_done` clear it.
+the primitives they are, and :meth:`reset` and :meth:`on_done` clear it. With
+``history_targets`` it also holds, per primitive, the targets (arguments) its finished calls
+were given.
 
 Example:
     >>> executor = SkillExecutor(  # doctest: +SKIP
@@ -162,6 +164,8 @@ class SkillExecutor:
         self._calls = torch.zeros(num_envs, dtype=torch.long)  # (B,) its children called so far
         self._last = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) last primitive called
         self._counts = torch.zeros(num_envs, self.num_primitives, dtype=torch.long)  # (B, N_p)
+        # per primitive, the targets its finished calls were given, OR-ed (history-v2 only)
+        self._targets = torch.zeros(num_envs, self.num_primitives, self._argument.shape[1])
         self.retrieved: Counter[int] = Counter()
         self.executed: Counter[int] = Counter()
 
@@ -277,17 +281,24 @@ class SkillExecutor:
         skills = self._active[envs, 0]  # (B',)
         self._last[envs] = skills
         self._counts[envs, skills] += 1
+        if self.controller.config.history_targets:
+            done = torch.maximum(self._targets[envs, skills], self._argument[envs])  # (B', D)
+            self._targets[envs, skills] = done
 
     def _history(self, envs: torch.Tensor) -> torch.Tensor | None:
         """The call history (B', H) of environments ``envs`` (B',) for the controller, ``None``
         when it reads none; primitives beyond the N it was trained over are left out."""
-        num = self.controller.config.history_skills
+        config = self.controller.config
+        num = config.history_skills
         if not num:
             return None
         counts = self._counts[envs, :num]  # (B', min(N, N_p))
+        targets = self._targets[envs, :num] if config.history_targets else None  # (B', ., D)
         if counts.shape[1] < num:
             counts = torch.nn.functional.pad(counts, (0, num - counts.shape[1]))  # (B', N)
-        return history_features(self._last[envs], counts, self.controller.config.history_cap)
+            if targets is not None:
+                targets = torch.nn.functional.pad(targets, (0, 0, 0, num - targets.shape[1]))
+        return history_features(self._last[envs], counts, config.history_cap, targets)
 
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
         self.retrieved.update(retrieved)
@@ -309,6 +320,7 @@ class SkillExecutor:
             self._calls[i] = 0
             self._last[i] = -1
             self._counts[i] = 0
+            self._targets[i] = 0.0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 

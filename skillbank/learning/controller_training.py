@@ -42,6 +42,7 @@ __all__ = [
     "episode_call_prefixes",
     "mix_retry",
     "step_histories",
+    "step_target_histories",
     "train_controller",
 ]
 
@@ -144,6 +145,19 @@ class ControllerTrainConfig:
             decision, "pick up a blue box" included, because most BossLevel segments end at a
             door while exploring (the target of a segment is what it ends facing, not what the
             exploring is for); the agent then opens doors and never goes to the box.
+        copy_window: With ``target_copy``, W > 0: one pointer picks an anchor token and every
+            target group (type, colour ...) reads the words at offsets -W .. +W around it
+            (``skill-controller-target-v3``), so the target names one thing of the task; 0:
+            a pointer per group, which in failed BossLevel episodes (six levels learned jointly,
+            five switches, seed 0, 128 episodes) named a type of the mission with another
+            phrase's colour at 25% of the decisions (11% in successful ones).
+        history_targets: With ``history`` and hindsight targets, the call history also holds
+            per skill the targets its finished calls were given (``skill-controller-history-v2``;
+            from the segments' targets in training, the controller's own at run time), so the
+            next part of a mission can be told from the part just done ("pick up the purple
+            ball and pick up the green ball": after dropping the purple ball the controller,
+            reading only which skills ran, named the purple ball again). Segments replayed from
+            earlier ``learn`` calls are trained with an empty target history.
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -165,6 +179,8 @@ class ControllerTrainConfig:
     token_film: bool = True
     token_keep: bool = False
     target_copy: bool = False
+    copy_window: int = 0
+    history_targets: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -189,6 +205,10 @@ class ControllerTrainConfig:
             )
         if self.token_dim < 1:
             raise ValueError(f"ControllerTrainConfig.token_dim must be >= 1, got {self.token_dim}")
+        if self.copy_window < 0:
+            raise ValueError(
+                f"ControllerTrainConfig.copy_window must be >= 0, got {self.copy_window}"
+            )
 
     def reads_history(self) -> bool:
         """Whether the controller reads the call history (unset: off)."""
@@ -232,6 +252,43 @@ def step_histories(
         raise TrainingError("controller training: one call history per segment is needed")
     retry = [(*h, int(k)) for h, k in zip(histories, assignment, strict=True)]
     return call_history(histories, num_skills, cap), call_history(retry, num_skills, cap)
+
+
+def step_target_histories(
+    spans: Sequence[tuple[int, int, int]],
+    assignment: Sequence[int],
+    targets: torch.Tensor,
+    num_skills: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per segment, the targets each skill was given before it in its episode (N_seg, N * C):
+    per skill row, the OR of the targets (N_seg, C) of its earlier segments; and the same with
+    the segment's own (skill, target) added (the *retry* history, see :func:`step_histories`).
+    Segments are ordered in their episode by start; rows outside ``0 .. N-1`` add nothing.
+
+    Example:
+        >>> t = torch.eye(2)[[0, 1, 1]]  # three segments' targets (C = 2)
+        >>> plain, _ = step_target_histories([(0, 0, 2), (0, 2, 4), (1, 0, 3)], [1, 0, 1], t, 2)
+        >>> plain.tolist()
+        [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    if len(spans) != len(assignment) or len(spans) != len(targets):
+        raise TrainingError("controller training: one skill and one target per segment needed")
+    width = targets.shape[1]
+    plain = torch.zeros(len(spans), num_skills, width)
+    retry = torch.zeros(len(spans), num_skills, width)
+    by_episode: dict[int, list[int]] = {}
+    for i, (episode, _, _) in enumerate(spans):
+        by_episode.setdefault(episode, []).append(i)
+    for members in by_episode.values():
+        done = torch.zeros(num_skills, width)
+        for i in sorted(members, key=lambda j: spans[j][1]):
+            plain[i] = done
+            k = int(assignment[i])
+            if 0 <= k < num_skills:
+                done = done.clone()
+                done[k] = torch.maximum(done[k], targets[i])
+            retry[i] = done
+    return plain.flatten(1), retry.flatten(1)
 
 
 def mix_retry(

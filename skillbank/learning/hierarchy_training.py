@@ -50,6 +50,7 @@ from skillbank.learning.controller_training import (
     episode_call_prefixes,
     mix_retry,
     step_histories,
+    step_target_histories,
 )
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
@@ -62,7 +63,6 @@ from skillbank.nn.controller import (
     TargetSpec,
     attention_logits,
     call_history,
-    group_cross_entropy,
 )
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
@@ -217,6 +217,7 @@ def train_hierarchy(
     # Call history: per segment, what its episode called before it (N_seg, H); steps share it.
     # A retry history (its own skill already called) trains a share of the inner steps.
     num_history = total if controller_config.reads_history() else 0
+    history_targets = bool(num_history) and controller_config.history_targets and target is not None
     seg_history: torch.Tensor | None = None
     seg_retry = torch.zeros(0)
     if num_history:
@@ -225,9 +226,21 @@ def train_hierarchy(
         seg_history, seg_retry = step_histories(
             histories, labels_np.tolist(), num_history, controller_config.history_cap
         )
+        if history_targets:
+            assert seg_target is not None
+            done, done_retry = step_target_histories(
+                segments.spans, labels_np.tolist(), seg_target, num_history
+            )
+            seg_history = torch.cat([seg_history, done], dim=1)
+            seg_retry = torch.cat([seg_retry, done_retry], dim=1)
     step_first = torch.from_numpy(first)  # (S,)
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
+    copy_tokens = (
+        segments.tokens[0]
+        if target is not None and controller_config.target_copy and segments.tokens
+        else None
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(skill_config.seed)
         generator = torch.Generator().manual_seed(skill_config.seed)
@@ -241,11 +254,11 @@ def train_hierarchy(
                     segments.grids, target is not None, segments.tokens
                 ),
                 target=target,
-                target_tokens=segments.tokens[0]
-                if target is not None and controller_config.target_copy and segments.tokens
-                else None,
+                target_tokens=copy_tokens,
                 history_skills=num_history,
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
+                copy_window=controller_config.copy_window if copy_tokens is not None else 0,
+                history_targets=history_targets,
             )
         )
         new = [
@@ -300,10 +313,9 @@ def train_hierarchy(
             else:
                 # Teacher forcing: skills read the true target; the head learns to predict it.
                 assert target is not None
-                _, logits = controller.query_and_target_logits(start_x[both], both_hist)
                 argument = seg_target[both]  # (b + e, C)
                 query_loss = query_loss + controller_config.target_weight * (
-                    group_cross_entropy(logits, argument, target.groups).mean()
+                    controller.target_loss(start_x[both], argument, both_hist).mean()
                 )
             inputs = torch.cat([step_in, end_in])
             skill_of = seg_skill[both]

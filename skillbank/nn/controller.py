@@ -11,14 +11,20 @@ the argmax of each group as one-hot (a "hindsight" target: trained on the conten
 interaction cell where each demonstrated segment ended, as in hindsight relabelling, Andrychowicz
 et al., 2017; Ghosh et al., 2019). With ``target_tokens`` (``skill-controller-target-v2``) the
 target is copied off the task's tokens by attention (:mod:`skillbank.nn.token_copy`) and a prior
-from the query fills in what no token names.
+from the query fills in what no token names; with ``copy_window`` W > 0
+(``skill-controller-target-v3``) one pointer picks an anchor token and every group reads the
+phrase around it (offsets -W .. +W), so the target's type and colour come from one phrase.
 
 With ``history_skills`` N > 0 (``skill-controller-history-v1``) the controller also reads the
 episode's *call history*, a (B, 2N + 1) vector (:func:`history_features`): a one-hot of the last
 skill called (or "none yet") and each skill's call count (capped at :data:`HISTORY_COUNT_CAP`,
 scaled to [0, 1]), joined to the trunk's input. Two states that look alike (before and after
 "go next to Y") then differ by what has been done, as in options with a previous-option input
-(Bacon et al., 2017; the call history of HAL, Jiang et al., 2019).
+(Bacon et al., 2017; the call history of HAL, Jiang et al., 2019). With ``history_targets`` as
+well (``skill-controller-history-v2``, a target head only) it also reads, per skill, the targets
+its finished calls were given (their one-hots OR-ed, N x C more inputs): "picked up the purple
+ball" and "went to the purple ball" then differ, so a mission's next part can be told from the
+one just done.
 
 Example:
     >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
@@ -171,11 +177,16 @@ class ControllerConfig:
         history_skills: N, the primitive skills (key rows ``0 .. N-1``) whose calls so far in
             the episode the controller reads (``skill-controller-history-v1``); 0: none.
         history_cap: Call counts above this read as this many (with a history).
+        history_targets: With a history and a target head, the history also holds per skill
+            the targets of its finished calls (N x C inputs, ``skill-controller-history-v2``).
         target_tokens: With a target head, the token sequence (e.g. the mission) a
             :class:`~skillbank.nn.token_copy.TokenCopyHead` copies target values from
             (``skill-controller-target-v2``: the copy plus a prior from the query, see
             :meth:`Controller._target_logits`); ``None``: a linear head over the hidden state.
         copy_dim: Width of the copy head's embeddings (with ``target_tokens``).
+        copy_window: W, with ``target_tokens``: 0: one pointer per group; W > 0: one anchor
+            pointer whose phrase (offsets -W .. +W) gives every group
+            (``skill-controller-target-v3``).
     """
 
     obs_dim: int
@@ -188,10 +199,21 @@ class ControllerConfig:
     history_cap: int = HISTORY_COUNT_CAP
     target_tokens: TokenSlice | None = None
     copy_dim: int = COPY_DIM
+    copy_window: int = 0
+    history_targets: bool = False
 
     def __post_init__(self) -> None:
+        if self.history_targets and not (self.history_skills and self.target is not None):
+            raise ValueError(
+                "ControllerConfig.history_targets needs a call history (history_skills > 0) "
+                "and a target head (target)"
+            )
         if self.copy_dim < 1:
             raise ValueError(f"ControllerConfig.copy_dim must be >= 1, got {self.copy_dim}")
+        if self.copy_window < 0:
+            raise ValueError(f"ControllerConfig.copy_window must be >= 0, got {self.copy_window}")
+        if self.copy_window and self.target_tokens is None:
+            raise ValueError("ControllerConfig.copy_window needs target_tokens (a copy head)")
         if self.target_tokens is not None:
             if self.target is None:
                 raise ValueError("ControllerConfig.target_tokens needs a target head (target)")
@@ -223,20 +245,29 @@ class ControllerConfig:
 
     @property
     def history_dim(self) -> int:
-        """H = 2 N + 1, the width of the call-history input (0 without one)."""
-        return 2 * self.history_skills + 1 if self.history_skills else 0
+        """H = 2 N + 1 (+ N C with ``history_targets``), the width of the call-history input
+        (0 without one)."""
+        if not self.history_skills:
+            return 0
+        targets = self.history_skills * self.arg_dim if self.history_targets else 0
+        return 2 * self.history_skills + 1 + targets
 
     @property
     def arch_id(self) -> str:
-        """``skill-controller-history-v1`` with a call-history input (any trunk and heads),
-        ``skill-controller-target-v2`` with a target copied off tokens, ``-target-v1`` with a
+        """``skill-controller-history-v2`` with a call history holding targets,
+        ``skill-controller-history-v1`` with a call-history input (any trunk and heads),
+        ``skill-controller-target-v3`` with a target copied off a phrase of the tokens,
+        ``-target-v2`` with a target copied off tokens, ``-target-v1`` with a
         target head, ``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives
         arguments, else ``-v1``."""
         if self.history_skills:
-            return "skill-controller-history-v1"
+            return f"skill-controller-history-v{2 if self.history_targets else 1}"
         if self.target is not None:
-            v2 = self.target_tokens is not None
-            return "skill-controller-target-v2" if v2 else "skill-controller-target-v1"
+            if self.target_tokens is None:
+                return "skill-controller-target-v1"
+            return (
+                "skill-controller-target-v3" if self.copy_window else "skill-controller-target-v2"
+            )
         if self.grid is not None:
             return "skill-controller-v3"
         return "skill-controller-v2" if self.arg_dim else "skill-controller-v1"
@@ -257,9 +288,13 @@ class ControllerConfig:
         if self.target_tokens is not None:
             data["target_tokens"] = self.target_tokens.to_json()
             data["copy_dim"] = self.copy_dim
+            if self.copy_window:
+                data["copy_window"] = self.copy_window
         if self.history_skills:
             data["history_skills"] = self.history_skills
             data["history_cap"] = self.history_cap
+            if self.history_targets:
+                data["history_targets"] = True
         return data
 
     @classmethod
@@ -278,6 +313,8 @@ class ControllerConfig:
             history_cap=int(data.get("history_cap", HISTORY_COUNT_CAP)),
             target_tokens=TokenSlice.from_json(tokens) if tokens is not None else None,
             copy_dim=int(data.get("copy_dim", COPY_DIM)),
+            copy_window=int(data.get("copy_window", 0)),
+            history_targets=bool(data.get("history_targets", False)),
         )
 
 
@@ -309,7 +346,11 @@ class Controller(nn.Module):
             # target-v2: a prior per chosen skill (from its query) + values copied off tokens
             self.target_head = nn.Linear(config.latent_dim, config.target.dim)
             self.target_copy = TokenCopyHead(
-                config.target_tokens, config.target.groups, config.hidden_dims[-1], config.copy_dim
+                config.target_tokens,
+                config.target.groups,
+                config.hidden_dims[-1],
+                config.copy_dim,
+                config.copy_window,
             )
         elif config.target is not None:
             self.target_head = nn.Linear(config.hidden_dims[-1], config.target.dim)
@@ -332,6 +373,47 @@ class Controller(nn.Module):
             return self.target_head(hidden)  # type: ignore[no-any-return]
         prior = self.target_head(query.detach())  # (B, C)
         return prior + self.target_copy(features, hidden)  # type: ignore[no-any-return]
+
+    def _phrase_logits(
+        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """target-v3: the anchors' log-weights (B, P) and every anchor's target logits
+        (B, P, C): its phrase plus the prior from the detached query."""
+        assert self.target_head is not None and self.target_copy is not None
+        prior = self.target_head(query.detach())  # (B, C)
+        log_weight, phrases = self.target_copy.phrases(features, hidden)
+        return log_weight, prior[:, None, :] + phrases
+
+    def _best_phrase_logits(
+        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """target-v3 in action: the target logits (B, C) of the most likely anchor's phrase
+        (the prior alone where the task has no tokens: every phrase is empty)."""
+        log_weight, logits = self._phrase_logits(features, hidden, query)
+        return logits[torch.arange(len(logits)), log_weight.argmax(-1)]  # (B, C)
+
+    def target_loss(
+        self, features: torch.Tensor, target: torch.Tensor, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The negative log-likelihood (B,) of one-hot targets (B, C) (groups with no value set
+        count nothing): :func:`group_cross_entropy` of the target logits; target-v3: of the
+        mixture over anchors, -log sum_p w_p P(target | phrase p), so the target is one phrase.
+
+        Raises:
+            ValueError: If the controller has no target head.
+        """
+        if self.target_head is None or self.config.target is None:
+            raise ValueError("Controller.target_loss: this controller has no target")
+        groups = self.config.target.groups
+        hidden = self._hidden(features, history)
+        query = self.query_head(hidden)
+        if not self.config.copy_window:
+            return group_cross_entropy(self._target_logits(features, hidden, query), target, groups)
+        log_weight, logits = self._phrase_logits(features, hidden, query)
+        batch, positions, width = logits.shape
+        wanted = target[:, None, :].expand(batch, positions, width).reshape(-1, width)
+        nll = group_cross_entropy(logits.reshape(-1, width), wanted, groups).view(batch, positions)
+        return -torch.logsumexp(log_weight - nll, dim=-1)  # (B,)
 
     def _hidden(self, features: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
         """Features (B, O) and call history (B, H) -> the MLP's last hidden layer (B, D_h)."""
@@ -360,7 +442,10 @@ class Controller(nn.Module):
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
-            logits = self._target_logits(features, hidden, query)
+            if self.config.copy_window:
+                logits = self._best_phrase_logits(features, hidden, query)
+            else:
+                logits = self._target_logits(features, hidden, query)
             return query, group_one_hot(logits, self.config.target.groups)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
@@ -383,24 +468,31 @@ class Controller(nn.Module):
 
 
 def history_features(
-    last: torch.Tensor, counts: torch.Tensor, cap: int = HISTORY_COUNT_CAP
+    last: torch.Tensor,
+    counts: torch.Tensor,
+    cap: int = HISTORY_COUNT_CAP,
+    targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The call-history input (B, 2N + 1) of a controller over N skills.
+    """The call-history input (B, 2N + 1 [+ N C]) of a controller over N skills.
 
     Args:
         last: (B,) the key row of the last skill called, -1: none yet (rows >= N read as none).
         counts: (B, N) calls of each skill so far.
         cap: Counts above this read as this many.
+        targets: (B, N, C) per skill, the targets of its finished calls OR-ed (0/1), or
+            ``None`` (a history without targets).
 
     Returns:
         One-hot of the last call over N + 1 slots (slot N: none), then the counts capped at
-        ``cap`` and divided by it.
+        ``cap`` and divided by it, then the targets flattened.
     """
     num_skills = counts.shape[-1]
     slot = torch.where((last >= 0) & (last < num_skills), last, num_skills)  # (B,)
     one_hot = nn.functional.one_hot(slot, num_skills + 1).float()  # (B, N + 1)
     scaled = counts.clamp(0, cap).float() / cap  # (B, N)
-    return torch.cat([one_hot, scaled], dim=-1)
+    if targets is None:
+        return torch.cat([one_hot, scaled], dim=-1)
+    return torch.cat([one_hot, scaled, targets.flatten(1).float()], dim=-1)
 
 
 def call_history(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from skillbank.agent import AgentConfig, ProceduralMemoryAgent
 from skillbank.learning.controller_training import ControllerTrainConfig
@@ -16,7 +17,7 @@ from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.skill_vae import SkillVAETrainConfig
 from skillbank.memory.store import SkillMemory
 from skillbank.types import Episode
-from tests.learning.test_hindsight import ball_episode
+from tests.learning.test_hindsight import _with_mission, ball_episode
 
 HINDSIGHT_FAST = AgentConfig(
     vae=SkillVAETrainConfig(num_epochs=2),
@@ -59,6 +60,49 @@ def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
     with SkillMemory(tmp_path / "m") as memory:
         again = ProceduralMemoryAgent(memory, HINDSIGHT_FAST)  # same executor seed
         assert again.controller is not None and again.controller.config == config
+        assert _rollout_actions(again, probe) == before
+
+
+def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path: Path) -> None:
+    """``controller.copy_window`` and ``controller.history_targets``: a target-copying controller
+    with one anchor pointer whose call history holds each skill's targets
+    (``skill-controller-history-v2``) is stored, verified, reloaded, and acts the same; the
+    executor ORs each finished call's target into its skill's row."""
+
+    def episode(seed: int, steps: int) -> Episode:
+        colour = 1 + seed % 3
+        return _with_mission(ball_episode(seed, num_steps=steps, colour=colour), colour, seed % 4)
+
+    episodes = [episode(s, 8 + s % 3) for s in range(16)]
+    probe = [episode(100 + s, 8) for s in range(4)]
+    config = dataclasses.replace(
+        HINDSIGHT_FAST,
+        controller=ControllerTrainConfig(
+            num_epochs=3, target_copy=True, copy_window=1, history=True, history_targets=True
+        ),
+    )
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, config)
+        agent.learn([episodes])
+        assert agent.controller is not None
+        stored = agent.controller.config
+        assert stored.arch_id == "skill-controller-history-v2"
+        assert stored.copy_window == 1 and stored.history_targets
+        before = _rollout_actions(agent, probe)
+        assert memory.verify() == []
+        executor = agent.executor()
+        executor.reset(1)
+        obs = {k: np.asarray(v[:1]) for k, v in probe[0].observations.items()}
+        for _ in range(6):  # the same observation: skills stop and start again
+            executor.act(obs)
+        called = executor._counts > 0  # (1, N_p)
+        assert called.any()
+        assert torch.equal(executor._targets.sum(-1) > 0, called)
+        executor.on_done(np.array([0]))
+        assert executor._targets.sum() == 0
+    with SkillMemory(tmp_path / "m") as memory:
+        again = ProceduralMemoryAgent(memory, config)
+        assert again.controller is not None and again.controller.config == stored
         assert _rollout_actions(again, probe) == before
 
 

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from skillbank.errors import TrainingError
 from skillbank.learning.controller_training import (
     ControllerTrainConfig,
     episode_call_prefixes,
     mix_retry,
     step_histories,
+    step_target_histories,
     train_controller,
 )
 from skillbank.learning.hierarchy_training import segment_arguments, train_hierarchy
@@ -116,3 +118,20 @@ def test_prefixes_retry_histories_and_their_mix() -> None:
     assert mix_retry(plain, retry, first[:2], 0.0, torch.Generator()) is plain
     with pytest.raises(ValueError, match="history_retry"):
         ControllerTrainConfig(history_retry=1.5)
+
+
+def test_target_histories_or_each_skills_earlier_targets_in_episode_order() -> None:
+    # episode 0 in start order: segment 1 (skill 0, target a), 0 (skill 1, b), 3 (skill 0, c)
+    spans = [(0, 3, 5), (0, 0, 3), (1, 0, 2), (0, 5, 9)]
+    targets = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 1]], dtype=torch.float32)
+    plain, retry = step_target_histories(spans, [1, 0, 0, 0], targets, 2)  # (4, 2 * 3) each
+    view = plain.view(4, 2, 3)
+    torch.testing.assert_close(view[1], torch.zeros(2, 3))  # first of its episode
+    torch.testing.assert_close(view[0], torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    torch.testing.assert_close(view[3], torch.tensor([[1.0, 0, 0], [0, 1, 0]]))
+    torch.testing.assert_close(view[2], torch.zeros(2, 3))  # another episode
+    # the retry history adds the segment's own (skill, target)
+    torch.testing.assert_close(retry.view(4, 2, 3)[3], torch.tensor([[1.0, 0, 1], [0, 1, 0]]))
+    torch.testing.assert_close(retry.view(4, 2, 3)[2], torch.tensor([[0.0, 0, 1], [0, 0, 0]]))
+    with pytest.raises(TrainingError, match="one skill and one target"):
+        step_target_histories(spans, [0, 1], targets, 2)

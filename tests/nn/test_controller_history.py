@@ -109,3 +109,35 @@ def test_the_cap_is_stored_and_applied() -> None:
     assert ControllerConfig.from_json(old).history_cap == HISTORY_COUNT_CAP
     with pytest.raises(ValueError, match="history_cap"):
         ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=0)
+
+
+def test_a_history_with_targets_reads_each_skills_targets() -> None:
+    """history-v2: N x C more inputs (per skill, the targets of its finished calls); needs a
+    history and a target head; stored, registered, and the targets change the query."""
+    grid = _grid()
+    config = ControllerConfig(
+        obs_dim=14,
+        latent_dim=4,
+        arg_dim=3,
+        grid=GridTrunkSpec((grid,), (4,), 3),
+        target=TargetSpec(grid, 1, (2, 1)),
+        history_skills=2,
+        history_targets=True,
+    )
+    assert config.arch_id == "skill-controller-history-v2"
+    assert config.history_dim == 2 * 2 + 1 + 2 * 3
+    assert ControllerConfig.from_json(config.to_json()) == config
+    controller = Controller(config)
+    expected = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
+    assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == expected
+    last, counts = torch.tensor([0, 0]), torch.tensor([[1, 0], [1, 0]])
+    targets = torch.zeros(2, 2, 3)
+    targets[1, 0] = torch.tensor([1.0, 0.0, 1.0])  # skill 0 was given target (1, 0 | 1)
+    h = history_features(last, counts, targets=targets)  # (2, 11)
+    assert h.shape == (2, 11) and h[1, 5:].tolist() == [1, 0, 1, 0, 0, 0]
+    torch.manual_seed(0)
+    x = torch.randn(1, 14).expand(2, -1)
+    query = Controller(config)(x, h)
+    assert not torch.allclose(query[0], query[1])
+    with pytest.raises(ValueError, match="history_targets needs"):
+        ControllerConfig(obs_dim=14, latent_dim=4, history_skills=2, history_targets=True)
