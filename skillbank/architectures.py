@@ -778,8 +778,13 @@ def _skill_controller_history_v1(config: Mapping[str, Any]) -> dict[str, TensorS
         tensors = _skill_controller_v2(config)
     else:
         tensors = _skill_controller_v1(config)
-    first = tensors["trunk.0.weight"].shape  # (hidden[0], in_dim) without the history
-    tensors.update(linear("trunk.0", first[1] + history, first[0]))
+    return _widen_trunk_input(tensors, history)
+
+
+def _widen_trunk_input(tensors: dict[str, TensorSpec], extra: int) -> dict[str, TensorSpec]:
+    """``tensors`` with the trunk's first layer reading ``extra`` more inputs."""
+    hidden, inputs = tensors["trunk.0.weight"].shape
+    tensors.update(linear("trunk.0", inputs + extra, hidden))
     return tensors
 
 
@@ -798,11 +803,8 @@ def _skill_controller_history_v2(config: Mapping[str, Any]) -> dict[str, TensorS
     arch = "skill-controller-history-v2"
     if config.get("history_targets") is not True or "target" not in config:
         raise ArchitectureError(f"{arch} needs 'history_targets': true and a 'target'")
-    tensors = _skill_controller_history_v1(config)
     extra = positive_int(config, "history_skills", arch) * positive_int(config, "arg_dim", arch)
-    first = tensors["trunk.0.weight"].shape  # (hidden[0], in_dim + 2 N + 1)
-    tensors.update(linear("trunk.0", first[1] + extra, first[0]))
-    return tensors
+    return _widen_trunk_input(_skill_controller_history_v1(config), extra)
 
 
 register(

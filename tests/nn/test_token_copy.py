@@ -81,6 +81,20 @@ def test_window_reads_the_words_around_its_anchor() -> None:
         assert torch.allclose(head(features, torch.randn(1, 4))[0], want, atol=1e-6)
 
 
+def _phrase_config(tokens: TokenSlice, groups: tuple[int, ...], window: int) -> ControllerConfig:
+    """A target-v3 controller over ``tokens`` whose target is a one-cell grid after them."""
+    grid = GridSlice(offset=tokens.end, height=1, width=1, channels=sum(groups))
+    return ControllerConfig(
+        obs_dim=grid.offset + grid.size,
+        latent_dim=2,
+        hidden_dims=(8,),
+        arg_dim=sum(groups),
+        target=TargetSpec(grid, cell=0, groups=groups),
+        target_tokens=tokens,
+        copy_window=window,
+    )
+
+
 def test_phrase_target_names_one_thing_when_unsure_which() -> None:
     """Two phrases "colour noun" and a target drawn from either at random (nothing tells which):
     trained on the mixture likelihood (``Controller.target_loss``), a target-v3 controller
@@ -90,18 +104,10 @@ def test_phrase_target_names_one_thing_when_unsure_which() -> None:
     nouns, colours, positions = 3, 3, 4
     vocab = 1 + nouns + colours
     tokens = TokenSlice(offset=0, vocab=vocab, positions=positions)
-    grid = GridSlice(offset=tokens.end, height=1, width=1, channels=nouns + colours)
-    config = ControllerConfig(
-        obs_dim=grid.offset + grid.size,
-        latent_dim=2,
-        hidden_dims=(8,),
-        arg_dim=nouns + colours,
-        target=TargetSpec(grid, cell=0, groups=(nouns, colours)),
-        target_tokens=tokens,
-        copy_window=1,
-    )
+    config = _phrase_config(tokens, (nouns, colours), window=1)
+    grid = config.target.grid  # type: ignore[union-attr]
 
-    def batch(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
         noun = torch.stack([torch.randperm(nouns)[:2] for _ in range(size)])  # (B, 2) distinct
         colour = torch.randint(0, colours, (size, 2))
         ids = torch.stack(
@@ -134,23 +140,14 @@ def test_phrase_target_names_one_thing_when_unsure_which() -> None:
 
 
 def test_phrase_target_without_tokens_is_the_prior() -> None:
-    grid = GridSlice(offset=TOKENS.end, height=1, width=1, channels=5)
-    config = ControllerConfig(
-        obs_dim=grid.offset + grid.size,
-        latent_dim=2,
-        hidden_dims=(8,),
-        arg_dim=5,
-        target=TargetSpec(grid, cell=0, groups=(2, 3)),
-        target_tokens=TOKENS,
-        copy_window=2,
-    )
+    config = _phrase_config(TOKENS, (2, 3), window=2)
     controller = Controller(config)
     nn.init.normal_(controller.target_copy.values.weight)  # type: ignore[union-attr]
     x = torch.zeros(3, config.obs_dim)  # no tokens
     target = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0]] * 3)
-    prior, _ = controller.query_and_argument(x)
+    query, _ = controller.query_and_argument(x)
     loss = controller.target_loss(x, target)
-    prior_logits = controller.target_head(prior)  # type: ignore[misc]
+    prior_logits = controller.target_head(query)  # type: ignore[misc]
     assert torch.allclose(loss, group_cross_entropy(prior_logits, target, (2, 3)), atol=1e-5)
     loss.sum().backward()  # type: ignore[no-untyped-call]
     assert all(torch.isfinite(p.grad).all() for p in controller.parameters() if p.grad is not None)
