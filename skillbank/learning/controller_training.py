@@ -154,8 +154,9 @@ class ControllerTrainConfig:
             pointer settled on the article ("go to the blue box" -> "to the blue", the noun
             out of reach) and the target's type fell to the prior (GoTo 66.8/73.0% vs
             88.7/89.1, PutNextLocal 0.8/7.0 vs 92.2/50.0, seeds 0/1). W = 2, six levels learned
-            jointly with the five switches, 256 unseen episodes: PutNextLocal / GoTo / GoToSeq /
-            BossLevel seed 0 78.9 / 93.0 / 82.0 / 53.5% vs 92.2 / 88.7 / 83.2 / 50.8 without.
+            jointly with the five switches, 256 unseen episodes, seeds 0/1: BossLevel 53.5/48.4%
+            vs 50.8/50.0 without, GoToSeq 82.0/80.1 vs 83.2/78.1, GoTo 93.0/87.1 vs 88.7/89.1,
+            PutNextLocal 78.9/58.6 vs 92.2/50.0: no clear change, so it stays off.
         history_targets: With ``history`` and hindsight targets, the call history also holds
             per skill the targets its finished calls were given (``skill-controller-history-v2``;
             from the segments' targets in training, the controller's own at run time), so the
