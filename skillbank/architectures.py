@@ -799,11 +799,17 @@ register(
 
 def _skill_controller_history_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     """history-v1 of a target controller whose history also holds, per skill, the targets of
-    its finished calls: ``history_skills`` x target channels more inputs."""
+    its finished calls (``history_skills`` x target channels more inputs) and/or what the agent
+    has held (``held_cell``: target channels more inputs)."""
     arch = "skill-controller-history-v2"
-    if config.get("history_targets") is not True or "target" not in config:
-        raise ArchitectureError(f"{arch} needs 'history_targets': true and a 'target'")
-    extra = positive_int(config, "history_skills", arch) * positive_int(config, "arg_dim", arch)
+    targets, held = config.get("history_targets") is True, config.get("held_cell") is not None
+    if not (targets or held) or "target" not in config:
+        raise ArchitectureError(
+            f"{arch} needs 'history_targets': true or a 'held_cell', and a 'target'"
+        )
+    channels = positive_int(config, "arg_dim", arch)
+    skills = positive_int(config, "history_skills", arch) if targets else 0
+    extra = skills * channels + (channels if held else 0)
     return _widen_trunk_input(_skill_controller_history_v1(config), extra)
 
 

@@ -22,7 +22,7 @@ call enters the history when the next decision replaces it (so a running skill i
 it, as a segment's own skill is not in its training history), a composite's children count as
 the primitives they are, and :meth:`reset` and :meth:`on_done` clear it. With
 ``history_targets`` it also holds, per primitive, the targets (arguments) its finished calls
-were given.
+were given; with ``held_cell``, what each environment has held so far in its episode.
 
 Example:
     >>> executor = SkillExecutor(  # doctest: +SKIP
@@ -166,6 +166,7 @@ class SkillExecutor:
         self._counts = torch.zeros(num_envs, self.num_primitives, dtype=torch.long)  # (B, N_p)
         # per primitive, the targets its finished calls were given, OR-ed (history-v2 only)
         self._targets = torch.zeros(num_envs, self.num_primitives, self._argument.shape[1])
+        self._held = torch.zeros(num_envs, self._argument.shape[1])  # (B, D) held so far
         self.retrieved: Counter[int] = Counter()
         self.executed: Counter[int] = Counter()
 
@@ -174,6 +175,9 @@ class SkillExecutor:
         """One action per environment: (B,) ids or (B, A) values."""
         x = torch.from_numpy(self.featurizer.transform(obs))  # (B, O)
         rows = torch.arange(x.shape[0])
+        held_cell, target = self.controller.config.held_cell, self.controller.config.target
+        if held_cell is not None and target is not None:
+            self._held = torch.maximum(self._held, target.content(x, held_cell))
         # --- who decides: no skill yet, or its termination head fired after >= 1 action ---------
         need = self._active[:, 0] < 0
         params, stop_logits = self._run_skills(x, self._argument)  # (N_p, B, A), (N_p, B)
@@ -298,7 +302,8 @@ class SkillExecutor:
             counts = torch.nn.functional.pad(counts, (0, num - counts.shape[1]))  # (B', N)
             if targets is not None:
                 targets = torch.nn.functional.pad(targets, (0, 0, 0, num - targets.shape[1]))
-        return history_features(self._last[envs], counts, config.history_cap, targets)
+        held = self._held[envs] if config.held_cell is not None else None  # (B', D)
+        return history_features(self._last[envs], counts, config.history_cap, targets, held)
 
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
         self.retrieved.update(retrieved)
@@ -321,6 +326,7 @@ class SkillExecutor:
             self._last[i] = -1
             self._counts[i] = 0
             self._targets[i] = 0.0
+            self._held[i] = 0.0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 

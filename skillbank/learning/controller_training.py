@@ -168,6 +168,15 @@ class ControllerTrainConfig:
             PutNextLocal / GoTo / GoToSeq / BossLevel 79.7 / 92.2 / 77.7 / 46.9% vs 92.2 / 88.7
             / 83.2 / 50.8 without it. Per skill the targets are OR-ed, so a drop (relabelled to
             the next thing named) and a pick-up of the same skill blur into one bag.
+        history_held: With ``history`` and hindsight targets, the call history also holds what
+            the agent has held so far in the episode: the contents of the target grid's
+            inventory cell (:func:`~skillbank.learning.sighting.inventory_cell`, the cell only
+            interactions change; BabyAI shows the carried object in the agent's own cell),
+            OR-ed over the steps up to the decision (``skill-controller-history-v2`` with a
+            ``held_cell``). In failed BossLevel episodes (five switches, seed 0, 128 episodes)
+            32 of 59 picked the same object up three times or more ("pick up a purple ball and
+            pick up the green ball": 37 times), the pick-up happening inside a go-to skill whose
+            call counts and targets look the same before and after it.
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -191,6 +200,7 @@ class ControllerTrainConfig:
     target_copy: bool = False
     copy_window: int = 0
     history_targets: bool = False
+    history_held: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:

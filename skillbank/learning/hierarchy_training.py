@@ -53,7 +53,12 @@ from skillbank.learning.controller_training import (
     step_target_histories,
 )
 from skillbank.learning.segment_set import SegmentSet
-from skillbank.learning.sighting import grid_cells, interaction_cell, local_actions
+from skillbank.learning.sighting import (
+    grid_cells,
+    interaction_cell,
+    inventory_cell,
+    local_actions,
+)
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.target_relabel import named_targets, relabel_nearby, relabel_to_named
 from skillbank.nn.controller import (
@@ -68,8 +73,10 @@ from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig
 
 __all__ = [
     "RELABEL_MODES",
+    "held_so_far",
     "hindsight_target",
     "hindsight_targets",
+    "inventory_of",
     "segment_arguments",
     "train_hierarchy",
 ]
@@ -97,6 +104,30 @@ def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
         if cell is not None:
             return TargetSpec(grid, cell, grid.groups)
     return None
+
+
+def inventory_of(segments: SegmentSet, target: TargetSpec) -> int | None:
+    """The inventory cell of the target's grid (:func:`inventory_cell`: the cell only
+    interactions change, where BabyAI shows what the agent carries), or None."""
+    actions = [np.asarray(a, np.int64) for a in segments.actions]
+    cells = [grid_cells(f, target.grid) for f in segments.features]  # (T+1, N, C) each
+    local = local_actions(cells, actions)  # (A,)
+    if not local.any():
+        return None
+    return inventory_cell(cells, [local[a] for a in actions])
+
+
+def held_so_far(segments: SegmentSet, target: TargetSpec, cell: int) -> torch.Tensor:
+    """Per segment, what ``cell`` of the target's grid has shown from its episode's start up to
+    and including the segment's first step, OR-ed (N_seg, C): what the agent has held."""
+    held = [
+        np.maximum.accumulate(grid_cells(f, target.grid)[:, cell], axis=0)
+        for f in segments.features
+    ]  # (T+1, C) each
+    rows = [held[e][a] for e, a, _ in segments.spans]
+    return (
+        torch.from_numpy(np.stack(rows).astype(np.float32)) if rows else torch.zeros(0, target.dim)
+    )
 
 
 RELABEL_MODES = ("none", "next", "nearby")
@@ -218,6 +249,11 @@ def train_hierarchy(
     # A retry history (its own skill already called) trains a share of the inner steps.
     num_history = total if controller_config.reads_history() else 0
     history_targets = bool(num_history) and controller_config.history_targets and target is not None
+    held_cell = (
+        inventory_of(segments, target)
+        if num_history and controller_config.history_held and target is not None
+        else None
+    )
     seg_history: torch.Tensor | None = None
     seg_retry = torch.zeros(0)
     if num_history:
@@ -233,6 +269,11 @@ def train_hierarchy(
             )
             seg_history = torch.cat([seg_history, done], dim=1)
             seg_retry = torch.cat([seg_retry, done_retry], dim=1)
+        if held_cell is not None:
+            assert target is not None
+            held = held_so_far(segments, target, held_cell)  # (N_seg, C)
+            seg_history = torch.cat([seg_history, held], dim=1)
+            seg_retry = torch.cat([seg_retry, held], dim=1)
     step_first = torch.from_numpy(first)  # (S,)
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
@@ -259,6 +300,7 @@ def train_hierarchy(
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
                 copy_window=controller_config.copy_window if copy_tokens is not None else 0,
                 history_targets=history_targets,
+                held_cell=held_cell,
             )
         )
         new = [

@@ -42,6 +42,7 @@ __all__ = [
     "first_sighting_cuts",
     "grid_cells",
     "interaction_cell",
+    "inventory_cell",
     "local_actions",
 ]
 
@@ -72,25 +73,53 @@ def interaction_cell(
         The cell changed most often by event steps among the cells that other steps change
         too; None if no event step changes any such cell.
     """
+    counts = _change_counts(cells, event_steps)
+    if counts is None:
+        return None
+    event_changes, move_changes = counts
+    # A cell no move changes is not a place in the world (an inventory slot): skip it.
+    score = np.where(move_changes > 0, event_changes, 0.0)  # (N,)
+    if score.max() <= 0:
+        return None
+    return int(score.argmax())
+
+
+def inventory_cell(
+    cells: Sequence[npt.NDArray[np.bool_]], event_steps: Sequence[npt.NDArray[np.bool_]]
+) -> int | None:
+    """The cell only interactions change, an inventory slot (BabyAI draws what the agent
+    carries in its own cell, which no move or turn changes): among the cells no other step
+    changes, the one event steps change most often; None if there is none. Same arguments as
+    :func:`interaction_cell`."""
+    counts = _change_counts(cells, event_steps)
+    if counts is None:
+        return None
+    event_changes, move_changes = counts
+    score = np.where(move_changes == 0, event_changes, 0.0)  # (N,)
+    if score.max() <= 0:
+        return None
+    return int(score.argmax())
+
+
+def _change_counts(
+    cells: Sequence[npt.NDArray[np.bool_]], event_steps: Sequence[npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """Per cell, how often event steps and other steps change it ((N,), (N,)); None without
+    cells, event steps or other steps."""
     if not cells:
         return None
     event_changes = np.zeros(cells[0].shape[1])  # (N,)
     move_changes = np.zeros(cells[0].shape[1])  # (N,)
-    num_events = num_moves = 0
     for grid_feats, events in zip(cells, event_steps, strict=True):
         changed = _changed_cells(grid_feats)  # (T, N)
         events = np.asarray(events, bool)
         event_changes += changed[events].sum(0)
         move_changes += changed[~events].sum(0)
-        num_events += int(events.sum())
-        num_moves += int((~events).sum())
-    if num_events == 0 or num_moves == 0:
+    if not event_steps or not any(np.any(e) for e in event_steps):
         return None
-    # A cell no move changes is not a place in the world (an inventory slot): skip it.
-    score = np.where(move_changes > 0, event_changes / num_events, 0.0)  # (N,)
-    if score.max() <= 0:
+    if all(np.all(np.asarray(e, bool)) for e in event_steps):
         return None
-    return int(score.argmax())
+    return event_changes, move_changes
 
 
 def local_actions(

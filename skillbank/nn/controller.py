@@ -24,7 +24,9 @@ scaled to [0, 1]), joined to the trunk's input. Two states that look alike (befo
 well (``skill-controller-history-v2``, a target head only) it also reads, per skill, the targets
 its finished calls were given (their one-hots OR-ed, N x C more inputs): "picked up the purple
 ball" and "went to the purple ball" then differ, so a mission's next part can be told from the
-one just done.
+one just done. With ``held_cell`` (also ``-history-v2``) it reads what the agent has held so far
+in the episode: the contents of that cell of the target's grid (an inventory slot), OR-ed over
+every step up to now (C more inputs).
 
 Example:
     >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
@@ -101,9 +103,11 @@ class TargetSpec:
         """First feature of the cell in the flat features."""
         return self.grid.offset + self.cell * self.grid.channels
 
-    def content(self, features: torch.Tensor) -> torch.Tensor:
-        """The cell's content in features (B, O): (B, C), 0/1 (one-hot per group)."""
-        return (features[:, self.start : self.start + self.dim] > 0.5).float()
+    def content(self, features: torch.Tensor, cell: int | None = None) -> torch.Tensor:
+        """The content of the interaction cell (or another ``cell`` of the grid) in features
+        (B, O): (B, C), 0/1 (one-hot per group)."""
+        start = self.start if cell is None else self.grid.offset + cell * self.dim
+        return (features[:, start : start + self.dim] > 0.5).float()
 
     def beside(self) -> tuple[int, ...]:
         """The cells sharing a side with the interaction cell (up to four, row-major order)."""
@@ -179,6 +183,9 @@ class ControllerConfig:
         history_cap: Call counts above this read as this many (with a history).
         history_targets: With a history and a target head, the history also holds per skill
             the targets of its finished calls (N x C inputs, ``skill-controller-history-v2``).
+        held_cell: With a history and a target head, the cell of the target's grid that shows
+            what the agent holds; the history also holds its contents OR-ed over the episode's
+            steps so far (C inputs, ``skill-controller-history-v2``). ``None``: not read.
         target_tokens: With a target head, the token sequence (e.g. the mission) a
             :class:`~skillbank.nn.token_copy.TokenCopyHead` copies target values from
             (``skill-controller-target-v2``: the copy plus a prior from the query, see
@@ -201,13 +208,19 @@ class ControllerConfig:
     copy_dim: int = COPY_DIM
     copy_window: int = 0
     history_targets: bool = False
+    held_cell: int | None = None
 
     def __post_init__(self) -> None:
-        if self.history_targets and not (self.history_skills and self.target is not None):
+        extended = self.history_targets or self.held_cell is not None
+        if extended and not (self.history_skills and self.target is not None):
             raise ValueError(
-                "ControllerConfig.history_targets needs a call history (history_skills > 0) "
-                "and a target head (target)"
+                "ControllerConfig.history_targets and .held_cell need a call history "
+                "(history_skills > 0) and a target head (target)"
             )
+        if self.held_cell is not None and self.target is not None:
+            cells = self.target.grid.height * self.target.grid.width
+            if not 0 <= self.held_cell < cells:
+                raise ValueError(f"ControllerConfig.held_cell {self.held_cell} is off the grid")
         if self.copy_dim < 1:
             raise ValueError(f"ControllerConfig.copy_dim must be >= 1, got {self.copy_dim}")
         if self.copy_window < 0:
@@ -250,7 +263,8 @@ class ControllerConfig:
         if not self.history_skills:
             return 0
         targets = self.history_skills * self.arg_dim if self.history_targets else 0
-        return 2 * self.history_skills + 1 + targets
+        held = self.arg_dim if self.held_cell is not None else 0
+        return 2 * self.history_skills + 1 + targets + held
 
     @property
     def arch_id(self) -> str:
@@ -261,7 +275,8 @@ class ControllerConfig:
         target head, ``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives
         arguments, else ``-v1``."""
         if self.history_skills:
-            return f"skill-controller-history-v{2 if self.history_targets else 1}"
+            v2 = self.history_targets or self.held_cell is not None
+            return f"skill-controller-history-v{2 if v2 else 1}"
         if self.target is not None:
             if self.target_tokens is None:
                 return "skill-controller-target-v1"
@@ -295,6 +310,8 @@ class ControllerConfig:
             data["history_cap"] = self.history_cap
             if self.history_targets:
                 data["history_targets"] = True
+            if self.held_cell is not None:
+                data["held_cell"] = self.held_cell
         return data
 
     @classmethod
@@ -315,6 +332,7 @@ class ControllerConfig:
             copy_dim=int(data.get("copy_dim", COPY_DIM)),
             copy_window=int(data.get("copy_window", 0)),
             history_targets=bool(data.get("history_targets", False)),
+            held_cell=int(data["held_cell"]) if data.get("held_cell") is not None else None,
         )
 
 
@@ -472,8 +490,9 @@ def history_features(
     counts: torch.Tensor,
     cap: int = HISTORY_COUNT_CAP,
     targets: torch.Tensor | None = None,
+    held: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The call-history input (B, 2N + 1 [+ N C]) of a controller over N skills.
+    """The call-history input (B, 2N + 1 [+ N C] [+ C]) of a controller over N skills.
 
     Args:
         last: (B,) the key row of the last skill called, -1: none yet (rows >= N read as none).
@@ -481,18 +500,22 @@ def history_features(
         cap: Counts above this read as this many.
         targets: (B, N, C) per skill, the targets of its finished calls OR-ed (0/1), or
             ``None`` (a history without targets).
+        held: (B, C) what the agent has held so far (0/1), or ``None``.
 
     Returns:
         One-hot of the last call over N + 1 slots (slot N: none), then the counts capped at
-        ``cap`` and divided by it, then the targets flattened.
+        ``cap`` and divided by it, then the targets flattened, then what was held.
     """
     num_skills = counts.shape[-1]
     slot = torch.where((last >= 0) & (last < num_skills), last, num_skills)  # (B,)
     one_hot = nn.functional.one_hot(slot, num_skills + 1).float()  # (B, N + 1)
     scaled = counts.clamp(0, cap).float() / cap  # (B, N)
-    if targets is None:
-        return torch.cat([one_hot, scaled], dim=-1)
-    return torch.cat([one_hot, scaled, targets.flatten(1).float()], dim=-1)
+    parts = [one_hot, scaled]
+    if targets is not None:
+        parts.append(targets.flatten(1).float())
+    if held is not None:
+        parts.append(held.float())
+    return torch.cat(parts, dim=-1)
 
 
 def call_history(

@@ -64,10 +64,11 @@ def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
 
 
 def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path: Path) -> None:
-    """``controller.copy_window`` and ``controller.history_targets``: a target-copying controller
-    with one anchor pointer whose call history holds each skill's targets
-    (``skill-controller-history-v2``) is stored, verified, reloaded, and acts the same; the
-    executor ORs each finished call's target into its skill's row."""
+    """``controller.copy_window``, ``.history_targets`` and ``.history_held``: a target-copying
+    controller with one anchor pointer whose call history holds each skill's targets and what
+    was held (``skill-controller-history-v2``) is stored, verified, reloaded, and acts the
+    same; the executor ORs each finished call's target into its skill's row and keeps what the
+    agent has held."""
 
     def episode(seed: int, steps: int) -> Episode:
         colour = 1 + seed % 3
@@ -78,7 +79,12 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path:
     config = dataclasses.replace(
         HINDSIGHT_FAST,
         controller=ControllerTrainConfig(
-            num_epochs=3, target_copy=True, copy_window=1, history=True, history_targets=True
+            num_epochs=3,
+            target_copy=True,
+            copy_window=1,
+            history=True,
+            history_targets=True,
+            history_held=True,
         ),
     )
     with SkillMemory(tmp_path / "m") as memory:
@@ -88,18 +94,30 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path:
         stored = agent.controller.config
         assert stored.arch_id == "skill-controller-history-v2"
         assert stored.copy_window == 1 and stored.history_targets
+        assert stored.held_cell == 7  # the agent's own cell shows the ball once picked up
         before = _rollout_actions(agent, probe)
         assert memory.verify() == []
         executor = agent.executor()
         executor.reset(1)
-        obs = {k: np.asarray(v[:1]) for k, v in probe[0].observations.items()}
-        for _ in range(6):  # the same observation: skills stop and start again
+        steps = [
+            {k: np.asarray(v[t : t + 1]) for k, v in probe[0].observations.items()}
+            for t in range(probe[0].num_steps)  # before the pick-up: nothing held
+        ]
+        executor.max_skill_steps = 3  # skills stop and start again
+        for obs in steps:
             executor.act(obs)
         called = executor._counts > 0  # (1, N_p)
         assert called.any()
         assert torch.equal(executor._targets.sum(-1) > 0, called)
+        empty = executor._held.clone()  # the empty floor of the agent's own cell
+        carried = {k: np.asarray(v[-1:]) for k, v in probe[0].observations.items()}
+        executor.act(carried)  # the ball in the agent's cell: held from now on
+        held = executor._held.clone()
+        assert (held >= empty).all() and held.sum() > empty.sum() > 0
+        executor.act(steps[0])
+        assert torch.equal(executor._held, held)
         executor.on_done(np.array([0]))
-        assert executor._targets.sum() == 0
+        assert executor._targets.sum() == 0 and executor._held.sum() == 0
     with SkillMemory(tmp_path / "m") as memory:
         again = ProceduralMemoryAgent(memory, config)
         assert again.controller is not None and again.controller.config == stored

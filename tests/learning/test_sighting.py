@@ -17,6 +17,7 @@ from skillbank.learning.sighting import (
     first_sighting_cuts,
     grid_cells,
     interaction_cell,
+    inventory_cell,
 )
 from skillbank.types import Episode, TaskSpec
 
@@ -71,6 +72,15 @@ def test_interaction_cell_is_the_front_cell_not_the_inventory() -> None:
     # is also changed by moves
     assert interaction_cell(cells_of(episodes), events) == FRONT
     assert interaction_cell(cells_of(episodes), [np.zeros_like(v) for v in events]) is None
+
+
+def test_inventory_cell_is_the_cell_only_interactions_change() -> None:
+    episodes = [grid_episode(seed, 14, 5) for seed in range(6)]
+    events = [np.asarray(e.actions) == PICKUP for e in episodes]
+    assert inventory_cell(cells_of(episodes), events) == AGENT
+    assert inventory_cell(cells_of(episodes), [np.zeros_like(v) for v in events]) is None
+    assert inventory_cell(cells_of(episodes), [np.ones_like(v) for v in events]) is None
+    assert inventory_cell([], []) is None
 
 
 def test_cut_at_the_first_sighting_step() -> None:

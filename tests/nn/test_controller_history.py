@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -139,5 +141,33 @@ def test_a_history_with_targets_reads_each_skills_targets() -> None:
     x = torch.randn(1, 14).expand(2, -1)
     query = Controller(config)(x, h)
     assert not torch.allclose(query[0], query[1])
-    with pytest.raises(ValueError, match="history_targets needs"):
+    with pytest.raises(ValueError, match="need a call history"):
         ControllerConfig(obs_dim=14, latent_dim=4, history_skills=2, history_targets=True)
+
+
+def test_a_history_with_what_was_held_reads_c_more_inputs() -> None:
+    grid = _grid()  # 2 x 2 cells of 3 channels
+    config = ControllerConfig(
+        obs_dim=14,
+        latent_dim=4,
+        arg_dim=3,
+        grid=GridTrunkSpec((grid,), (4,), 3),
+        target=TargetSpec(grid, 1, (2, 1)),
+        history_skills=2,
+        held_cell=3,
+    )
+    assert config.arch_id == "skill-controller-history-v2"
+    assert config.history_dim == 2 * 2 + 1 + 3
+    assert ControllerConfig.from_json(config.to_json()) == config
+    controller = Controller(config)
+    expected = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
+    assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == expected
+    features = torch.zeros(1, 14)
+    features[0, grid.offset + 3 * 3 + 2] = 1.0  # cell 3, channel 2
+    assert config.target is not None
+    assert config.target.content(features, 3).tolist() == [[0.0, 0.0, 1.0]]
+    held = torch.tensor([[0.0, 1.0, 1.0]])
+    h = history_features(torch.tensor([-1]), torch.zeros(1, 2, dtype=torch.long), held=held)
+    assert h[0, -3:].tolist() == [0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="off the grid"):
+        dataclasses.replace(config, held_cell=4)
