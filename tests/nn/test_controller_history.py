@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,9 +114,9 @@ def test_the_cap_is_stored_and_applied() -> None:
         ControllerConfig(obs_dim=6, latent_dim=4, history_skills=2, history_cap=0)
 
 
-def test_a_history_with_targets_reads_each_skills_targets() -> None:
-    """history-v2: N x C more inputs (per skill, the targets of its finished calls); needs a
-    history and a target head; stored, registered, and the targets change the query."""
+def _history_v2(**extra: Any) -> ControllerConfig:
+    """A history-v2 target controller over 2 skills (``extra``: history_targets, held_cell),
+    checked: it round-trips and the registry knows its tensors."""
     grid = _grid()
     config = ControllerConfig(
         obs_dim=14,
@@ -124,14 +125,21 @@ def test_a_history_with_targets_reads_each_skills_targets() -> None:
         grid=GridTrunkSpec((grid,), (4,), 3),
         target=TargetSpec(grid, 1, (2, 1)),
         history_skills=2,
-        history_targets=True,
+        **extra,
     )
     assert config.arch_id == "skill-controller-history-v2"
-    assert config.history_dim == 2 * 2 + 1 + 2 * 3
     assert ControllerConfig.from_json(config.to_json()) == config
     controller = Controller(config)
     expected = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
     assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == expected
+    return config
+
+
+def test_a_history_with_targets_reads_each_skills_targets() -> None:
+    """history-v2: N x C more inputs (per skill, the targets of its finished calls); needs a
+    history and a target head; stored, registered, and the targets change the query."""
+    config = _history_v2(history_targets=True)
+    assert config.history_dim == 2 * 2 + 1 + 2 * 3
     last, counts = torch.tensor([0, 0]), torch.tensor([[1, 0], [1, 0]])
     targets = torch.zeros(2, 2, 3)
     targets[1, 0] = torch.tensor([1.0, 0.0, 1.0])  # skill 0 was given target (1, 0 | 1)
@@ -147,21 +155,8 @@ def test_a_history_with_targets_reads_each_skills_targets() -> None:
 
 def test_a_history_with_what_was_held_reads_c_more_inputs() -> None:
     grid = _grid()  # 2 x 2 cells of 3 channels
-    config = ControllerConfig(
-        obs_dim=14,
-        latent_dim=4,
-        arg_dim=3,
-        grid=GridTrunkSpec((grid,), (4,), 3),
-        target=TargetSpec(grid, 1, (2, 1)),
-        history_skills=2,
-        held_cell=3,
-    )
-    assert config.arch_id == "skill-controller-history-v2"
+    config = _history_v2(held_cell=3)
     assert config.history_dim == 2 * 2 + 1 + 3
-    assert ControllerConfig.from_json(config.to_json()) == config
-    controller = Controller(config)
-    expected = {k: v.shape for k, v in expected_tensors(config.arch_id, config.to_json()).items()}
-    assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == expected
     features = torch.zeros(1, 14)
     features[0, grid.offset + 3 * 3 + 2] = 1.0  # cell 3, channel 2
     assert config.target is not None
