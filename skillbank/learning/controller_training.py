@@ -173,7 +173,8 @@ class ControllerTrainConfig:
             inventory cell (:func:`~skillbank.learning.sighting.inventory_cell`, the cell only
             interactions change; BabyAI shows the carried object in the agent's own cell),
             OR-ed over the steps up to the decision (``skill-controller-history-v2`` with a
-            ``held_cell``). In failed BossLevel episodes (five switches, seed 0, 128 episodes)
+            ``held_cell``; segments replayed from earlier ``learn`` calls read what their own
+            first step shows). In failed BossLevel episodes (five switches, seed 0, 128 episodes)
             32 of 59 picked the same object up three times or more ("pick up a purple ball and
             pick up the green ball": 37 times), the pick-up happening inside a go-to skill whose
             call counts and targets look the same before and after it. Not a fix: six levels
