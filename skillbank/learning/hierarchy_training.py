@@ -69,6 +69,7 @@ from skillbank.nn.controller import (
     attention_logits,
     call_history,
 )
+from skillbank.nn.grid_trunk import GridSlice
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
 __all__ = [
@@ -92,15 +93,11 @@ def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
     """
     if not segments.actions or segments.actions[0].dtype.kind not in "iu":
         return None
-    actions = [np.asarray(a, np.int64) for a in segments.actions]
     for grid in segments.grids:
         if not grid.groups:
             continue
-        cells = [grid_cells(f, grid) for f in segments.features]  # (T+1, N, C) each
-        local = local_actions(cells, actions)  # (A,)
-        if not local.any():
-            continue
-        cell = interaction_cell(cells, [local[a] for a in actions])
+        cells, events = _cells_and_interactions(segments, grid)
+        cell = interaction_cell(cells, events) if events else None
         if cell is not None:
             return TargetSpec(grid, cell, grid.groups)
     return None
@@ -109,12 +106,21 @@ def hindsight_target(segments: SegmentSet) -> TargetSpec | None:
 def inventory_of(segments: SegmentSet, target: TargetSpec) -> int | None:
     """The inventory cell of the target's grid (:func:`inventory_cell`: the cell only
     interactions change, where BabyAI shows what the agent carries), or None."""
+    cells, events = _cells_and_interactions(segments, target.grid)
+    return inventory_cell(cells, events) if events else None
+
+
+def _cells_and_interactions(
+    segments: SegmentSet, grid: GridSlice
+) -> tuple[list[npt.NDArray[np.bool_]], list[npt.NDArray[np.bool_]]]:
+    """Per episode, the grid's cells (T+1, N, C) and where its steps are interactions
+    (:func:`local_actions`) (T,); no interaction steps at all when no action is local."""
     actions = [np.asarray(a, np.int64) for a in segments.actions]
-    cells = [grid_cells(f, target.grid) for f in segments.features]  # (T+1, N, C) each
+    cells = [grid_cells(f, grid) for f in segments.features]  # (T+1, N, C) each
     local = local_actions(cells, actions)  # (A,)
     if not local.any():
-        return None
-    return inventory_cell(cells, [local[a] for a in actions])
+        return cells, []
+    return cells, [local[a] for a in actions]
 
 
 def held_so_far(segments: SegmentSet, target: TargetSpec, cell: int) -> torch.Tensor:
