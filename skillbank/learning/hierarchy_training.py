@@ -54,6 +54,7 @@ from skillbank.learning.controller_training import (
 )
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.learning.sighting import (
+    background_content,
     grid_cells,
     interaction_cell,
     inventory_cell,
@@ -146,7 +147,8 @@ def hindsight_targets(
     """Every segment's hindsight target (N, C): the content of the interaction cell at its end.
 
     With a token sequence in the features (e.g. the mission), a segment whose target no word of
-    its task names is relabelled (:mod:`skillbank.learning.target_relabel`): ``"next"``: to the
+    its task names (never the background, the content the interaction cell shows most often)
+    is relabelled (:mod:`skillbank.learning.target_relabel`): ``"next"``: to the
     target of the next segment of its episode that one names; ``"nearby"``: first to a named
     content in a cell beside its own (not the next named target), else as ``"next"``.
     """
@@ -160,10 +162,18 @@ def hindsight_targets(
     bag = segments.tokens[0]
     starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])  # (N, O)
     words = starts[:, bag.offset : bag.offset + bag.vocab] > 0.5  # (N, V)
+    # the background, never named: what the interaction cell shows most often (the floor)
+    background = background_content(
+        np.concatenate(
+            [target.content(torch.from_numpy(f)).numpy() > 0.5 for f in segments.features]
+        )
+    )
     if relabel == "nearby":
         nearby = target.contents_beside(ends).numpy()  # (N, M, C)
-        return torch.from_numpy(relabel_nearby(own.numpy(), nearby, words, segments.spans))
-    named = named_targets(own.numpy(), words)
+        return torch.from_numpy(
+            relabel_nearby(own.numpy(), nearby, words, segments.spans, background=background)
+        )
+    named = named_targets(own.numpy(), words, background=background)
     return torch.from_numpy(relabel_to_named(own.numpy(), segments.spans, named))
 
 

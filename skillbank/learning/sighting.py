@@ -39,6 +39,7 @@ from skillbank.nn.grid_trunk import GridSlice
 
 __all__ = [
     "approach_steps",
+    "background_content",
     "first_sighting_cuts",
     "grid_cells",
     "interaction_cell",
@@ -52,6 +53,18 @@ def grid_cells(features: npt.NDArray[np.floating], grid: GridSlice) -> npt.NDArr
     part = features[:, grid.offset : grid.offset + grid.size] > 0.5  # (T, H * W * C)
     cells: npt.NDArray[np.bool_] = part.reshape(len(features), grid.height * grid.width, -1)
     return cells
+
+
+def background_content(cells: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
+    """The most frequent content, (C,) bool, of cells (..., C) (BabyAI, the cell in front of the
+    agent over its steps: the empty floor); ``None`` without cells."""
+    flat = cells.reshape(-1, cells.shape[-1])
+    if not len(flat):
+        return None
+    packed = np.packbits(flat, axis=1)  # (M, ceil(C / 8)) uint8: one row per content
+    rows, counts = np.unique(packed, axis=0, return_counts=True)
+    background: npt.NDArray[np.bool_] = np.unpackbits(rows[counts.argmax()])[: flat.shape[1]] > 0
+    return background
 
 
 def _changed_cells(grid_feats: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:

@@ -14,6 +14,7 @@ from skillbank.learning.segment import OptionHMMSegmenter, SegmenterConfig
 from skillbank.learning.segment_set import grid_slices
 from skillbank.learning.sighting import (
     approach_steps,
+    background_content,
     first_sighting_cuts,
     grid_cells,
     interaction_cell,
@@ -143,3 +144,10 @@ def test_config_rejects_a_zero_offset() -> None:
     with pytest.raises(ValueError, match="sighting_min_offset"):
         SegmenterConfig(sighting_min_offset=0)
     assert dataclasses.replace(SegmenterConfig(), sighting_min_offset=2).sighting_min_offset == 2
+
+
+def test_background_is_the_most_frequent_content() -> None:
+    eye = np.eye(3, dtype=bool)
+    cells = eye[[[0, 1, 1], [2, 1, 0]]]  # (2, 3, C): content 1 three times
+    np.testing.assert_array_equal(background_content(cells), eye[1])
+    assert background_content(np.zeros((0, 4, 3), bool)) is None

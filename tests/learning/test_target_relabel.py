@@ -131,3 +131,50 @@ def test_nearby_relabelling_needs_next_relabelling() -> None:
     config = SkillTrainConfig(argument="hindsight", relabel_targets=True, relabel_nearby=True)
     assert config.relabel_mode == "nearby"
     assert SkillTrainConfig().relabel_mode == "none"
+
+
+def _put_world() -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+    """ "fetch" episodes as :func:`_world` and as many "put the <goal> next to the <other>"
+    episodes: fetch the goal, pick it up (ends facing the empty floor), walk to the empty cell
+    beside the other, drop it. Words: 0 "fetch", 1-3 the things, 4 "put". The floor ends half of
+    a put episode's segments and a fifth of all, so "put" lifts it 2.5x."""
+    rng = np.random.default_rng(0)
+    eye = np.eye(5, dtype=np.float32)
+    fetch_targets, fetch_words, spans = _world(episodes=120)
+    targets = list(np.pad(fetch_targets, ((0, 0), (0, 1))))
+    words = list(np.pad(fetch_words, ((0, 0), (0, 1))))
+    nearby = [eye[[DOOR] * 4]] * len(targets)
+    puts = []
+    for e in range(120, 180):
+        goal, other = rng.choice([BOX, KEY, BALL], 2, replace=False)
+        bag = np.zeros(5, bool)
+        bag[[4, goal, other]] = True
+        puts.append((len(targets), int(goal), int(other)))
+        for j, (kind, around) in enumerate(
+            [
+                (goal, eye[[DOOR] * 4]),
+                (EMPTY, eye[[DOOR] * 4]),
+                (EMPTY, eye[[DOOR, goal, other, EMPTY]]),
+                (goal, eye[[EMPTY] * 4]),
+            ]
+        ):
+            targets.append(eye[kind])
+            nearby.append(around)
+            words.append(bag)
+            spans.append((e, 10 * j, 10 * j + 10))
+    return np.stack(targets), np.stack(nearby), np.stack(words), spans, puts
+
+
+def test_no_word_names_the_background_floor() -> None:
+    targets, nearby, words, spans, puts = _put_world()
+    floor = np.eye(5, dtype=bool)[EMPTY]
+    pickups = [first + 1 for first, _, _ in puts]
+    # by lift alone, the relation word "put" comes to name the floor
+    assert named_targets(targets, words)[pickups].all()
+    assert not named_targets(targets, words, background=floor)[pickups].any()
+    out = relabel_nearby(targets, nearby, words, spans, background=floor)
+    for first, goal, other in puts:
+        # the pick-up takes the goal it picks up, the walk with it the thing it is put next to
+        assert out[first + 1].argmax() == goal and out[first + 2].argmax() == other
+    kept = relabel_nearby(targets, nearby, words, spans)
+    assert all(kept[first + 1].argmax() == EMPTY for first, _, _ in puts)
