@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from skillbank.learning.cluster import ClusterConfig, cluster_codes, silhouette
+from skillbank.learning.cluster import ClusterConfig, cluster_codes, silhouette, split_separable
 
 
 def test_cluster_codes_finds_the_number_of_separated_blobs() -> None:
@@ -38,3 +39,61 @@ def test_merge_equivalent_joins_only_mutually_interchangeable_clusters() -> None
     )
     assert merge_equivalent(cross, tolerance=0.05) == [0, 0, 1]
     assert merge_equivalent(cross, tolerance=0.0) == [0, 1, 2]
+
+
+def _walks_and_two_interactions() -> tuple[np.ndarray, np.ndarray]:
+    """A diffuse blob (600 "walks") and two tight groups of 100 near each other (a pick-up and a
+    drop), clustered as two: the blob and the merged pair."""
+    rng = np.random.default_rng(0)
+    codes = np.concatenate(
+        [
+            rng.standard_normal((600, 2)),
+            np.array([10.0, 0.0]) + 0.05 * rng.standard_normal((100, 2)),
+            np.array([10.0, 1.0]) + 0.05 * rng.standard_normal((100, 2)),
+        ]
+    )
+    labels = np.repeat([0, 1], [600, 200])
+    return codes, labels
+
+
+def test_a_cluster_of_two_separated_groups_is_split_a_diffuse_one_is_not() -> None:
+    codes, labels = _walks_and_two_interactions()
+    centres = np.stack([codes[labels == j].mean(0) for j in (0, 1)])
+    config = ClusterConfig(split_silhouette=0.7)
+    new_centres, new_labels = split_separable(
+        codes, centres, labels, config, np.random.default_rng(0)
+    )
+    assert len(new_centres) == 3
+    assert len(set(new_labels[:600].tolist())) == 1  # the walks stay one skill
+    pick, drop = new_labels[600:700], new_labels[700:]
+    assert len(set(pick.tolist())) == 1 and len(set(drop.tolist())) == 1 and pick[0] != drop[0]
+    np.testing.assert_allclose(new_centres[drop[0]], [10.0, 1.0], atol=0.05)
+    # no more clusters than max_clusters; a small side (under min_split_share) is no split
+    capped = split_separable(
+        codes,
+        centres,
+        labels,
+        ClusterConfig(max_clusters=2, split_silhouette=0.7),
+        np.random.default_rng(0),
+    )
+    assert len(capped[0]) == 2
+    few = np.concatenate([codes[:700], codes[700:705]])
+    few_labels = np.repeat([0, 1], [600, 105])
+    few_centres = np.stack([few[few_labels == j].mean(0) for j in (0, 1)])
+    assert (
+        len(split_separable(few, few_centres, few_labels, config, np.random.default_rng(0))[0]) == 2
+    )
+
+
+def test_cluster_codes_splits_only_when_asked() -> None:
+    codes, _ = _walks_and_two_interactions()
+    # the silhouette keeps the pair merged (at k = 3 k-means splits the walks instead)
+    plain = cluster_codes(codes, ClusterConfig(max_clusters=6, seed=0))
+    assert plain.num_clusters == 2 and max(plain.silhouettes.values()) == plain.silhouettes[2]
+    split = cluster_codes(codes, ClusterConfig(max_clusters=6, seed=0, split_silhouette=0.7))
+    assert split.num_clusters == 3
+    assert len(set(split.labels[600:700].tolist()) | set(split.labels[700:].tolist())) == 2
+    with pytest.raises(ValueError, match="split_silhouette"):
+        ClusterConfig(split_silhouette=1.5)
+    with pytest.raises(ValueError, match="min_split_share"):
+        ClusterConfig(min_split_share=0.0)
