@@ -69,6 +69,8 @@ class SegmentationBenchConfig:
         train_epochs: Epochs of the agent's skill-module and controller training (they do not
             affect segments or clusters).
         segmenter: The segmenter's settings (its ``seed`` is replaced by ``seed``).
+        settings: Agent settings ``part.field=value`` for the learn (``--set``, e.g.
+            ``cluster.split_silhouette=0.7``; :meth:`AgentConfig.with_settings`).
     """
 
     levels: tuple[str, ...] = ("GoTo", "PutNext", "BossLevel")
@@ -78,6 +80,7 @@ class SegmentationBenchConfig:
     learn: bool = True
     train_epochs: int = 1
     segmenter: SegmenterConfig = dataclasses.field(default_factory=SegmenterConfig)
+    settings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -86,6 +89,10 @@ class SegmentationBenchConfig:
             raise ValueError(f"SegmentationBenchConfig.episodes must be >= 1, got {self.episodes}")
         if self.train_epochs < 1:
             raise ValueError("SegmentationBenchConfig.train_epochs must be >= 1")
+        if self.settings:  # checked now, not after the demonstrations are collected
+            from skillbank.agent import AgentConfig
+
+            AgentConfig().with_settings(self.settings)
 
 
 def _source_factory(level: str) -> tuple[str, Callable[[], Any]]:
@@ -204,7 +211,11 @@ def score_level(
         from skillbank.agent import AgentConfig, ProceduralMemoryAgent
         from skillbank.memory.store import SkillMemory
 
-        agent_config = AgentConfig(segmenter=segmenter_config, seed=config.seed).seeded()
+        agent_config = (
+            AgentConfig(segmenter=segmenter_config, seed=config.seed)
+            .with_settings(config.settings)
+            .seeded()
+        )
         agent_config = dataclasses.replace(
             agent_config,
             skill=dataclasses.replace(agent_config.skill, num_epochs=config.train_epochs),
@@ -258,5 +269,6 @@ def run_segmentation_bench(
         }
         | {"seed": config.seed},
         "train_epochs": config.train_epochs,
+        "settings": list(config.settings),
         "levels": rows,
     }

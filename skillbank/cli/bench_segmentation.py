@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from skillbank.cli.common import console, handle_errors
+from skillbank.cli.common import SettingsOption, console, handle_errors
 
 if TYPE_CHECKING:
     from skillbank.learning.segment import SegmenterConfig
@@ -47,6 +47,7 @@ def bench_segmentation(
             help="A SegmenterConfig field, KEY=VALUE (repeatable), e.g. chunk_min_rise=0.6.",
         ),
     ] = None,
+    settings: SettingsOption = None,
 ) -> None:
     """Segment bot demonstrations per level; score boundaries (±1 step) and skill clusters."""
     import torch
@@ -68,6 +69,7 @@ def bench_segmentation(
         data_dir=data_dir or json_out.parent / "segmentation-data",
         learn=learn,
         segmenter=segmenter_config,
+        settings=tuple(settings or ()),
     )
     with console.status("segmenting demonstrations..."):
         result = run_segmentation_bench(config, command=command_line())

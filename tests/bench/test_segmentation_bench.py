@@ -90,12 +90,15 @@ def test_cli_writes_json_with_purity(tmp_path: Path) -> None:
             "8",
             "--json",
             str(out),
+            "--set",
+            "cluster.max_clusters=2",
         ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     (row,) = data["levels"]
-    assert row["level"] == "toy/fetch" and row["num_skills"] >= 1
+    assert row["level"] == "toy/fetch" and 1 <= row["num_skills"] <= 2
+    assert data["settings"] == ["cluster.max_clusters=2"]
     assert 0.0 <= row["cluster_purity"] <= 1.0
     assert row["learn_segmentation_f1"] == pytest.approx(row["segmentation_f1"])
     assert data["command"].startswith("skillbank")
@@ -122,4 +125,6 @@ def test_cli_segmenter_settings(tmp_path: Path) -> None:
     recorded = json.loads(out.read_text())["segmenter"]
     assert recorded["chunk_min_rise"] == 0.6 and recorded["chunk_min_count"] == 3
     bad = CliRunner().invoke(app, [*args, "--segmenter", "no_such_field=1"])
+    assert bad.exit_code != 0 and "no_such_field" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--learn", "--set", "cluster.no_such_field=1"])
     assert bad.exit_code != 0 and "no_such_field" in bad.output
