@@ -11,7 +11,10 @@ whose own 2-means split reaches ``split_silhouette`` (and leaves ``min_split_sha
 on the smaller side) is split in two, again and again, up to ``max_clusters`` (a divisive check in
 the spirit of X-means, Pelleg & Moore, 2000). BabyAI, six benchmark levels, the skill encoder's
 codes: the silhouette chose three skills, merging pick-up with drop (seed 1) or open with drop
-(seed 0), whose splits score 0.94; the clusters bot subgoals keep apart score 0.26-0.51.
+(seed 0), whose splits score 0.94; the clusters bot subgoals keep apart score 0.26-0.51. In the
+learn runs (the five hindsight/history switches, the six levels in one call, seeds 0-3) it split
+only seed 1's pick-up-and-drop skill: PutNextLocal 81.3% vs 50.0, BossLevel 52.3 vs 50.0 (256
+unseen episodes); the other seeds acted exactly as without it.
 
 Example:
     >>> result = cluster_codes(codes, ClusterConfig(max_clusters=8))  # doctest: +SKIP
