@@ -164,9 +164,7 @@ def hindsight_targets(
     words = starts[:, bag.offset : bag.offset + bag.vocab] > 0.5  # (N, V)
     # the background, never named: what the interaction cell shows most often (the floor)
     background = background_content(
-        np.concatenate(
-            [target.content(torch.from_numpy(f)).numpy() > 0.5 for f in segments.features]
-        )
+        np.concatenate([grid_cells(f, target.grid)[:, target.cell] for f in segments.features])
     )
     if relabel == "nearby":
         nearby = target.contents_beside(ends).numpy()  # (N, M, C)
