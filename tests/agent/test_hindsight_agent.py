@@ -138,11 +138,11 @@ def test_learning_more_into_a_hindsight_memory_keeps_hindsight(tmp_path: Path) -
         assert again.controller.config.arch_id == "skill-controller-target-v1"
 
 
-# Actions of the committed packs/babyai memory (skill-controller-target-v2, skill-policy-v3:
-# hindsight targets copied off the mission, relabelled; made by `bench babyai --budget small
-# --protocol joint --set ...` at 9400959) on GoToLocal seeds 1000-1002 (episodes end on success).
-# The shipped memory must act exactly so whatever is added later.
-PACK_ACTIONS = [[2, 2, 1], [2], [2, 2, 0, 0, 2, 2, 2, 0]]
+# Actions of the committed packs/babyai memory (skill-controller-history-v1, skill-policy-v3:
+# hindsight targets copied off the mission, relabelled, nearby relabelling, call history; made by
+# `bench babyai --budget small --protocol joint --set ...` at 8f8f3ba) on GoToLocal seeds
+# 1000-1002 (episodes end on success). The shipped memory must act exactly so whatever is added later.
+PACK_ACTIONS = [[2, 2, 1], [2], [1, 2, 1]]
 
 
 @pytest.mark.babyai
@@ -156,7 +156,7 @@ def test_the_shipped_pack_acts_exactly_as_when_it_was_made(tmp_path: Path) -> No
         import_pack(memory, pack)
         agent = ProceduralMemoryAgent(memory, AgentConfig(seed=0))
         assert agent.controller is not None
-        assert agent.controller.config.arch_id == "skill-controller-target-v2"
+        assert agent.controller.config.arch_id == "skill-controller-history-v1"
         assert agent.controller.config.target is not None
         out = []
         for seed in range(3):
