@@ -820,3 +820,29 @@ register(
         description="Controller history-v1 whose history also holds the targets each skill got",
     )
 )
+
+
+def _skill_controller_history_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """history-v2 with a copy head (``target_tokens``) whose pointers also read the history's
+    targets / held blocks (``copy_done``): a weight per pointer and block."""
+    arch = "skill-controller-history-v3"
+    if config.get("copy_done") is not True or "target_tokens" not in config:
+        raise ArchitectureError(f"{arch} needs 'copy_done': true and 'target_tokens'")
+    tensors = _skill_controller_history_v2(config)
+    skills = positive_int(config, "history_skills", arch)
+    blocks = (skills if config.get("history_targets") is True else 0) + (
+        1 if config.get("held_cell") is not None else 0
+    )
+    groups = int_list(config["target"], "groups", arch)
+    window = _count(config, "copy_window", arch) if "copy_window" in config else 0
+    tensors["target_copy.done_weight"] = TensorSpec((1 if window else len(groups), blocks))
+    return tensors
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-history-v3",
+        tensors=_skill_controller_history_v3,
+        description="Controller history-v2 whose copy head also reads what is done",
+    )
+)

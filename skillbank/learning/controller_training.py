@@ -182,6 +182,11 @@ class ControllerTrainConfig:
             GoTo / GoToSeq / BossLevel 77.0 / 92.6 / 78.1 / 47.7% vs 92.2 / 88.7 / 83.2 / 50.8
             without it, and 33 of its 65 failures (128 episodes) still pick the same object up
             three times or more.
+        copy_done: With ``target_copy`` and ``history_targets`` and/or ``history_held``, the
+            copy head's pointers also read those (``skill-controller-history-v3``): a learned
+            bilinear form of what is done with each token shifts that token's score, so a word
+            naming a thing already handled can be passed over by rule, not learned through the
+            trunk for every word apart (:class:`~skillbank.nn.token_copy.TokenCopyHead`).
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
@@ -206,6 +211,7 @@ class ControllerTrainConfig:
     copy_window: int = 0
     history_targets: bool = False
     history_held: bool = False
+    copy_done: bool = False
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
@@ -233,6 +239,14 @@ class ControllerTrainConfig:
         if self.copy_window < 0:
             raise ValueError(
                 f"ControllerTrainConfig.copy_window must be >= 0, got {self.copy_window}"
+            )
+
+        if self.copy_done and not (
+            self.target_copy and self.history and (self.history_targets or self.history_held)
+        ):
+            raise ValueError(
+                "ControllerTrainConfig.copy_done reads what is done: set controller.target_copy, "
+                "controller.history and controller.history_targets or controller.history_held too"
             )
 
     def reads_history(self) -> bool:

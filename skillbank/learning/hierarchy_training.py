@@ -315,6 +315,9 @@ def train_hierarchy(
                 copy_window=controller_config.copy_window if copy_tokens is not None else 0,
                 history_targets=history_targets,
                 held_cell=held_cell,
+                copy_done=controller_config.copy_done
+                and copy_tokens is not None
+                and (history_targets or held_cell is not None),
             )
         )
         new = [

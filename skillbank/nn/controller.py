@@ -26,7 +26,11 @@ its finished calls were given (their one-hots OR-ed, N x C more inputs): "picked
 ball" and "went to the purple ball" then differ, so a mission's next part can be told from the
 one just done. With ``held_cell`` (also ``-history-v2``) it reads what the agent has held so far
 in the episode: the contents of that cell of the target's grid (an inventory slot), OR-ed over
-every step up to now (C more inputs).
+every step up to now (C more inputs). With ``copy_done`` (``skill-controller-history-v3``) the
+copy head's pointers read those targets / that inventory too: each token's score shifts by how
+well the values it names match them (:class:`~skillbank.nn.token_copy.TokenCopyHead`
+``done_blocks``), so a word naming something already handled can be passed over directly, not
+only through the trunk.
 
 Example:
     >>> controller = Controller(ControllerConfig(obs_dim=8, latent_dim=4))
@@ -194,6 +198,9 @@ class ControllerConfig:
         copy_window: W, with ``target_tokens``: 0: one pointer per group; W > 0: one anchor
             pointer whose phrase (offsets -W .. +W) gives every group
             (``skill-controller-target-v3``).
+        copy_done: With a copy head and ``history_targets`` and/or ``held_cell``, the copy
+            head's pointers also read that part of the history, the *done* input
+            (``skill-controller-history-v3``).
     """
 
     obs_dim: int
@@ -209,6 +216,7 @@ class ControllerConfig:
     copy_window: int = 0
     history_targets: bool = False
     held_cell: int | None = None
+    copy_done: bool = False
 
     def __post_init__(self) -> None:
         extended = self.history_targets or self.held_cell is not None
@@ -216,6 +224,11 @@ class ControllerConfig:
             raise ValueError(
                 "ControllerConfig.history_targets and .held_cell need a call history "
                 "(history_skills > 0) and a target head (target)"
+            )
+        if self.copy_done and not (extended and self.target_tokens is not None):
+            raise ValueError(
+                "ControllerConfig.copy_done needs a copy head (target_tokens) and a history "
+                "holding targets or what was held (history_targets or held_cell)"
             )
         if self.held_cell is not None and self.target is not None:
             cells = self.target.grid.height * self.target.grid.width
@@ -267,14 +280,28 @@ class ControllerConfig:
         return 2 * self.history_skills + 1 + targets + held
 
     @property
+    def done_blocks(self) -> int:
+        """K, the target-shaped blocks of the copy head's *done* input (the history past the
+        call counts: N with ``history_targets``, one more with ``held_cell``) with
+        ``copy_done``; 0 without."""
+        if not self.copy_done:
+            return 0
+        return (self.history_skills if self.history_targets else 0) + (
+            1 if self.held_cell is not None else 0
+        )
+
+    @property
     def arch_id(self) -> str:
-        """``skill-controller-history-v2`` with a call history holding targets,
+        """``skill-controller-history-v3`` with a copy head reading what is done,
+        ``skill-controller-history-v2`` with a call history holding targets,
         ``skill-controller-history-v1`` with a call-history input (any trunk and heads),
         ``skill-controller-target-v3`` with a target copied off a phrase of the tokens,
         ``-target-v2`` with a target copied off tokens, ``-target-v1`` with a
         target head, ``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives
         arguments, else ``-v1``."""
         if self.history_skills:
+            if self.copy_done:
+                return "skill-controller-history-v3"
             v2 = self.history_targets or self.held_cell is not None
             return f"skill-controller-history-v{2 if v2 else 1}"
         if self.target is not None:
@@ -312,6 +339,8 @@ class ControllerConfig:
                 data["history_targets"] = True
             if self.held_cell is not None:
                 data["held_cell"] = self.held_cell
+            if self.copy_done:
+                data["copy_done"] = True
         return data
 
     @classmethod
@@ -333,6 +362,7 @@ class ControllerConfig:
             copy_window=int(data.get("copy_window", 0)),
             history_targets=bool(data.get("history_targets", False)),
             held_cell=int(data["held_cell"]) if data.get("held_cell") is not None else None,
+            copy_done=bool(data.get("copy_done", False)),
         )
 
 
@@ -369,17 +399,29 @@ class Controller(nn.Module):
                 config.hidden_dims[-1],
                 config.copy_dim,
                 config.copy_window,
+                config.done_blocks,
             )
         elif config.target is not None:
             self.target_head = nn.Linear(config.hidden_dims[-1], config.target.dim)
         elif config.arg_dim:
             self.arg_head = nn.Linear(config.hidden_dims[-1], config.arg_dim)
 
+    def _done(self, history: torch.Tensor | None) -> torch.Tensor | None:
+        """The copy head's *done* input (B, K * C): the history past its call counts, with
+        ``copy_done``; ``None`` without."""
+        if not self.config.copy_done or history is None:
+            return None
+        return history[:, 2 * self.config.history_skills + 1 :]
+
     def _target_logits(
-        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+        self,
+        features: torch.Tensor,
+        hidden: torch.Tensor,
+        query: torch.Tensor,
+        done: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Target logits (B, C) from features (B, O), the hidden state (B, D_h) and the query
-        (B, Z) computed from it.
+        (B, Z) computed from it (and the copy head's done input (B, K * C)).
 
         target-v1: a linear head over the hidden state. target-v2: values copied off the task's
         tokens plus a prior from the query (B, Z), detached, so it says what the chosen skill
@@ -390,24 +432,32 @@ class Controller(nn.Module):
         if self.target_copy is None:
             return self.target_head(hidden)  # type: ignore[no-any-return]
         prior = self.target_head(query.detach())  # (B, C)
-        return prior + self.target_copy(features, hidden)  # type: ignore[no-any-return]
+        return prior + self.target_copy(features, hidden, done)  # type: ignore[no-any-return]
 
     def _phrase_logits(
-        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+        self,
+        features: torch.Tensor,
+        hidden: torch.Tensor,
+        query: torch.Tensor,
+        done: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """target-v3: the anchors' log-weights (B, P) and every anchor's target logits
         (B, P, C): its phrase plus the prior from the detached query."""
         assert self.target_head is not None and self.target_copy is not None
         prior = self.target_head(query.detach())  # (B, C)
-        log_weight, phrases = self.target_copy.phrases(features, hidden)
+        log_weight, phrases = self.target_copy.phrases(features, hidden, done)
         return log_weight, prior[:, None, :] + phrases
 
     def _best_phrase_logits(
-        self, features: torch.Tensor, hidden: torch.Tensor, query: torch.Tensor
+        self,
+        features: torch.Tensor,
+        hidden: torch.Tensor,
+        query: torch.Tensor,
+        done: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """target-v3 in action: the target logits (B, C) of the most likely anchor's phrase
         (the prior alone where the task has no tokens: every phrase is empty)."""
-        log_weight, logits = self._phrase_logits(features, hidden, query)
+        log_weight, logits = self._phrase_logits(features, hidden, query, done)
         return logits[torch.arange(len(logits)), log_weight.argmax(-1)]  # (B, C)
 
     def target_loss(
@@ -425,9 +475,11 @@ class Controller(nn.Module):
         groups = self.config.target.groups
         hidden = self._hidden(features, history)
         query = self.query_head(hidden)
+        done = self._done(history)
         if not self.config.copy_window:
-            return group_cross_entropy(self._target_logits(features, hidden, query), target, groups)
-        log_weight, logits = self._phrase_logits(features, hidden, query)
+            logits = self._target_logits(features, hidden, query, done)
+            return group_cross_entropy(logits, target, groups)
+        log_weight, logits = self._phrase_logits(features, hidden, query, done)
         batch, positions, width = logits.shape
         wanted = target[:, None, :].expand(batch, positions, width).reshape(-1, width)
         nll = group_cross_entropy(logits.reshape(-1, width), wanted, groups).view(batch, positions)
@@ -460,10 +512,11 @@ class Controller(nn.Module):
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
+            done = self._done(history)
             if self.config.copy_window:
-                logits = self._best_phrase_logits(features, hidden, query)
+                logits = self._best_phrase_logits(features, hidden, query, done)
             else:
-                logits = self._target_logits(features, hidden, query)
+                logits = self._target_logits(features, hidden, query, done)
             return query, group_one_hot(logits, self.config.target.groups)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
@@ -482,7 +535,7 @@ class Controller(nn.Module):
             raise ValueError("Controller.query_and_target_logits: this controller has no target")
         hidden = self._hidden(features, history)
         query = self.query_head(hidden)
-        return query, self._target_logits(features, hidden, query)
+        return query, self._target_logits(features, hidden, query, self._done(history))
 
 
 def history_features(

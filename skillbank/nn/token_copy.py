@@ -19,6 +19,14 @@ groups describe one thing of the task: "pick up the red key and go to a blue bal
 "blue key" (the type pointer on "key", the colour pointer on "blue"), which per-group pointers
 did at a quarter of their decisions in failed BossLevel episodes.
 
+With ``done_blocks`` K > 0 the pointers also read what is *done*: K target-shaped blocks (B,
+K * C) (e.g. the targets each skill's finished calls were given, what the agent has held). Each
+token's score is shifted by how well the values it names (its row of the value table, a
+categorical per group) match each block, times a learned weight per pointer and block, so a word
+naming a thing already handled can be passed over ("pick up the purple ball and pick up the
+green ball": after the green ball, the pointers leave "green") — for every word at once, where a
+free bilinear form of the block and the token learns word pairs by heart.
+
 Example:
     >>> from skillbank.nn.grid_trunk import TokenSlice
     >>> head = TokenCopyHead(TokenSlice(offset=0, vocab=5, positions=3), (2, 3), hidden_dim=8)
@@ -52,6 +60,8 @@ class TokenCopyHead(nn.Module):
         dim: Width of the embeddings and queries.
         window: W; 0: one pointer per group, each reading the word it points at; W > 0: one
             anchor pointer, every group reading the words at offsets -W .. +W from it.
+        done_blocks: K, the target-shaped blocks of the "done" input the pointers also read
+            (its width is K * C); 0: none.
     """
 
     def __init__(
@@ -61,10 +71,13 @@ class TokenCopyHead(nn.Module):
         hidden_dim: int,
         dim: int = COPY_DIM,
         window: int = 0,
+        done_blocks: int = 0,
     ) -> None:
         super().__init__()
         if window < 0:
             raise ValueError(f"TokenCopyHead window must be >= 0, got {window}")
+        if done_blocks < 0:
+            raise ValueError(f"TokenCopyHead done_blocks must be >= 0, got {done_blocks}")
         self.tokens = tokens
         self.groups = groups
         self.dim = dim
@@ -73,6 +86,10 @@ class TokenCopyHead(nn.Module):
         self.token_embed = nn.Linear(tokens.vocab, dim, bias=False)
         self.position_embed = nn.Parameter(torch.randn(tokens.positions, dim) * 0.1)
         self.query = nn.Linear(hidden_dim, dim * self.pointers)
+        # Per pointer and done block, the weight of a token's match with the block (0: inert).
+        self.done_weight: nn.Parameter | None = None
+        if done_blocks:
+            self.done_weight = nn.Parameter(torch.zeros(self.pointers, done_blocks))
         # Token (at each offset) -> logits of every group's values; starts at zero (the copy
         # adds nothing yet).
         self.values = nn.Linear(tokens.vocab, (2 * window + 1) * sum(groups), bias=False)
@@ -85,10 +102,10 @@ class TokenCopyHead(nn.Module):
         self.register_buffer("group_mask", mask, persistent=False)
 
     def _scores(
-        self, features: torch.Tensor, hidden: torch.Tensor
+        self, features: torch.Tensor, hidden: torch.Tensor, done: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O), hidden (B, D_h) -> the tokens' one-hots (B, P, V) and every
-        pointer's scores (B, G or 1, P), -inf on padding."""
+        """Features (B, O), hidden (B, D_h) (and what is done (B, K * C)) -> the tokens'
+        one-hots (B, P, V) and every pointer's scores (B, G or 1, P), -inf on padding."""
         batch = features.shape[0]
         t = self.tokens
         one_hot = features[:, t.start : t.end].reshape(batch, t.positions, t.vocab)  # (B, P, V)
@@ -96,10 +113,16 @@ class TokenCopyHead(nn.Module):
         keys = self.token_embed(one_hot) + self.position_embed  # (B, P, d)
         queries = self.query(hidden).view(batch, self.pointers, self.dim)  # (B, G or 1, d)
         scores = torch.einsum("bgd,bpd->bgp", queries, keys) / math.sqrt(self.dim)
+        if (done is None) != (self.done_weight is None):
+            raise ValueError("TokenCopyHead: a done input (B, K * C) goes with done_blocks > 0")
+        if done is not None and self.done_weight is not None:
+            scores = scores + torch.einsum(
+                "gk,bkp->bgp", self.done_weight, self._match(one_hot, done)
+            )
         return one_hot, scores.masked_fill(~valid[:, None, :], float("-inf"))
 
     def phrases(
-        self, features: torch.Tensor, hidden: torch.Tensor
+        self, features: torch.Tensor, hidden: torch.Tensor, done: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """With a window: the anchors' log-weights (B, P) (-inf on padding) and each anchor's
         phrase logits (B, P, C). A row without tokens weighs every position alike, and every
@@ -110,16 +133,19 @@ class TokenCopyHead(nn.Module):
         """
         if not self.window:
             raise ValueError("TokenCopyHead.phrases needs a window > 0")
-        one_hot, scores = self._scores(features, hidden)
+        one_hot, scores = self._scores(features, hidden, done)
         scores = scores[:, 0]  # (B, P)
         empty = ~torch.isfinite(scores).any(-1, keepdim=True)  # (B, 1)
         scores = torch.where(empty, torch.zeros_like(scores), scores)
         return torch.log_softmax(scores, dim=-1), self._phrase_values(one_hot)
 
-    def forward(self, features: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Features (B, O) and hidden state (B, D_h) -> copied logits (B, C) (with a window,
-        the phrases' logits weighted by their anchors' attention)."""
-        one_hot, scores = self._scores(features, hidden)
+    def forward(
+        self, features: torch.Tensor, hidden: torch.Tensor, done: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Features (B, O) and hidden state (B, D_h) (and what is done (B, K * C), with
+        ``done_blocks``) -> copied logits (B, C) (with a window, the phrases' logits weighted by
+        their anchors' attention)."""
+        one_hot, scores = self._scores(features, hidden, done)
         attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # (B, G or 1, P); no tokens: 0
         if self.window:
             return torch.einsum("bp,bpc->bc", attention[:, 0], self._phrase_values(one_hot))
@@ -128,6 +154,20 @@ class TokenCopyHead(nn.Module):
         mask = self.group_mask
         assert isinstance(mask, torch.Tensor)
         return (copied * mask).sum(1)  # (B, C): group g's columns from its own attention
+
+    def _match(self, one_hot: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """How well each token (B, P, V) names each done block (B, K * C): per block and
+        position (B, K, P), the summed probability the token's own value row (a softmax per
+        group, detached: the match reads the table, it does not train it) gives the block's
+        values."""
+        width = sum(self.groups)
+        rows = self.values(one_hot).view(*one_hot.shape[:2], 2 * self.window + 1, width)
+        own = rows[:, :, self.window].detach()  # (B, P, C): the token's own offset
+        probs = torch.cat(
+            [torch.softmax(part, dim=-1) for part in torch.split(own, list(self.groups), -1)], -1
+        )
+        blocks = done.view(done.shape[0], -1, width)  # (B, K, C)
+        return torch.einsum("bkc,bpc->bkp", blocks, probs)
 
     def _phrase_values(self, one_hot: torch.Tensor) -> torch.Tensor:
         """One-hot tokens (B, P, V) -> per anchor position the logits (B, P, C) its phrase gives:

@@ -63,12 +63,15 @@ def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
         assert _rollout_actions(again, probe) == before
 
 
-def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy_done", [False, True])
+def test_phrase_targets_and_target_history_are_stored_and_act_the_same(
+    tmp_path: Path, copy_done: bool
+) -> None:
     """``controller.copy_window``, ``.history_targets`` and ``.history_held``: a target-copying
     controller with one anchor pointer whose call history holds each skill's targets and what
-    was held (``skill-controller-history-v2``) is stored, verified, reloaded, and acts the
-    same; the executor ORs each finished call's target into its skill's row and keeps what the
-    agent has held."""
+    was held (``skill-controller-history-v2``; ``-v3`` with ``copy_done``: its copy head reads
+    them too) is stored, verified, reloaded, and acts the same; the executor ORs each finished
+    call's target into its skill's row and keeps what the agent has held."""
 
     def episode(seed: int, steps: int) -> Episode:
         colour = 1 + seed % 3
@@ -85,6 +88,7 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path:
             history=True,
             history_targets=True,
             history_held=True,
+            copy_done=copy_done,
         ),
     )
     with SkillMemory(tmp_path / "m") as memory:
@@ -92,7 +96,8 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(tmp_path:
         agent.learn([episodes])
         assert agent.controller is not None
         stored = agent.controller.config
-        assert stored.arch_id == "skill-controller-history-v2"
+        assert stored.arch_id == f"skill-controller-history-v{3 if copy_done else 2}"
+        assert stored.done_blocks == (stored.history_skills + 1 if copy_done else 0)
         assert stored.copy_window == 1 and stored.history_targets
         assert stored.held_cell == 7  # the agent's own cell shows the ball once picked up
         before = _rollout_actions(agent, probe)

@@ -118,6 +118,9 @@ def test_prefixes_retry_histories_and_their_mix() -> None:
     assert mix_retry(plain, retry, first[:2], 0.0, torch.Generator()) is plain
     with pytest.raises(ValueError, match="history_retry"):
         ControllerTrainConfig(history_retry=1.5)
+    with pytest.raises(ValueError, match="copy_done reads what is done"):
+        ControllerTrainConfig(target_copy=True, history=True, copy_done=True)
+    ControllerTrainConfig(target_copy=True, history=True, history_held=True, copy_done=True)
 
 
 def test_target_histories_or_each_skills_earlier_targets_in_episode_order() -> None:

@@ -153,10 +153,13 @@ def test_phrase_target_without_tokens_is_the_prior() -> None:
     assert all(torch.isfinite(p.grad).all() for p in controller.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("history", [0, 3])
+@pytest.mark.parametrize(("history", "done"), [(0, False), (3, False), (3, True)])
 @pytest.mark.parametrize("window", [0, 2])
-def test_target_v2_v3_round_trip_and_registry(history: int, window: int) -> None:
+def test_target_v2_v3_round_trip_and_registry(history: int, done: bool, window: int) -> None:
+    """Stored configs come back equal and the registry knows the tensors (with ``done``: a
+    history of targets and what was held, read by the copy head too: history-v3)."""
     grid = GridSlice(offset=TOKENS.end, height=3, width=3, channels=7, groups=(4, 3))
+    extra: dict[str, object] = {"history_targets": True, "held_cell": 0, "copy_done": True}
     config = ControllerConfig(
         obs_dim=TOKENS.end + grid.size,
         latent_dim=5,
@@ -166,11 +169,14 @@ def test_target_v2_v3_round_trip_and_registry(history: int, window: int) -> None
         target_tokens=TOKENS,
         history_skills=history,
         copy_window=window,
+        **(extra if done else {}),  # type: ignore[arg-type]
     )
     stored = json.loads(json.dumps(config.to_json()))
     assert ControllerConfig.from_json(stored) == config
     plain = "skill-controller-target-v3" if window else "skill-controller-target-v2"
-    assert config.arch_id == ("skill-controller-history-v1" if history else plain)
+    with_history = "skill-controller-history-v3" if done else "skill-controller-history-v1"
+    assert config.arch_id == (with_history if history else plain)
+    assert config.done_blocks == (history + 1 if done else 0)
     controller = Controller(config)
     spec = expected_tensors(config.arch_id, stored)
     assert {k: tuple(v.shape) for k, v in controller.state_dict().items()} == {
@@ -189,8 +195,87 @@ def test_copy_needs_a_target_head() -> None:
         ControllerConfig(obs_dim=TOKENS.end, latent_dim=2, target_tokens=TOKENS)
 
 
+def test_copy_done_needs_a_copy_head_and_a_history_of_what_is_done() -> None:
+    grid = GridSlice(offset=TOKENS.end, height=1, width=1, channels=2, groups=(2,))
+    base = {"obs_dim": TOKENS.end + 2, "latent_dim": 2, "arg_dim": 2, "history_skills": 2}
+    target = TargetSpec(grid, cell=0, groups=(2,))
+    with pytest.raises(ValueError, match="copy_done needs a copy head"):
+        ControllerConfig(**base, target=target, history_targets=True, copy_done=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="copy_done needs a copy head"):
+        ControllerConfig(**base, target=target, target_tokens=TOKENS, copy_done=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="done_blocks must be >= 0"):
+        TokenCopyHead(TOKENS, (2,), hidden_dim=4, done_blocks=-1)
+
+
 def test_copy_window_needs_a_copy_head() -> None:
     with pytest.raises(ValueError, match="copy_window needs target_tokens"):
         ControllerConfig(obs_dim=TOKENS.end, latent_dim=2, copy_window=1)
     with pytest.raises(ValueError, match="window must be >= 0"):
         TokenCopyHead(TOKENS, (2,), hidden_dim=4, window=-1)
+
+
+def _two_colours(batch: int, pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentences naming two colours of ``pairs`` (in either order, random positions) and, per
+    row, the colours in sentence order (B, 2)."""
+    pick = torch.tensor(pairs)[torch.randint(0, len(pairs), (batch,))]  # (B, 2)
+    flip = torch.rand(batch) < 0.5
+    colours = torch.where(flip[:, None], pick.flip(1), pick)
+    first = torch.randint(0, POSITIONS - 1, (batch,))
+    second = first + 1 + (torch.rand(batch) * (POSITIONS - 1 - first)).long()
+    ids = torch.randint(1, 1 + FILLERS, (batch, POSITIONS))
+    rows = torch.arange(batch)
+    ids[rows, first] = 1 + FILLERS + colours[:, 0]
+    ids[rows, second] = 1 + FILLERS + colours[:, 1]
+    one_hot = nn.functional.one_hot(ids, VOCAB).float()
+    return torch.cat([one_hot.sum(1).clamp(max=1), one_hot.flatten(1)], dim=1), colours
+
+
+def _second_target_accuracy(done_blocks: int) -> float:
+    """Train a copy head on "first the earlier colour, then (the first one done) the other",
+    over the pairs {0, 1} and {1, 2}; its accuracy on the second target of {0, 2}."""
+    torch.manual_seed(0)
+    head = TokenCopyHead(TOKENS, (COLOURS,), hidden_dim=1, done_blocks=done_blocks)
+    optimizer = torch.optim.Adam(head.parameters(), lr=5e-2)
+
+    def logits(features: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        hidden = torch.zeros(len(features), 1)
+        return head(features, hidden, done if done_blocks else None)  # type: ignore[no-any-return]
+
+    for _ in range(400):
+        features, colours = _two_colours(64, [(0, 1), (1, 2)])
+        nothing = torch.zeros(64, COLOURS)
+        done = nn.functional.one_hot(colours[:, 0], COLOURS).float()
+        loss = nn.functional.cross_entropy(
+            logits(features, nothing), colours[:, 0]
+        ) + nn.functional.cross_entropy(logits(features, done), colours[:, 1])
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    features, colours = _two_colours(400, [(0, 2)])
+    done = nn.functional.one_hot(colours[:, 0], COLOURS).float()
+    with torch.no_grad():
+        guess = logits(features, done).argmax(-1)
+    return float((guess == colours[:, 1]).float().mean())
+
+
+def test_a_done_input_passes_over_words_already_handled() -> None:
+    """With ``done_blocks`` the pointers read what is done: trained to name the earlier colour,
+    then (it done) the other one, it names the other one for a pair of colours never seen
+    together (the rule is "pass over the word naming what is done", whatever the word); without
+    the done input it cannot tell the two decisions apart."""
+    assert _second_target_accuracy(1) > 0.95
+    assert _second_target_accuracy(0) < 0.7
+
+
+def test_the_done_input_starts_inert_and_is_required_with_done_dim() -> None:
+    head = TokenCopyHead(TOKENS, (2, 3), hidden_dim=4, done_blocks=2)
+    nn.init.normal_(head.values.weight)
+    features, _ = _two_colours(5, [(0, 1)])
+    hidden = torch.randn(5, 4)
+    plain = TokenCopyHead(TOKENS, (2, 3), hidden_dim=4)
+    plain.load_state_dict({k: v for k, v in head.state_dict().items() if k != "done_weight"})
+    torch.testing.assert_close(head(features, hidden, torch.rand(5, 10)), plain(features, hidden))
+    with pytest.raises(ValueError, match="done input"):
+        head(features, hidden)
+    with pytest.raises(ValueError, match="done input"):
+        plain(features, hidden, torch.rand(5, 10))
