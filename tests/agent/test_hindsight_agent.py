@@ -146,7 +146,8 @@ def test_learning_more_into_a_hindsight_memory_keeps_hindsight(tmp_path: Path) -
 # Actions of the committed packs/babyai memory (skill-controller-history-v1, skill-policy-v3:
 # hindsight targets copied off the mission, relabelled, nearby relabelling, call history; made by
 # `bench babyai --budget small --protocol joint --set ...` at 8f8f3ba) on GoToLocal seeds
-# 1000-1002 (episodes end on success). The shipped memory must act exactly so whatever is added later.
+# 1000-1002 (episodes end on success). The shipped memory must act exactly so whatever is
+# added later.
 PACK_ACTIONS = [[2, 2, 1], [2], [1, 2, 1]]
 
 
