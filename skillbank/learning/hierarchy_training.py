@@ -137,7 +137,7 @@ def held_so_far(segments: SegmentSet, target: TargetSpec, cell: int) -> torch.Te
     )
 
 
-RELABEL_MODES = ("none", "next", "nearby")
+RELABEL_MODES = ("none", "next", "nearby", "nearby-held")
 """How hindsight targets are relabelled (:func:`hindsight_targets`)."""
 
 
@@ -150,7 +150,10 @@ def hindsight_targets(
     its task names (never the background, the content the interaction cell shows most often)
     is relabelled (:mod:`skillbank.learning.target_relabel`): ``"next"``: to the
     target of the next segment of its episode that one names; ``"nearby"``: first to a named
-    content in a cell beside its own (not the next named target), else as ``"next"``.
+    content in a cell beside its own (not the next named target), else as ``"next"``;
+    ``"nearby-held"``: as ``"nearby"``, and a target the agent held at the segment's start
+    (the inventory cell's content, :func:`inventory_of`) counts as unnamed: a drop ends facing
+    what it dropped, which is not where it was going.
     """
     if relabel not in RELABEL_MODES:
         raise ValueError(f"relabel must be one of {RELABEL_MODES}, got {relabel!r}")
@@ -166,10 +169,14 @@ def hindsight_targets(
     background = background_content(
         np.concatenate([grid_cells(f, target.grid)[:, target.cell] for f in segments.features])
     )
-    if relabel == "nearby":
+    if relabel in ("nearby", "nearby-held"):
         nearby = target.contents_beside(ends).numpy()  # (N, M, C)
+        cell = inventory_of(segments, target) if relabel == "nearby-held" else None
+        held = None if cell is None else target.content(torch.from_numpy(starts), cell).numpy()
         return torch.from_numpy(
-            relabel_nearby(own.numpy(), nearby, words, segments.spans, background=background)
+            relabel_nearby(
+                own.numpy(), nearby, words, segments.spans, background=background, held=held
+            )
         )
     named = named_targets(own.numpy(), words, background=background)
     return torch.from_numpy(relabel_to_named(own.numpy(), segments.spans, named))

@@ -161,6 +161,7 @@ def relabel_nearby(
     min_lift: float = DEFAULT_MIN_LIFT,
     min_count: int = 3,
     background: npt.NDArray[np.bool_] | None = None,
+    held: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Targets (N, C) where each unnamed segment takes the first named content beside its own
     that its episode's next named target is not, else that next named target (see the module).
@@ -173,19 +174,27 @@ def relabel_nearby(
         min_lift: As :func:`named_targets` (the lexicon is fitted on the own targets).
         min_count: As :func:`named_targets`.
         background: As :func:`named_targets`.
+        held: (N, C) what the agent held at each segment's start, or ``None``; a segment whose
+            own target is what it held counts as unnamed (a drop ends facing what it dropped).
     """
+    if held is not None and held.shape != targets.shape:
+        raise ValueError(f"held must be (N, C) like targets {targets.shape}, got {held.shape}")
     if nearby.shape[0] != len(targets) or nearby.shape[2:] != targets.shape[1:]:
         raise ValueError(
             f"nearby must be (N, M, C) for targets {targets.shape}, got {nearby.shape}"
         )
     lexicon = Lexicon.fit(targets, words, min_lift, min_count, background)
     named = lexicon.named(targets, words)
+    if held is not None:
+        named &= ~((held > 0.5) == (targets > 0.5)).all(1)
     out = relabel_to_named(targets, spans, named)
     num, cells = nearby.shape[:2]
     flat = nearby.reshape(num * cells, -1)
     beside = lexicon.named(flat, np.repeat(words, cells, axis=0)).reshape(num, cells)  # (N, M)
     headed = (nearby > 0.5) != (out[:, None, :] > 0.5)  # differs from the next named target
     beside &= headed.any(2)
+    if held is not None:  # nor what the agent holds (its own cell, beside, shows it)
+        beside &= ((nearby > 0.5) != (held[:, None, :] > 0.5)).any(2)
     for i in np.flatnonzero(~named & beside.any(1)):
         out[i] = nearby[i, int(np.argmax(beside[i]))]
     return out

@@ -259,6 +259,11 @@ def test_relabelled_targets_send_waypoints_to_the_named_ball() -> None:
     torch.testing.assert_close(relabelled[waypoint], own[walk])
     torch.testing.assert_close(relabelled[walk], own[walk])
     torch.testing.assert_close(relabelled[pickup], own[pickup])
+    # nothing is held at any segment's start: "nearby-held" relabels as "nearby" does
+    torch.testing.assert_close(
+        hindsight_targets(segments, target, relabel="nearby-held"),
+        hindsight_targets(segments, target, relabel="nearby"),
+    )
     # explaining segments by stored skills reads the relabelled targets too
     controller = Controller(
         ControllerConfig(segments.obs_dim, 4, arg_dim=target.dim, target=target)

@@ -178,3 +178,54 @@ def test_no_word_names_the_background_floor() -> None:
         assert out[first + 1].argmax() == goal and out[first + 2].argmax() == other
     kept = relabel_nearby(targets, nearby, words, spans)
     assert all(kept[first + 1].argmax() == EMPTY for first, _, _ in puts)
+
+
+def test_a_target_the_agent_holds_is_not_where_it_goes() -> None:
+    """With ``held`` (what the agent held at each segment's start), a drop, which ends facing
+    what it dropped, counts as unnamed and takes the named thing beside the drop spot; the
+    walk carrying the goal never takes the goal (shown in the agent's own cell, beside)."""
+    rng = np.random.default_rng(1)
+    eye = np.eye(5, dtype=np.float32)
+    fetch_targets, fetch_words, fetch_spans = _world(episodes=120)
+    targets = list(np.pad(fetch_targets, ((0, 0), (0, 1))))
+    nearby = [eye[[DOOR] * 4]] * len(targets)
+    held = [eye[EMPTY]] * len(targets)
+    words, spans = list(fetch_words), list(fetch_spans)
+    puts = []
+    for e in range(120, 180):
+        goal, other = rng.choice([BOX, KEY, BALL], 2, replace=False)
+        bag = np.zeros(4, bool)
+        bag[[0, goal, other]] = True
+        puts.append((len(targets), int(goal), int(other)))
+        for j, (kind, around, holding) in enumerate(
+            [
+                (goal, eye[[DOOR] * 4], EMPTY),  # fetch the goal
+                (EMPTY, eye[[DOOR, goal, other, EMPTY]], goal),  # walk with it beside the other
+                (goal, eye[[other, EMPTY, EMPTY, EMPTY]], goal),  # drop: facing the goal again
+            ]
+        ):
+            targets.append(eye[kind])
+            nearby.append(around)
+            held.append(eye[holding])
+            words.append(bag)
+            spans.append((e, 10 * j, 10 * j + 10))
+    targets_np, nearby_np, words_np = np.stack(targets), np.stack(nearby), np.stack(words)
+    held_np = np.stack(held)
+    out = relabel_nearby(targets_np, nearby_np, words_np, spans, held=held_np)
+    plain = relabel_nearby(targets_np, nearby_np, words_np, spans)
+    for first, goal, other in puts:
+        fetch, walk, drop = first, first + 1, first + 2
+        assert out[fetch].argmax() == goal and out[walk].argmax() == other
+        assert out[drop].argmax() == other and plain[drop].argmax() == goal
+    np.testing.assert_array_equal(out[: len(fetch_targets)], plain[: len(fetch_targets)])
+    with pytest.raises(ValueError, match="held must be"):
+        relabel_nearby(targets_np, nearby_np, words_np, spans, held=held_np[:, :2])
+
+
+def test_held_relabelling_refines_nearby_relabelling() -> None:
+    with pytest.raises(ValueError, match="relabel_nearby=True too"):
+        SkillTrainConfig(argument="hindsight", relabel_targets=True, relabel_held=True)
+    config = SkillTrainConfig(
+        argument="hindsight", relabel_targets=True, relabel_nearby=True, relabel_held=True
+    )
+    assert config.relabel_mode == "nearby-held"
