@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -78,41 +80,61 @@ def test_relabelling_needs_hindsight_targets() -> None:
 EMPTY = 4  # a fifth content: the empty place something is dropped on
 
 
-def test_a_walk_ending_beside_a_named_thing_takes_it() -> None:
-    """Episodes "put the <goal> next to the <other>": fetch the goal (named), walk with it to the
-    empty cell beside the other (unnamed: empty; the goal, carried, is beside it too), drop it
-    there (ends facing the goal again); between them, "fetch" episodes as in :func:`_world`."""
-    rng = np.random.default_rng(0)
+Segment = tuple[int, np.ndarray, int]  # (target content, contents beside it, content held)
+Span = tuple[int, int, int]
+PutWorld = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Span], list[Span]]
+
+
+def _put_episodes(
+    seed: int, segments_of: Callable[[int, int, np.ndarray], list[Segment]]
+) -> PutWorld:
+    """The fetch episodes of :func:`_world` (nothing beside but doors, nothing held), then 60
+    "put the <goal> next to the <other>" episodes of ``segments_of(goal, other, eye)``: targets,
+    nearby (N, 4, 5), held, words, spans and per put episode (first segment, goal, other)."""
+    rng = np.random.default_rng(seed)
     eye = np.eye(5, dtype=np.float32)
     fetch_targets, fetch_words, fetch_spans = _world(episodes=120)
     targets = list(np.pad(fetch_targets, ((0, 0), (0, 1))))
     nearby = [eye[[DOOR] * 4]] * len(targets)
-    words, spans = list(fetch_words), list(fetch_spans)
-    puts = []
+    held = [eye[EMPTY]] * len(targets)
+    words, spans, puts = list(fetch_words), list(fetch_spans), []
     for e in range(120, 180):
-        goal, other = rng.choice([BOX, KEY, BALL], 2, replace=False)
+        goal, other = (int(k) for k in rng.choice([BOX, KEY, BALL], 2, replace=False))
         bag = np.zeros(4, bool)
         bag[[0, goal, other]] = True
-        # cells beside each segment's target cell: [door, carried (the goal), other, empty]
-        beside_walk = eye[[DOOR, goal, other, EMPTY]]
-        puts.append((len(targets), int(other)))
-        for j, (kind, around) in enumerate(
-            [(goal, eye[[DOOR] * 4]), (EMPTY, beside_walk), (goal, eye[[EMPTY] * 4])]
-        ):
+        puts.append((len(targets), goal, other))
+        for j, (kind, around, holding) in enumerate(segments_of(goal, other, eye)):
             targets.append(eye[kind])
             nearby.append(around)
+            held.append(eye[holding])
             words.append(bag)
             spans.append((e, 10 * j, 10 * j + 10))
-    targets_np, nearby_np, words_np = np.stack(targets), np.stack(nearby), np.stack(words)
+    return np.stack(targets), np.stack(nearby), np.stack(held), np.stack(words), spans, puts
+
+
+def test_a_walk_ending_beside_a_named_thing_takes_it() -> None:
+    """Episodes "put the <goal> next to the <other>": fetch the goal (named), walk with it to the
+    empty cell beside the other (unnamed: empty; the goal, carried, is beside it too), drop it
+    there (ends facing the goal again); between them, "fetch" episodes as in :func:`_world`."""
+    targets_np, nearby_np, _, words_np, spans, puts = _put_episodes(
+        0,
+        lambda goal, other, eye: [
+            (goal, eye[[DOOR] * 4], EMPTY),
+            # cells beside the walk's target cell: [door, carried (the goal), other, empty]
+            (EMPTY, eye[[DOOR, goal, other, EMPTY]], goal),
+            (goal, eye[[EMPTY] * 4], goal),
+        ],
+    )
     out = relabel_nearby(targets_np, nearby_np, words_np, spans)
     nxt = relabel_to_named(targets_np, spans, named_targets(targets_np, words_np))
-    for first, other in puts:
-        fetch, walk, drop = first, first + 1, first + 2
+    for fetch, _, other in puts:
+        walk, drop = fetch + 1, fetch + 2
         # the walk heads for the other thing, not for the goal it carries (which "next" gives)
         assert out[walk].argmax() == other and nxt[walk].argmax() == targets_np[drop].argmax()
         np.testing.assert_array_equal(out[[fetch, drop]], targets_np[[fetch, drop]])
     # where nothing named is beside, as "next": the fetch episodes' door waypoints
-    np.testing.assert_array_equal(out[: len(fetch_targets)], nxt[: len(fetch_targets)])
+    fetches = puts[0][0]
+    np.testing.assert_array_equal(out[:fetches], nxt[:fetches])
     with pytest.raises(ValueError, match="nearby"):
         relabel_nearby(targets_np, nearby_np[:, :, :2], words_np, spans)
 
@@ -184,40 +206,22 @@ def test_a_target_the_agent_holds_is_not_where_it_goes() -> None:
     """With ``held`` (what the agent held at each segment's start), a drop, which ends facing
     what it dropped, counts as unnamed and takes the named thing beside the drop spot; the
     walk carrying the goal never takes the goal (shown in the agent's own cell, beside)."""
-    rng = np.random.default_rng(1)
-    eye = np.eye(5, dtype=np.float32)
-    fetch_targets, fetch_words, fetch_spans = _world(episodes=120)
-    targets = list(np.pad(fetch_targets, ((0, 0), (0, 1))))
-    nearby = [eye[[DOOR] * 4]] * len(targets)
-    held = [eye[EMPTY]] * len(targets)
-    words, spans = list(fetch_words), list(fetch_spans)
-    puts = []
-    for e in range(120, 180):
-        goal, other = rng.choice([BOX, KEY, BALL], 2, replace=False)
-        bag = np.zeros(4, bool)
-        bag[[0, goal, other]] = True
-        puts.append((len(targets), int(goal), int(other)))
-        for j, (kind, around, holding) in enumerate(
-            [
-                (goal, eye[[DOOR] * 4], EMPTY),  # fetch the goal
-                (EMPTY, eye[[DOOR, goal, other, EMPTY]], goal),  # walk with it beside the other
-                (goal, eye[[other, EMPTY, EMPTY, EMPTY]], goal),  # drop: facing the goal again
-            ]
-        ):
-            targets.append(eye[kind])
-            nearby.append(around)
-            held.append(eye[holding])
-            words.append(bag)
-            spans.append((e, 10 * j, 10 * j + 10))
-    targets_np, nearby_np, words_np = np.stack(targets), np.stack(nearby), np.stack(words)
-    held_np = np.stack(held)
+    targets_np, nearby_np, held_np, words_np, spans, puts = _put_episodes(
+        1,
+        lambda goal, other, eye: [
+            (goal, eye[[DOOR] * 4], EMPTY),  # fetch the goal
+            (EMPTY, eye[[DOOR, goal, other, EMPTY]], goal),  # walk with it beside the other
+            (goal, eye[[other, EMPTY, EMPTY, EMPTY]], goal),  # drop: facing the goal again
+        ],
+    )
     out = relabel_nearby(targets_np, nearby_np, words_np, spans, held=held_np)
     plain = relabel_nearby(targets_np, nearby_np, words_np, spans)
-    for first, goal, other in puts:
-        fetch, walk, drop = first, first + 1, first + 2
+    for fetch, goal, other in puts:
+        walk, drop = fetch + 1, fetch + 2
         assert out[fetch].argmax() == goal and out[walk].argmax() == other
         assert out[drop].argmax() == other and plain[drop].argmax() == goal
-    np.testing.assert_array_equal(out[: len(fetch_targets)], plain[: len(fetch_targets)])
+    fetches = puts[0][0]
+    np.testing.assert_array_equal(out[:fetches], plain[:fetches])
     with pytest.raises(ValueError, match="held must be"):
         relabel_nearby(targets_np, nearby_np, words_np, spans, held=held_np[:, :2])
 
