@@ -120,10 +120,10 @@ class SkillTrainConfig:
             to go to what they carried, 103 of 114 door openings too; in PutNextLocal 0 of 492,
             the drop spot being beside a named thing; with this switch 7 of 275 and 5 of 114).
             Off by default: the six benchmark levels learned in one call with the five
-            switches, 256 unseen episodes, seeds 0/1: PutNextLocal 91.4/87.9% vs 92.2/50.0,
-            GoTo 90.6/90.2 vs 88.7/89.1, GoToSeq 74.6/78.9 vs 83.2/78.1, BossLevel 51.2/52.0
-            vs 50.8/50.0; BossLevel's put missions (seed 0, 128 episodes) still fail 36 times
-            in 42 (35 without).
+            switches, 256 unseen episodes, means of seeds 0-3: PutNextLocal 91.1% vs 79.6,
+            GoTo 90.7 vs 89.6, GoToSeq 78.1 vs 78.5, BossLevel 52.2 vs 50.5 (three seeds of
+            four up); BossLevel's put missions (seed 0, 128 episodes) still fail 36 times in
+            42 (35 without).
         read_history: Skills read the history entries of the features too (an explored map,
             :data:`~skillbank.types.HISTORY_ENTRIES`); off: they skip them (the controller,
             which decides where to go next, reads them). Six benchmark levels learned in one
