@@ -1,5 +1,6 @@
 """Layer 3: the procedural-memory agent (learn, act, evaluate), where memory and modules meet."""
 
+from skillbank.agent.config import SkillCall
 from skillbank.agent.core import (
     CONTROLLER_ARCH,
     SKILL_ARCH,
@@ -21,5 +22,6 @@ __all__ = [
     "EvalResult",
     "LearnReport",
     "ProceduralMemoryAgent",
+    "SkillCall",
     "SkillExecutor",
 ]

@@ -22,7 +22,7 @@ from skillbank.learning.segment import SegmenterConfig
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.skill_vae import SkillVAETrainConfig
 
-__all__ = ["AgentConfig", "EpisodeOutcome", "EvalResult", "LearnReport"]
+__all__ = ["AgentConfig", "EpisodeOutcome", "EvalResult", "LearnReport", "SkillCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,17 +277,54 @@ class LearnReport:
 
 
 @dataclass(frozen=True, slots=True)
+class SkillCall:
+    """One skill call of an evaluation episode (``evaluate(..., trace=True)``).
+
+    Attributes:
+        step: The episode step at which the call started (0: the first action).
+        skill: Id of the skill called.
+        argument: The argument it was given (the controller's target; empty-width for skills
+            that take none), rounded to 4 decimals.
+        actions: The actions it took (discrete action spaces; empty for continuous ones).
+    """
+
+    step: int
+    skill: str
+    argument: tuple[float, ...] = ()
+    actions: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"step", "skill", "argument", "actions"}``."""
+        return {
+            "step": self.step,
+            "skill": self.skill,
+            "argument": list(self.argument),
+            "actions": list(self.actions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class EpisodeOutcome:
-    """One evaluation episode: ``seed``, ``success``, ``steps`` and its ``task`` text."""
+    """One evaluation episode: ``seed``, ``success``, ``steps``, its ``task`` text and, when
+    traced, the skill ``calls`` it made."""
 
     seed: int
     success: bool
     steps: int
     task: str = ""
+    calls: tuple[SkillCall, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """``{"seed", "success", "steps", "task"}``."""
-        return dataclasses.asdict(self)
+        """``{"seed", "success", "steps", "task"}``, with ``"calls"`` when traced."""
+        out: dict[str, Any] = {
+            "seed": self.seed,
+            "success": self.success,
+            "steps": self.steps,
+            "task": self.task,
+        }
+        if self.calls:
+            out["calls"] = [call.to_json() for call in self.calls]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

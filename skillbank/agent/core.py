@@ -534,6 +534,7 @@ class ProceduralMemoryAgent:
         seed: int,
         *,
         success_fn: Callable[[float, bool, bool, Mapping[str, Any]], bool] | None = None,
+        trace: bool = False,
     ) -> EvalResult:
         """Run ``episodes`` episodes on seeds ``seed, seed+1, ...``, ``num_envs`` at a time.
 
@@ -543,6 +544,8 @@ class ProceduralMemoryAgent:
             seed: Seed of the first episode.
             success_fn: Success at an episode's end; by default ``info["success"]`` where the
                 environment reports it (Meta-World, toy), else a positive terminal reward (BabyAI).
+            trace: Keep every skill call of every episode in its outcome (``outcomes[k].calls``:
+                step, skill, argument, actions), to see where episodes fail.
         """
         if isinstance(env, str):
             env_id, make = eval_env_factory(env, map_radius=self.map_radius)
@@ -550,6 +553,7 @@ class ProceduralMemoryAgent:
             env_id, make = getattr(env, "__name__", "custom"), env
         executor = self.executor()
         executor.seed = seed
+        executor.trace = trace
         result = evaluate_policy(
             make,
             executor,
@@ -561,6 +565,7 @@ class ProceduralMemoryAgent:
         usage = executor.usage(result.successes)
         if usage:
             self.memory.record_usage_many(usage)
+        calls = [executor.calls_of(k) for k in range(result.episodes)]
         executor.reset(1)
         return EvalResult(
             env=env_id,
@@ -571,12 +576,13 @@ class ProceduralMemoryAgent:
             steps_per_s=result.steps_per_s,
             skills_used={k: v[1] for k, v in sorted(usage.items()) if v[1]},
             outcomes=tuple(
-                EpisodeOutcome(seed_k, success, steps, task)
-                for seed_k, success, steps, task in zip(
+                EpisodeOutcome(seed_k, success, steps, task, episode_calls)
+                for seed_k, success, steps, task, episode_calls in zip(
                     result.seeds,
                     result.successes,
                     result.steps,
                     result.tasks or [""] * result.episodes,
+                    calls,
                     strict=True,
                 )
             ),

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from skillbank.agent.config import SkillCall
 from skillbank.learning.composite_skill import CompositeSkill
 from skillbank.learning.features import ObservationFeaturizer
 from skillbank.nn.controller import (
@@ -135,6 +136,8 @@ class SkillExecutor:
             self._action_mask.fill_(float("-inf"))
             self._action_mask[list(allowed_actions)] = 0.0
         self.seed = seed
+        self.trace = False
+        """Keep every call per episode (:meth:`calls_of`); off: only usage counts."""
         self._generator = torch.Generator()
         # Skills sharing a config run stacked; groups keep the key order through an index map.
         groups: dict[Any, list[int]] = {}
@@ -159,7 +162,9 @@ class SkillExecutor:
         self._argument = torch.zeros(num_envs, self.controller.config.arg_dim)  # (B, D)
         self._episode_of = np.arange(num_envs, dtype=np.int64)
         self._next_episode = num_envs
-        self._episode_skills: dict[int, set[int]] = {}
+        # per episode (index since reset): calls retrieved / executed, by skill index
+        self._episode_retrieved: dict[int, Counter[int]] = {}
+        self._episode_executed: dict[int, Counter[int]] = {}
         self._composite = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) running composite
         self._calls = torch.zeros(num_envs, dtype=torch.long)  # (B,) its children called so far
         self._last = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) last primitive called
@@ -169,6 +174,9 @@ class SkillExecutor:
         self._held = torch.zeros(num_envs, self._argument.shape[1])  # (B, D) held so far
         self.retrieved: Counter[int] = Counter()
         self.executed: Counter[int] = Counter()
+        self._episode_steps = np.zeros(num_envs, dtype=np.int64)  # (B,) steps in its episode
+        # per episode: [first step, skill index, argument (D,), actions] per call (trace only)
+        self._traced: dict[int, list[tuple[int, int, npt.NDArray[np.float32], list[Any]]]] = {}
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[Any]:
@@ -218,9 +226,21 @@ class SkillExecutor:
         if self.action.kind == "discrete":
             probs = (torch.softmax(chosen_params + self._action_mask, dim=-1) * w).sum(0)  # (B, A)
             if self.sample:
-                return torch.multinomial(probs, 1, generator=self._generator).squeeze(1).numpy()
-            return probs.argmax(-1).numpy()
-        return (chosen_params * w).sum(0).numpy()  # (B, A)
+                picked = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+                return self._count_steps(picked.numpy())
+            return self._count_steps(probs.argmax(-1).numpy())
+        return self._count_steps((chosen_params * w).sum(0).numpy())  # (B, A)
+
+    def _count_steps(self, actions: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Advance each slot's episode step count; when tracing, file each discrete action
+        under its environment's running call."""
+        if self.trace and self.action.kind == "discrete":
+            for b, action in enumerate(actions.tolist()):
+                calls = self._traced.get(int(self._episode_of[b]))
+                if calls:
+                    calls[-1][3].append(action)
+        self._episode_steps += 1
+        return actions
 
     def _ask_controller(self, x: torch.Tensor, chosen: torch.Tensor) -> None:
         """The top controller decides for environments ``chosen`` (B',) on features x (B, O):
@@ -308,7 +328,14 @@ class SkillExecutor:
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
         self.retrieved.update(retrieved)
         self.executed[executed] += 1
-        self._episode_skills.setdefault(int(self._episode_of[env]), set()).add(executed)
+        episode = int(self._episode_of[env])
+        self._episode_retrieved.setdefault(episode, Counter()).update(retrieved)
+        self._episode_executed.setdefault(episode, Counter())[executed] += 1
+        if self.trace:
+            argument = self._argument[env].numpy().copy()
+            self._traced.setdefault(episode, []).append(
+                (int(self._episode_steps[env]), executed, argument, [])
+            )
 
     def on_done(self, env_indices: npt.NDArray[np.int64]) -> None:
         """The episodes in these slots ended: clear their skills, follow the next episode.
@@ -327,21 +354,44 @@ class SkillExecutor:
             self._counts[i] = 0
             self._targets[i] = 0.0
             self._held[i] = 0.0
+            self._episode_steps[i] = 0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1
 
     # --- results --------------------------------------------------------------------------------
 
+    def calls_of(self, episode: int) -> tuple[SkillCall, ...]:
+        """The calls episode ``episode`` (index since :meth:`reset`) made, in order, with
+        :attr:`trace` on (empty otherwise): each skill a decision started (a composite is a call
+        of its own, without actions, followed by its children's), the step it started at, its
+        argument and, for discrete actions, the actions it took."""
+        return tuple(
+            SkillCall(
+                step=step,
+                skill=self.skill_ids[index],
+                argument=tuple(round(float(v), 4) for v in argument),
+                actions=tuple(actions),
+            )
+            for step, index, argument, actions in self._traced.get(episode, [])
+        )
+
     def usage(self, successes: Sequence[bool]) -> dict[str, tuple[int, int, int]]:
-        """Usage per skill id: (retrieved, executed, episodes it ran in that succeeded)."""
+        """Usage per skill id over the episodes ``successes`` covers (index < its length):
+        (retrieved, executed, episodes it ran in that succeeded). Calls made in slots left idle
+        once every episode was handed out (the batch steps on until the last one ends) are
+        not counted: they belong to no episode."""
+        retrieved: Counter[int] = Counter()
+        executed: Counter[int] = Counter()
         succeeded: Counter[int] = Counter()
-        for episode, skills in self._episode_skills.items():
-            if episode < len(successes) and successes[episode]:
-                succeeded.update(skills)
-        used = set(self.retrieved) | set(self.executed)
-        return {
-            self.skill_ids[i]: (self.retrieved[i], self.executed[i], succeeded[i]) for i in used
-        }
+        for episode, counts in self._episode_executed.items():
+            if episode >= len(successes):
+                continue
+            executed.update(counts)
+            retrieved.update(self._episode_retrieved.get(episode, Counter()))
+            if successes[episode]:
+                succeeded.update(set(counts))
+        used = set(retrieved) | set(executed)
+        return {self.skill_ids[i]: (retrieved[i], executed[i], succeeded[i]) for i in used}
 
     def _run_skills(
         self, x: torch.Tensor, argument: torch.Tensor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -21,6 +21,7 @@ from skillbank.cli.common import (
     handle_errors,
 )
 from skillbank.cli.pack_memory import open_memory_or_pack, refuse_pack
+from skillbank.envs.babyai import describe_cell
 from skillbank.envs.dataset import load_dataset
 from skillbank.memory.store import SkillMemory
 
@@ -90,6 +91,14 @@ def evaluate(
         Path | None, typer.Option("--json", help="Write the eval JSON to this file.")
     ] = None,
     settings: SettingsOption = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="Write every episode's skill calls (step, skill, argument, actions) to this "
+            "JSON-lines file, one episode a line.",
+        ),
+    ] = None,
 ) -> None:
     """Run the learned agent on ENV and report success, steps and skills used.
 
@@ -100,8 +109,18 @@ def evaluate(
     hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack (DIR or .tar.gz)"
     with open_memory_or_pack(memory, hint=hint) as store:
         agent = ProceduralMemoryAgent(store, config)
-        result = agent.evaluate(env, episodes=episodes, seed=seed)
-    payload = {**result.to_json(), **_run_info(seed), "settings": list(settings or [])}
+        result = agent.evaluate(env, episodes=episodes, seed=seed, trace=trace is not None)
+    if trace is not None:
+        _write_trace(trace, result.env, [outcome.to_json() for outcome in result.outcomes])
+    episodes_json = [
+        {k: v for k, v in o.to_json().items() if k != "calls"} for o in result.outcomes
+    ]
+    payload = {
+        **result.to_json(),
+        "per_episode": episodes_json,
+        **_run_info(seed),
+        "settings": list(settings or []),
+    }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -110,6 +129,19 @@ def evaluate(
         f"{result.mean_steps:.1f} steps/episode, {result.steps_per_s:.0f} env steps/s, "
         f"{len(result.skills_used)} skills used"
     )
+
+
+def _write_trace(path: Path, env: str, episodes: list[dict[str, Any]]) -> None:
+    """One JSON line per episode; BabyAI calls also name their target cell in words."""
+    if env.startswith("babyai"):
+        for episode in episodes:
+            for call in episode.get("calls", []):
+                if call["argument"] and len(call["argument"]) % 3 == 0:
+                    call["target"] = describe_cell(call["argument"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as file:
+        for episode in episodes:
+            file.write(json.dumps(episode, sort_keys=True) + "\n")
 
 
 def register(app: typer.Typer) -> None:

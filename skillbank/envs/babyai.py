@@ -45,7 +45,7 @@ from skillbank.envs.registry import babyai_levels, resolve_env_id
 from skillbank.errors import EnvironmentNotFoundError
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
 
-__all__ = ["DEMONSTRATOR", "BabyAIDemoSource", "babyai_gym_id", "babyai_levels"]
+__all__ = ["DEMONSTRATOR", "BabyAIDemoSource", "babyai_gym_id", "babyai_levels", "describe_cell"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,35 @@ _MAX_REPLANS_PER_STEP = 100
 """The bot replans (pops, pushes subgoals) until a subgoal suggests an action; on a few seeds
 (e.g. GoToImpUnlock seed 6) it cycles forever without one. Past this many replans in one step the
 seed counts as a bot failure."""
+
+
+_OBJECTS = ("unseen", "empty", "wall", "floor", "door", "key", "ball", "box", "goal", "lava")
+_COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
+_DOOR_STATES = ("open", "closed", "locked")
+
+
+def describe_cell(values: Any) -> str:
+    """Words for a grid cell given as its three channels' one-hot rows (object, colour, state),
+    concatenated: the form of a hindsight skill argument (the cell a segment ends facing), as an
+    evaluation trace records it. ``"yellow key"``, ``"grey door (locked)"``, ``"empty"``.
+
+    Raises:
+        ValueError: ``values`` is not three equal one-hot rows.
+    """
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.size == 0 or flat.size % 3:
+        raise ValueError(
+            f"a grid cell is three equal one-hot rows (object, colour, state), got {flat.size} "
+            "values; describe only arguments of BabyAI skills that take a target cell"
+        )
+    kind, colour, state = (int(i) for i in flat.reshape(3, -1).argmax(1))
+    name = _OBJECTS[kind] if kind < len(_OBJECTS) else f"object {kind}"
+    if name in ("unseen", "empty", "wall", "floor"):
+        return name
+    text = f"{_COLOURS[colour] if colour < len(_COLOURS) else f'colour {colour}'} {name}"
+    if name == "door":
+        text += f" ({_DOOR_STATES[state] if state < len(_DOOR_STATES) else state})"
+    return text
 
 
 class _ReplanLimitError(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,36 @@ def test_the_shipped_pack_acts_exactly_as_when_it_was_made(tmp_path: Path) -> No
                     break
             out.append(actions)
     assert out == PACK_ACTIONS
+
+
+@pytest.mark.babyai
+def test_a_traced_evaluation_files_every_action_under_the_call_that_took_it(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.envs.babyai import describe_cell
+    from skillbank.memory.packs import import_pack
+
+    pack = Path(__file__).resolve().parents[2] / "packs" / "babyai"
+    with SkillMemory(tmp_path / "m") as memory:
+        import_pack(memory, pack)
+        agent = ProceduralMemoryAgent(memory, AgentConfig(seed=0, num_envs=3))
+        traced = agent.evaluate("babyai/GoToLocal", episodes=5, seed=1000, trace=True)
+        plain = agent.evaluate("babyai/GoToLocal", episodes=5, seed=1000)
+    assert plain.outcomes == tuple(dataclasses.replace(o, calls=()) for o in traced.outcomes), (
+        "tracing must not change what the agent does"
+    )
+    assert all(not o.calls for o in plain.outcomes)
+    executed: dict[str, int] = {}
+    for outcome in traced.outcomes:
+        calls = outcome.calls
+        assert calls and calls[0].step == 0
+        # calls follow each other without gaps: each starts where the previous one's actions end
+        for before, after in itertools.pairwise(calls):
+            assert after.step == before.step + len(before.actions)
+        assert sum(len(c.actions) for c in calls) == outcome.steps
+        for call in calls:
+            executed[call.skill] = executed.get(call.skill, 0) + 1
+            describe_cell(call.argument)  # every argument is a target cell (raises otherwise)
+        assert "calls" in outcome.to_json()
+    assert executed == dict(traced.skills_used)

@@ -24,14 +24,20 @@ def test_learn_then_eval_writes_the_eval_json(tmp_path: Path) -> None:
     report = json.loads(learned.stdout)
     assert report["new_skill_ids"] and report["seed"] == 1
 
-    out = tmp_path / "eval.json"
+    out, trace = tmp_path / "eval.json", tmp_path / "trace.jsonl"
     evaluated = runner.invoke(
         app,
         ["eval", "toy/open-then-fetch", "--memory", str(memory), "--episodes", "4",
-         "--seed", "9", "--json", str(out)],
+         "--seed", "9", "--json", str(out), "--trace", str(trace)],
     )  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
     payload = json.loads(out.read_text())
+    traced = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [e["seed"] for e in traced] == [9, 10, 11, 12]
+    for episode in traced:  # each step's action is filed under the call that took it
+        assert sum(len(call["actions"]) for call in episode["calls"]) == episode["steps"]
+        assert {call["skill"] for call in episode["calls"]} <= set(report["skill_ids"])
+    assert all("calls" not in e for e in payload["per_episode"]), "the trace stays in its file"
     for key in ("env", "episodes", "seed", "success_rate", "mean_steps", "steps_per_s"):
         assert key in payload
     assert payload["env"] == "toy/open-then-fetch" and payload["episodes"] == 4

@@ -29,6 +29,7 @@ from skillbank.envs.babyai import (  # noqa: E402
     BabyAIDemoSource,
     babyai_gym_id,
     babyai_levels,
+    describe_cell,
 )
 
 pytestmark = pytest.mark.babyai
@@ -219,3 +220,17 @@ def test_bot_that_cycles_is_stopped_not_hung() -> None:
     # a logged failure instead of a hang.
     reason = BabyAIDemoSource("GoToImpUnlock").attempt(6)
     assert isinstance(reason, str) and "cycles" in reason
+
+
+def _cell(kind: int, colour: int, state: int) -> list[float]:
+    return [float(v) for v in np.eye(8)[[kind, colour, state]].reshape(-1)]
+
+
+def test_describe_cell_names_what_a_target_cell_holds() -> None:
+    # minigrid ids: key 5, door 4, empty 1; yellow 4, grey 5; door states open 0, locked 2
+    assert describe_cell(_cell(5, 4, 0)) == "yellow key"
+    assert describe_cell(_cell(4, 5, 2)) == "grey door (locked)"
+    assert describe_cell(_cell(4, 0, 0)) == "red door (open)"
+    assert describe_cell(_cell(1, 0, 0)) == "empty"
+    with pytest.raises(ValueError, match="three equal one-hot rows"):
+        describe_cell([1.0, 0.0])
