@@ -172,8 +172,6 @@ class SkillExecutor:
         # per primitive, the targets its finished calls were given, OR-ed (history-v2 only)
         self._targets = torch.zeros(num_envs, self.num_primitives, self._argument.shape[1])
         self._held = torch.zeros(num_envs, self._argument.shape[1])  # (B, D) held so far
-        self.retrieved: Counter[int] = Counter()
-        self.executed: Counter[int] = Counter()
         self._episode_steps = np.zeros(num_envs, dtype=np.int64)  # (B,) steps in its episode
         # per episode: [first step, skill index, argument (D,), actions] per call (trace only)
         self._traced: dict[int, list[tuple[int, int, npt.NDArray[np.float32], list[Any]]]] = {}
@@ -326,8 +324,6 @@ class SkillExecutor:
         return history_features(self._last[envs], counts, config.history_cap, targets, held)
 
     def _note(self, env: int, executed: int, retrieved: Sequence[int]) -> None:
-        self.retrieved.update(retrieved)
-        self.executed[executed] += 1
         episode = int(self._episode_of[env])
         self._episode_retrieved.setdefault(episode, Counter()).update(retrieved)
         self._episode_executed.setdefault(episode, Counter())[executed] += 1
@@ -359,6 +355,16 @@ class SkillExecutor:
             self._next_episode += 1
 
     # --- results --------------------------------------------------------------------------------
+
+    @property
+    def retrieved(self) -> Counter[int]:
+        """Times each skill (index) was retrieved since :meth:`reset`, idle slots included."""
+        return sum(self._episode_retrieved.values(), Counter())
+
+    @property
+    def executed(self) -> Counter[int]:
+        """Times each skill (index) was executed since :meth:`reset`, idle slots included."""
+        return sum(self._episode_executed.values(), Counter())
 
     def calls_of(self, episode: int) -> tuple[SkillCall, ...]:
         """The calls episode ``episode`` (index since :meth:`reset`) made, in order, with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -110,17 +111,12 @@ def evaluate(
     with open_memory_or_pack(memory, hint=hint) as store:
         agent = ProceduralMemoryAgent(store, config)
         result = agent.evaluate(env, episodes=episodes, seed=seed, trace=trace is not None)
-    if trace is not None:
-        _write_trace(trace, result.env, [outcome.to_json() for outcome in result.outcomes])
-    episodes_json = [
-        {k: v for k, v in o.to_json().items() if k != "calls"} for o in result.outcomes
-    ]
-    payload = {
-        **result.to_json(),
-        "per_episode": episodes_json,
-        **_run_info(seed),
-        "settings": list(settings or []),
-    }
+    payload = {**result.to_json(), **_run_info(seed), "settings": list(settings or [])}
+    if trace is not None:  # the calls go to the trace file, not the eval JSON
+        _write_trace(trace, result.env, payload["per_episode"])
+        payload["per_episode"] = [
+            {k: v for k, v in episode.items() if k != "calls"} for episode in payload["per_episode"]
+        ]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -136,7 +132,7 @@ def _write_trace(path: Path, env: str, episodes: list[dict[str, Any]]) -> None:
     if env.startswith("babyai"):
         for episode in episodes:
             for call in episode.get("calls", []):
-                if call["argument"] and len(call["argument"]) % 3 == 0:
+                with contextlib.suppress(ValueError):  # an argument that is no grid cell
                     call["target"] = describe_cell(call["argument"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as file:
