@@ -338,6 +338,7 @@ def train_hierarchy(
                         segments.grids,
                         "pointer" if target is not None else None,
                         history=segments.history,
+                        tokens=segments.tokens,
                     ),
                     argument="hindsight" if target is not None else "learned",
                 )

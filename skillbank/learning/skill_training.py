@@ -20,7 +20,7 @@ from torch import nn
 
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
-from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
+from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec, TokenSlice
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
 __all__ = ["SkillTrainConfig", "segment_log_likelihood", "train_skill_policy"]
@@ -132,6 +132,10 @@ class SkillTrainConfig:
             call with maps, 256 unseen episodes, seeds 0/1: PutNextLocal 0.340/0.160 reading
             them vs 0.336/0.176 skipping them, BossLevel 0.406/0.348 vs 0.402/0.371
             (:mod:`skillbank.envs.grid_map`).
+        read_mission: Skills read the token sequences of the features (a BabyAI mission) as
+            the controller does; off: they skip them, so a skill acts on its observation and
+            its argument alone and only the controller reads the task (as in the options of
+            HAL or SPiRL's low-level policies). Needs the grid trunk.
         seed: Seed of initialisation and batching.
     """
 
@@ -154,6 +158,7 @@ class SkillTrainConfig:
     relabel_nearby: bool = False
     relabel_held: bool = False
     read_history: bool = False
+    read_mission: bool = True
     seed: int = 0
 
     @property
@@ -194,6 +199,11 @@ class SkillTrainConfig:
                 "SkillTrainConfig.relabel_held refines relabel_nearby: set relabel_targets=True "
                 "and relabel_nearby=True too (or leave relabel_held off)"
             )
+        if not (self.read_mission or self.grid_trunk):
+            raise ValueError(
+                "SkillTrainConfig.read_mission=False skips the mission in the skills' grid "
+                "trunk: set grid_trunk=True too (or leave read_mission on)"
+            )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
         if self.arg_dim < 0:
@@ -206,10 +216,11 @@ class SkillTrainConfig:
         grids: tuple[GridSlice, ...],
         arg_film: str | None = None,
         history: tuple[tuple[int, int], ...] = (),
+        tokens: tuple[TokenSlice, ...] = (),
     ) -> GridTrunkSpec | None:
         """The skills' grid trunk over ``grids`` (``None``: off, or no grids: an MLP);
         ``arg_film`` overrides the configured one; the ``history`` ranges (an explored map) are
-        skipped unless ``read_history``."""
+        skipped unless ``read_history``, the ``tokens`` (a mission) unless ``read_mission``."""
         if not self.grid_trunk or not grids:
             return None
         film = self.arg_film if arg_film is None else arg_film
@@ -217,6 +228,8 @@ class SkillTrainConfig:
         if not self.read_history:
             grids = tuple(g for g in grids if (g.offset, g.offset + g.size) not in history)
             skip = history
+        if not self.read_mission:
+            skip = (*skip, *((t.offset, t.offset + t.size) for t in tokens))
         return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, film, skip=skip)
 
 
@@ -248,7 +261,9 @@ def train_skill_policy(
                 obs_dim=segments.obs_dim,
                 action=action,
                 hidden_dims=config.hidden_dims,
-                grid=config.grid_spec(segments.grids, history=segments.history),
+                grid=config.grid_spec(
+                    segments.grids, history=segments.history, tokens=segments.tokens
+                ),
             )
         )
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)

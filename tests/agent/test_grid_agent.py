@@ -106,3 +106,47 @@ def test_the_mission_positions_are_a_setting_fixed_at_the_first_learn(tmp_path: 
         assert again.featurizer is not None
         (mission,) = [s for s in again.featurizer.specs if s.kind == "tokens"]
         assert mission.cardinalities == (64, 20)
+
+
+def test_mission_blind_skills_skip_the_mission_and_the_controller_reads_it(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.envs.babyai import BabyAIDemoSource
+
+    source = BabyAIDemoSource("GoToLocal")
+    episodes = [e for e in map(source.demonstrate, range(12)) if e is not None]
+    blind = dataclasses.replace(
+        GRID_FAST, skill=dataclasses.replace(GRID_FAST.skill, read_mission=False)
+    )
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, blind)
+        agent.learn([episodes])
+        assert agent.featurizer is not None and agent.controller is not None
+        (mission,) = [s for s in agent.featurizer.specs if s.kind == "tokens"]
+        start = agent.featurizer.dim - mission.dim  # the mission is the last entry
+        _, _, policies = agent.skills()
+        assert policies and all(p.config.grid is not None for p in policies)
+        assert all(p.config.grid.skip == ((start, agent.featurizer.dim),) for p in policies)
+        probe = torch.from_numpy(
+            agent.featurizer.transform({k: v[:3] for k, v in episodes[0].observations.items()})
+        )
+        other = probe.clone()
+        other[:, start:] = torch.from_numpy(
+            agent.featurizer.transform({k: v[:3] for k, v in episodes[5].observations.items()})
+        )[:, start:]
+        assert not torch.equal(probe, other)  # another mission, the same views
+        for policy in policies:
+            torch.testing.assert_close(policy(other)[0], policy(probe)[0])
+        # the controller still reads it
+        assert not torch.allclose(agent.controller(other), agent.controller(probe))
+    with SkillMemory(tmp_path / "m") as memory:  # a fresh agent rebuilds the blind skills
+        again = ProceduralMemoryAgent(memory, GRID_FAST)
+        _, _, rebuilt = again.skills()
+        assert [p.config for p in rebuilt] == [p.config for p in policies]
+        assert again.evaluate("babyai/GoToLocal", episodes=2, seed=10**9).episodes == 2
+
+
+def test_mission_blind_skills_need_the_grid_trunk() -> None:
+    with pytest.raises(ValueError, match="grid_trunk=True"):
+        SkillTrainConfig(read_mission=False, grid_trunk=False)
