@@ -143,8 +143,8 @@ class SkillTrainConfig:
             PutNext 91.0 vs 95.3, GoToSeq 70.7 vs 76.2, SynthSeq 46.9 vs 48.4, BossLevel 46.9
             vs 50.8 (with ``relabel_held`` too: 90.2 / 88.7 / 96.9 / 68.0 / 48.8 / 47.3 vs
             94.5 / 91.0 / 97.3 / 74.2 / 48.4 / 47.3); a skill reading the mission may make up
-            for an argument the controller names wrong (not measured). The skills are a third the size
-            (129k vs 399k parameters: the mission's one-hots feed the first layer).
+            for an argument the controller names wrong (not measured). The skills are a third
+            the size (129k vs 399k parameters: the mission's one-hots feed the first layer).
         seed: Seed of initialisation and batching.
     """
 
