@@ -137,7 +137,8 @@ class SkillTrainConfig:
         read_mission: Skills read the token sequences of the features (a BabyAI mission) as
             the controller does; off: they skip them, so a skill acts on its observation and
             its argument alone and only the controller reads the task (as in the options of
-            HAL or SPiRL's low-level policies). Needs the grid trunk. On by default: the twelve
+            HAL or SPiRL's low-level policies). Needs the grid trunk (features without a grid
+            have no trunk to skip it in: their skills read everything). On by default: the twelve
             benchmark levels learned in one call with the five switches (seed 0, 256 unseen
             episodes), skipping vs reading it: PutNextLocal 74.2% vs 85.2, Pickup 92.2 vs 89.8,
             PutNext 91.0 vs 95.3, GoToSeq 70.7 vs 76.2, SynthSeq 46.9 vs 48.4, BossLevel 46.9
