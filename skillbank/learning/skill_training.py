@@ -241,7 +241,7 @@ class SkillTrainConfig:
             grids = tuple(g for g in grids if (g.offset, g.offset + g.size) not in history)
             skip = history
         if not self.read_mission:
-            skip = (*skip, *((t.offset, t.offset + t.size) for t in tokens))
+            skip = (*skip, *((t.offset, t.end) for t in tokens))
         return GridTrunkSpec(grids, self.conv_channels, self.kernel_size, film, skip=skip)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from skillbank.agent import AgentConfig, ProceduralMemoryAgent
 from skillbank.learning.controller_training import ControllerTrainConfig
+from skillbank.learning.segment_set import token_slices
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.skill_vae import SkillVAETrainConfig
 from skillbank.memory.store import SkillMemory
@@ -123,8 +124,8 @@ def test_mission_blind_skills_skip_the_mission_and_the_controller_reads_it(
         agent = ProceduralMemoryAgent(memory, blind)
         agent.learn([episodes])
         assert agent.featurizer is not None and agent.controller is not None
-        (mission,) = [s for s in agent.featurizer.specs if s.kind == "tokens"]
-        start = agent.featurizer.dim - mission.dim  # the mission is the last entry
+        (mission,) = token_slices(agent.featurizer)
+        start = mission.offset  # the mission is the last entry
         _, _, policies = agent.skills()
         assert policies and all(p.config.grid is not None for p in policies)
         assert all(p.config.grid.skip == ((start, agent.featurizer.dim),) for p in policies)
