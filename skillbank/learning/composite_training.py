@@ -34,6 +34,7 @@ from skillbank.errors import TrainingError
 from skillbank.learning.composite_skill import CompositeSkill, CompositeSkillConfig
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.nn.controller import Controller, attention_logits
+from skillbank.nn.optim import adam
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, action_log_prob
 
 __all__ = ["CompositeTrainConfig", "relabel_controller", "train_composite"]
@@ -152,7 +153,7 @@ def train_composite(
             _start_from(skill, init)
         for child in children:
             child.requires_grad_(False)
-        optimizer = torch.optim.Adam(skill.parameters(), lr=train.learning_rate)
+        optimizer = adam(skill.parameters(), lr=train.learning_rate)
 
         def batch_loss(idx: torch.Tensor) -> torch.Tensor:
             where = torch.full((num_occ,), -1, dtype=torch.long)
@@ -267,7 +268,7 @@ def relabel_controller(
         tuned.requires_grad_(train.relabel_trunk)
         tuned.query_head.requires_grad_(True)
         params = [p for p in tuned.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=train.learning_rate)
+        optimizer = adam(params, lr=train.learning_rate)
         batches = max(1, math.ceil(len(x) / train.relabel_batch_size))
         for epoch in range(train.relabel_epochs):
             order = torch.randperm(len(x), generator=generator)

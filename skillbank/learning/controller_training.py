@@ -36,6 +36,7 @@ from skillbank.nn.controller import (
     call_history,
 )
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec, TokenSlice
+from skillbank.nn.optim import adam
 
 __all__ = [
     "ControllerTrainConfig",
@@ -435,7 +436,7 @@ def train_controller(
                 history_cap=config.history_cap if num_history else HISTORY_COUNT_CAP,
             )
         )
-        optimizer = torch.optim.Adam(controller.parameters(), lr=config.learning_rate)
+        optimizer = adam(controller.parameters(), lr=config.learning_rate)
         for epoch in range(config.num_epochs):
             order = torch.randperm(len(x), generator=generator)
             for i in range(0, len(order), config.batch_size):

@@ -71,6 +71,7 @@ from skillbank.nn.controller import (
     call_history,
 )
 from skillbank.nn.grid_trunk import GridSlice
+from skillbank.nn.optim import adam
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
 __all__ = [
@@ -349,8 +350,11 @@ def train_hierarchy(
         for policy in frozen:
             policy.requires_grad_(False)
         params = [*controller.parameters(), *(p for s in new for p in s.parameters())]
-        optimizer = torch.optim.AdamW(
-            params, lr=skill_config.learning_rate, weight_decay=skill_config.weight_decay
+        optimizer = adam(
+            params,
+            lr=skill_config.learning_rate,
+            weight_decay=skill_config.weight_decay,
+            decoupled=True,
         )
         noise = skill_config.input_noise
 

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import torch
 
 from skillbank.learning.features import ObservationFeaturizer
+from skillbank.nn.optim import adam
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 from skillbank.types import Episode
 
@@ -138,7 +139,7 @@ def _fit_and_score(
         policy = SkillPolicy(
             SkillPolicyConfig(obs_dim=x.shape[1], action=action, hidden_dims=(hidden_dim,))
         )
-        optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+        optimizer = adam(policy.parameters(), lr=3e-3)
         repeats = max(1, 512 // max(len(index), 1))
         for _ in range(epochs):
             order = index[torch.randperm(len(index), generator=generator)].repeat(repeats)

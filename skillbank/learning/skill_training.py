@@ -21,6 +21,7 @@ from torch import nn
 from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec, TokenSlice
+from skillbank.nn.optim import adam
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
 
 __all__ = ["SkillTrainConfig", "segment_log_likelihood", "train_skill_policy"]
@@ -278,7 +279,7 @@ def train_skill_policy(
                 ),
             )
         )
-        optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+        optimizer = adam(policy.parameters(), lr=config.learning_rate)
         repeats = max(1, math.ceil(config.min_steps_per_epoch / len(x)))
         for epoch in range(config.num_epochs):
             order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(repeats)])

@@ -20,6 +20,7 @@ import torch
 from skillbank.errors import TrainingError
 from skillbank.events import Event, NullObserver, Observer
 from skillbank.learning.segment_set import SegmentSet
+from skillbank.nn.optim import adam
 from skillbank.nn.skill_policy import ActionSpec, action_log_prob
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig, skill_vae_loss
 
@@ -91,7 +92,7 @@ def train_skill_vae(
                 latent_dim=config.latent_dim,
             )
         )
-        optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate)
+        optimizer = adam(vae.parameters(), lr=config.learning_rate)
         # --- sort by length so padded batches waste little -------------------------------------
         lengths = np.array([stop - start for _, start, stop in segments.spans])
         order = np.argsort(lengths, kind="stable")

@@ -39,6 +39,7 @@ from skillbank.nn.encoders import (
     make_encoder,
     obs_to_tensors,
 )
+from skillbank.nn.optim import adam
 from skillbank.types import MAP_KEY, Episode
 
 __all__ = [
@@ -396,8 +397,8 @@ def train_flat_bc(
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
     model = FlatBCNet(encoder_config, config.memory_dim, num_outputs, discrete).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    optimizer = adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, decoupled=True
     )
     batches_per_epoch = math.ceil(len(demos) / config.episodes_per_batch)
     total_updates = config.epochs * batches_per_epoch
