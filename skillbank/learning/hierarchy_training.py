@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from skillbank.errors import TrainingError
+from skillbank.learning.carry_augment import carry_swap, swap_carried
 from skillbank.learning.controller_training import (
     ControllerTrainConfig,
     episode_call_prefixes,
@@ -297,6 +298,11 @@ def train_hierarchy(
             seg_history = torch.cat([seg_history, held], dim=1)
             seg_retry = torch.cat([seg_retry, held], dim=1)
     step_first = torch.from_numpy(first)  # (S,)
+    # Carry augmentation: skills (not the controller) see other contents of the inventory cell.
+    swap = None
+    if target is not None and skill_config.carry_augment > 0:
+        carry_cell = inventory_of(segments, target)
+        swap = carry_swap(segments, target.grid, carry_cell) if carry_cell is not None else None
     num_steps, num_segs = len(x), len(end_x)
     pos_weight = torch.tensor(max(1.0, num_steps / max(num_segs, 1)))
     copy_tokens = (
@@ -388,7 +394,9 @@ def train_hierarchy(
                 query_loss = query_loss + controller_config.target_weight * (
                     controller.target_loss(start_x[both], argument, both_hist).mean()
                 )
-            inputs = torch.cat([step_in, end_in])
+            inputs = torch.cat([step_in, end_in])  # (b + e, O)
+            if train and swap is not None:
+                inputs = swap_carried(inputs, both, swap, skill_config.carry_augment, generator)
             skill_of = seg_skill[both]
             act_loss = inputs.new_zeros(())
             term_loss = inputs.new_zeros(())

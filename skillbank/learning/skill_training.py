@@ -149,6 +149,11 @@ class SkillTrainConfig:
             GoToSeq episodes walk to doors the mission does not name more (21.5% of calls vs
             10.1%). The skills are a third the size (129k vs 399k parameters: the mission's
             one-hots feed the first layer).
+        carry_augment: With hindsight arguments, the share of steps of segments whose inventory
+            cell never changes that show the skill another content of that cell (drawn from
+            what the data shows there, nothing held included), so walks learned empty-handed
+            serve walks made carrying something (:mod:`~skillbank.learning.carry_augment`);
+            the controller reads the true cell. 0: off.
         seed: Seed of initialisation and batching.
     """
 
@@ -172,6 +177,7 @@ class SkillTrainConfig:
     relabel_held: bool = False
     read_history: bool = False
     read_mission: bool = True
+    carry_augment: float = 0.0
     seed: int = 0
 
     @property
@@ -216,6 +222,16 @@ class SkillTrainConfig:
             raise ValueError(
                 "SkillTrainConfig.read_mission=False skips the mission in the skills' grid "
                 "trunk: set grid_trunk=True too (or leave read_mission on)"
+            )
+        if not 0.0 <= self.carry_augment <= 1.0:
+            raise ValueError(
+                f"SkillTrainConfig.carry_augment is a share of steps in [0, 1], got "
+                f"{self.carry_augment}"
+            )
+        if self.carry_augment and self.argument != "hindsight":
+            raise ValueError(
+                "SkillTrainConfig.carry_augment finds the inventory in the hindsight target's "
+                "grid: set argument='hindsight' too (or leave carry_augment at 0)"
             )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
