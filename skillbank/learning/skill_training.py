@@ -129,6 +129,8 @@ class SkillTrainConfig:
             carrying something now head for the destination, but drop far from it. Seed 1
             (fresh learns, with vs without): PutNextLocal 0.809 vs 0.441, PutNext 0.895 vs
             0.547, SynthSeq 0.457 vs 0.402, GoToSeq 0.660 vs 0.660, BossLevel 0.383 vs 0.398.
+            Seed 2 (eight skills either way): PutNextLocal 0.383 vs 0.309, PutNext 0.535 vs
+            0.406, GoToSeq 0.680 vs 0.605, SynthSeq 0.387 vs 0.395, BossLevel 0.359 vs 0.363.
         read_history: Skills read the history entries of the features too (an explored map,
             :data:`~skillbank.types.HISTORY_ENTRIES`); off: they skip them (the controller,
             which decides where to go next, reads them). Six benchmark levels learned in one
