@@ -56,7 +56,7 @@ def carry_swap(segments: SegmentSet, grid: GridSlice, cell: int) -> CarrySwap:
         for e, start, stop in segments.spans
     ]
     contents = np.unique(np.concatenate(cells), axis=0)  # (P, C) bool
-    columns = grid.offset + cell * grid.channels + np.arange(grid.channels)
+    columns = grid.cell_start(cell) + np.arange(grid.channels)
     return CarrySwap(
         torch.tensor(steady, dtype=torch.bool),
         torch.from_numpy(contents.astype(np.float32)),

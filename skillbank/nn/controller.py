@@ -105,12 +105,12 @@ class TargetSpec:
     @property
     def start(self) -> int:
         """First feature of the cell in the flat features."""
-        return self.grid.offset + self.cell * self.grid.channels
+        return self.grid.cell_start(self.cell)
 
     def content(self, features: torch.Tensor, cell: int | None = None) -> torch.Tensor:
         """The content of the interaction cell (or another ``cell`` of the grid) in features
         (B, O): (B, C), 0/1 (one-hot per group)."""
-        start = self.start if cell is None else self.grid.offset + cell * self.dim
+        start = self.grid.cell_start(self.cell if cell is None else cell)
         return (features[:, start : start + self.dim] > 0.5).float()
 
     def beside(self) -> tuple[int, ...]:
@@ -125,7 +125,7 @@ class TargetSpec:
 
     def contents_beside(self, features: torch.Tensor) -> torch.Tensor:
         """The contents of the cells :meth:`beside` in features (B, O): (B, M, C), 0/1."""
-        starts = [self.grid.offset + cell * self.dim for cell in self.beside()]
+        starts = [self.grid.cell_start(cell) for cell in self.beside()]
         cells = [features[:, start : start + self.dim] for start in starts]
         return (torch.stack(cells, dim=1) > 0.5).float()
 

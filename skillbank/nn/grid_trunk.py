@@ -84,6 +84,10 @@ class GridSlice:
         """Features in the slice: H * W * C."""
         return self.height * self.width * self.channels
 
+    def cell_start(self, cell: int) -> int:
+        """First feature of ``cell`` (row-major index) in the flat features."""
+        return self.offset + cell * self.channels
+
     def to_json(self) -> dict[str, int]:
         """The slice as stored in a module config."""
         return {
