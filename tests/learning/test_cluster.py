@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skillbank.learning.cluster import ClusterConfig, cluster_codes, silhouette, split_separable
+from skillbank.learning.cluster import (
+    ClusterConfig,
+    cluster_codes,
+    merge_inseparable,
+    silhouette,
+    split_separable,
+)
 
 
 def test_cluster_codes_finds_the_number_of_separated_blobs() -> None:
@@ -97,3 +103,53 @@ def test_cluster_codes_splits_only_when_asked() -> None:
         ClusterConfig(split_silhouette=1.5)
     with pytest.raises(ValueError, match="min_split_share"):
         ClusterConfig(min_split_share=0.0)
+
+
+def _walk_spread_and_three_interactions() -> tuple[np.ndarray, np.ndarray]:
+    """A wide, continuous spread of 900 "walks" (uniform on a ring, no gaps to cut at) and three
+    tight groups of 80 ("open", "pick up", "drop") off it, two of them near each other."""
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 900)
+    radius = rng.uniform(2.0, 4.0, 900)
+    walks = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)
+    groups = [np.array(c) + 0.1 * rng.standard_normal((80, 2)) for c in ([12, 0], [0, 12], [0, 14])]
+    truth = np.repeat([0, 1, 2, 3], [900, 80, 80, 80])
+    return np.concatenate([walks, *groups]), truth
+
+
+def test_merging_joins_fragments_of_a_spread_and_keeps_separate_groups() -> None:
+    codes, truth = _walk_spread_and_three_interactions()
+    for seed in range(3):
+        config = ClusterConfig(max_clusters=10, merge_silhouette=0.55, seed=seed)
+        merged = cluster_codes(codes, config)
+        assert merged.num_clusters == 4
+        for group in range(4):  # each true group is one cluster, and no two share one
+            assert len(set(merged.labels[truth == group].tolist())) == 1
+        assert len({int(merged.labels[truth == g][0]) for g in range(4)}) == 4
+        assert set(merged.silhouettes) == {10, 4}
+        np.testing.assert_allclose(merged.centres[merged.labels[-1]], [0, 14], atol=0.1)
+    # the silhouette alone joins the near pair (cutting the ring in two scores lower)
+    plain = cluster_codes(codes, ClusterConfig(max_clusters=10, seed=0))
+    assert plain.num_clusters == 3
+    assert plain.labels[truth == 2][0] == plain.labels[truth == 3][0]
+
+
+def test_merge_inseparable_threshold_bounds() -> None:
+    codes, truth = _walk_spread_and_three_interactions()
+    rng = np.random.default_rng(0)
+    # at -1 nothing merges; at 1 everything does
+    keep = merge_inseparable(codes, truth, ClusterConfig(merge_silhouette=-0.99), rng)
+    assert len(keep[0]) == 4 and np.array_equal(keep[1], truth)
+    one = merge_inseparable(codes, truth, ClusterConfig(merge_silhouette=1.0), rng)
+    assert len(one[0]) == 1 and (one[1] == 0).all()
+    np.testing.assert_allclose(one[0][0], codes.mean(0))
+    # labels that skip numbers come back as 0..K'-1
+    gappy = merge_inseparable(codes, truth * 3, ClusterConfig(merge_silhouette=-0.99), rng)
+    assert np.array_equal(gappy[1], truth)
+
+
+def test_merge_silhouette_config_errors() -> None:
+    with pytest.raises(ValueError, match="merge_silhouette"):
+        ClusterConfig(merge_silhouette=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        ClusterConfig(merge_silhouette=0.5, split_silhouette=0.7)
