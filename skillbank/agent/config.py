@@ -32,7 +32,10 @@ class AgentConfig:
     Attributes:
         segmenter: The unsupervised segmenter's settings.
         vae: Skill VAE training; ``vae.latent_dim`` is the key dimension.
-        cluster: How segments become skills (and how many).
+        cluster: How segments become skills (and how many): by default over-cluster, then
+            merge the pairs of clusters no more separable than fragments of one spread
+            (``merge_silhouette=0.55``, :mod:`skillbank.learning.cluster`); ``none`` there: the
+            silhouette alone chooses how many.
         skill: Training of each skill module.
         controller: Training of the controller.
         explain_threshold: A segment is explained by an existing skill when its mean per-step
@@ -73,7 +76,7 @@ class AgentConfig:
 
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     vae: SkillVAETrainConfig = field(default_factory=SkillVAETrainConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    cluster: ClusterConfig = field(default_factory=lambda: ClusterConfig(merge_silhouette=0.55))
     skill: SkillTrainConfig = field(default_factory=SkillTrainConfig)
     controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
     explain_threshold: float = math.log(0.5)
@@ -217,6 +220,9 @@ def _parse_field(config: Any, name: str, text: str, setting: str) -> Any:
             f"setting {setting!r}: {name!r} is a part, not a field",
             hint=f"set one of its fields, e.g. {name}.{dataclasses.fields(current)[0].name}=...",
         )
+    optional = "None" in str(next(f.type for f in dataclasses.fields(config) if f.name == name))
+    if optional and text.lower() == "none":
+        return None
     try:
         return _parse_like(current, text)
     except ValueError as error:

@@ -16,22 +16,25 @@ learn runs (the five hindsight/history switches, the six levels in one call, see
 only seed 1's pick-up-and-drop skill: PutNextLocal 81.3% vs 50.0, BossLevel 52.3 vs 50.0 (256
 unseen episodes); the other seeds acted exactly as without it.
 
-Merging inseparable pairs (``merge_silhouette``, off by default; replaces the silhouette's choice
-of k): fit k-means at ``max_clusters`` (over-cluster), then merge the pair of clusters that is
-least separable, again and again, while that pair's silhouette is below ``merge_silhouette``. A
-pair is scored on a balanced sample (as many codes from each side), so a large diffuse cluster
-does not drown a small tight one. The fragments k-means cuts from one continuous spread of codes
-(walks heading anywhere) score low against each other and merge; groups apart from the rest
-(pick-up, drop, open) score high and stay. BabyAI, the twelve small-budget levels' 23,979
-segments, the skill encoder's codes of seeds 0/1/2: the silhouette chose 3/8/8 clusters (with
-pick-up and drop as one, or walks in six pieces), purity 0.760/0.821/0.821; with
-``merge_silhouette=0.55`` every seed (and every k-means seed, starting from k = 6, 8 or 10) gave
-the same four: walks, open, pick-up, drop (purity 0.821; the bot's "explore" and "go next to"
-are one spread of walks). Walk fragments scored 0.27-0.46 against each other, the walks against
-drop, pick-up and open 0.61-0.70, pairs of interactions 0.75-0.95. The four clusters' own
-silhouette, 0.68-0.70, is above that of every k the silhouette rule tried (at most 0.63): k-means
-at k = 4 cuts the walks rather than part pick-up from drop. The rule only merges: groups that
-k-means at ``max_clusters`` keeps under one centre stay one skill.
+Merging inseparable pairs (``merge_silhouette``; off here, on in the agent's defaults) proposes one
+more clustering, kept when its mean silhouette beats every k's: fit k-means at ``max_clusters``
+(over-cluster), then merge the pair of clusters that is least separable, again and again, while
+that pair's silhouette is below ``merge_silhouette``. A pair is scored on a balanced sample (as
+many codes from each side), so a large diffuse cluster does not drown a small tight one. The
+fragments k-means cuts from one continuous spread of codes (walks heading anywhere) score low
+against each other and merge; groups apart from the rest (pick-up, drop, open) score high and
+stay. It finds clusterings k-means misses: at k = 4 k-means may cut the walks rather than part
+pick-up from drop. BabyAI, the twelve small-budget levels' 23,979 segments, the skill encoder's
+codes of seeds 0/1/2 (the README's five switches; success figures there): the k scan chose
+3 / 4 / 4 clusters (seed 0 with pick-up and drop as one, purity 0.760, silhouette 0.632; seeds
+1 and 2 walks / open / pick-up / drop, purity 0.821, silhouette 0.684 / 0.676); the merged one was
+those four for all three seeds (silhouette 0.705 / 0.684 / 0.676), so it changed seed 0 only.
+The k scan's pick is fragile (seed 1's codes with k-means seeded 0: k = 8, the walks in six
+pieces); merging gave the same four for k-means seeds 0-2 and over-clustering at k = 6, 8 or 10.
+Walk fragments scored 0.27-0.46 against each other, the walks against drop, pick-up and open
+0.61-0.70, pairs of interactions 0.75-0.95. The rule only merges: groups that k-means at
+``max_clusters`` keeps under one centre stay one skill, and where joining them scores higher (a
+tight near pair beside a wide spread) the k scan's choice stands.
 
 Example:
     >>> result = cluster_codes(codes, ClusterConfig(max_clusters=8))  # doctest: +SKIP
@@ -40,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,10 +77,9 @@ class ClusterConfig:
         split_silhouette: Split a chosen cluster in two while its own 2-means split reaches
             this silhouette (see the module); ``None``: never.
         min_split_share: Least share of a cluster's codes on the smaller side of a split.
-        merge_silhouette: Over-cluster at ``max_clusters``, then merge the least separable
-            pair while its balanced silhouette is below this (see the module); replaces the
-            silhouette's choice of k (``min_clusters``, ``min_silhouette`` and
-            ``split_silhouette`` then play no part). ``None``: the silhouette chooses.
+        merge_silhouette: Also over-cluster at ``max_clusters`` and merge the least separable
+            pair while its balanced silhouette is below this (see the module); that clustering
+            wins when its mean silhouette beats every k's. ``None``: k-means' k only.
     """
 
     min_clusters: int = 2
@@ -107,7 +110,8 @@ class ClusterConfig:
         if self.merge_silhouette is not None and self.split_silhouette is not None:
             raise ValueError(
                 "ClusterConfig: set merge_silhouette or split_silhouette, not both (merging "
-                "over-clusters and joins; splitting starts from the silhouette's choice)"
+                "over-clusters and joins; splitting starts from the silhouette's choice); to "
+                "split, also set cluster.merge_silhouette=none"
             )
         if not 0.0 < self.min_split_share <= 0.5:
             raise ValueError(
@@ -122,7 +126,8 @@ class Clustering:
     Attributes:
         centres: (K, Z) cluster centres, the skills' keys.
         labels: (N,) cluster of each code.
-        silhouettes: k -> mean silhouette of the k tried.
+        silhouettes: k -> mean silhouette of the k tried (where the merged clustering won,
+            its count's entry is its own).
     """
 
     centres: FloatArray
@@ -195,8 +200,7 @@ def cluster_codes(codes: FloatArray, config: ClusterConfig | None = None) -> Clu
     rng = np.random.default_rng(cfg.seed)
     distinct = len(np.unique(np.round(codes, 6), axis=0))
     sample = rng.permutation(len(codes))[: cfg.max_silhouette_points]
-    if cfg.merge_silhouette is not None:
-        return _over_cluster_and_merge(codes, min(cfg.max_clusters, distinct), sample, cfg, rng)
+    merge_rng = copy.deepcopy(rng)  # its own stream: the k scan's fits are as without merging
     best: tuple[float, FloatArray, IntArray] | None = None
     silhouettes: dict[int, float] = {}
     for k in range(cfg.min_clusters, min(cfg.max_clusters, distinct) + 1):
@@ -206,6 +210,13 @@ def cluster_codes(codes: FloatArray, config: ClusterConfig | None = None) -> Clu
         silhouettes[k] = score
         if best is None or score > best[0]:
             best = (score, centres, labels)
+    if cfg.merge_silhouette is not None and distinct >= 2:
+        merged = _over_cluster_and_merge(
+            codes, min(cfg.max_clusters, distinct), sample, cfg, merge_rng
+        )
+        if best is None or merged[0] > best[0]:
+            best = merged
+            silhouettes[len(merged[1])] = merged[0]
     if best is None or best[0] < cfg.min_silhouette:
         return Clustering(codes.mean(0, keepdims=True), np.zeros(len(codes), np.int64), silhouettes)
     centres, labels = best[1], best[2]
@@ -256,15 +267,13 @@ def _over_cluster_and_merge(
     sample: IntArray,
     config: ClusterConfig,
     rng: np.random.Generator,
-) -> Clustering:
-    """k-means at k on codes (N, Z), then :func:`merge_inseparable`; the silhouettes of k and of
-    the merged count (on ``sample``) are recorded."""
+) -> tuple[float, FloatArray, IntArray]:
+    """k-means at k on codes (N, Z), then :func:`merge_inseparable`: the merged clustering's
+    silhouette (on ``sample``), centres (K', Z) and labels (N,)."""
     fits = [kmeans(codes, k, rng) for _ in range(config.num_restarts)]
     _, labels, _ = min(fits, key=lambda f: f[2])
-    silhouettes = {k: silhouette(codes[sample], labels[sample])}
     centres, labels = merge_inseparable(codes, labels, config, rng)
-    silhouettes[len(centres)] = silhouette(codes[sample], labels[sample])
-    return Clustering(centres, labels, silhouettes)
+    return silhouette(codes[sample], labels[sample]), centres, labels
 
 
 def merge_inseparable(

@@ -58,3 +58,16 @@ def test_settings_of_one_part_are_checked_together_in_any_order() -> None:
     with pytest.raises(ConfigError, match="relabels hindsight targets"):
         AgentConfig().with_settings(["skill.relabel_targets=true"])
     assert AgentConfig().with_settings(["top_k=2", "top_k=3"]).top_k == 3
+
+
+def test_an_optional_field_set_by_default_can_be_unset() -> None:
+    # the agent merges inseparable clusters by default; none turns that off (splitting needs it)
+    assert AgentConfig().cluster.merge_silhouette == 0.55
+    config = AgentConfig().with_settings(
+        ["cluster.merge_silhouette=none", "cluster.split_silhouette=0.7"]
+    )
+    assert config.cluster.merge_silhouette is None and config.cluster.split_silhouette == 0.7
+    with pytest.raises(ConfigError, match=r"cluster\.merge_silhouette=none"):
+        AgentConfig().with_settings(["cluster.split_silhouette=0.7"])
+    with pytest.raises(ConfigError, match="'none' is not a whole number"):
+        AgentConfig().with_settings(["cluster.max_clusters=none"])

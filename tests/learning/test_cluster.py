@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from skillbank.learning.cluster import (
     ClusterConfig,
     cluster_codes,
+    kmeans,
     merge_inseparable,
     silhouette,
     split_separable,
 )
+from skillbank.learning.metrics import cluster_purity
 
 
 def test_cluster_codes_finds_the_number_of_separated_blobs() -> None:
@@ -120,18 +124,31 @@ def _walk_spread_and_three_interactions() -> tuple[np.ndarray, np.ndarray]:
 def test_merging_joins_fragments_of_a_spread_and_keeps_separate_groups() -> None:
     codes, truth = _walk_spread_and_three_interactions()
     for seed in range(3):
-        config = ClusterConfig(max_clusters=10, merge_silhouette=0.55, seed=seed)
-        merged = cluster_codes(codes, config)
-        assert merged.num_clusters == 4
+        rng = np.random.default_rng(seed)
+        fits = [kmeans(codes, 10, rng) for _ in range(4)]
+        over = min(fits, key=lambda fit: fit[2])[1]  # the ring in pieces, each group apart
+        centres, labels = merge_inseparable(codes, over, ClusterConfig(merge_silhouette=0.55), rng)
+        assert len(centres) == 4
         for group in range(4):  # each true group is one cluster, and no two share one
-            assert len(set(merged.labels[truth == group].tolist())) == 1
-        assert len({int(merged.labels[truth == g][0]) for g in range(4)}) == 4
-        assert set(merged.silhouettes) == {10, 4}
-        np.testing.assert_allclose(merged.centres[merged.labels[-1]], [0, 14], atol=0.1)
-    # the silhouette alone joins the near pair (cutting the ring in two scores lower)
+            assert len(set(labels[truth == group].tolist())) == 1
+        assert len({int(labels[truth == g][0]) for g in range(4)}) == 4
+        np.testing.assert_allclose(centres[labels[-1]], [0, 14], atol=0.1)
+    # here the silhouette prefers joining the near pair to cutting the ring: 3 beats the merged 4,
+    # so cluster_codes keeps 3 either way; the k scan is the same with merging on
     plain = cluster_codes(codes, ClusterConfig(max_clusters=10, seed=0))
-    assert plain.num_clusters == 3
+    merged = cluster_codes(codes, ClusterConfig(max_clusters=10, merge_silhouette=0.55, seed=0))
+    assert plain.num_clusters == merged.num_clusters == 3
     assert plain.labels[truth == 2][0] == plain.labels[truth == 3][0]
+    assert plain.silhouettes == merged.silhouettes
+
+
+def test_a_merged_clustering_that_scores_lower_loses() -> None:
+    # one blob: the fragments merge into one cluster (silhouette 0), the k scan keeps its choice
+    codes = np.random.default_rng(0).standard_normal((300, 2))
+    plain = cluster_codes(codes, ClusterConfig(min_silhouette=0.0, seed=0))
+    merged = cluster_codes(codes, ClusterConfig(min_silhouette=0.0, seed=0, merge_silhouette=0.55))
+    assert merged.num_clusters == plain.num_clusters > 1
+    np.testing.assert_array_equal(merged.labels, plain.labels)
 
 
 def test_merge_inseparable_threshold_bounds() -> None:
@@ -153,3 +170,30 @@ def test_merge_silhouette_config_errors() -> None:
         ClusterConfig(merge_silhouette=1.5)
     with pytest.raises(ValueError, match="not both"):
         ClusterConfig(merge_silhouette=0.5, split_silhouette=0.7)
+
+
+def test_babyai_codes_interactions_apart_walks_together() -> None:
+    """1,500 of the skill encoder's codes of the twelve small-budget BabyAI levels' segments
+    (seed 0, float16), with the bot's subgoal of each (to score only): the silhouette's k joins
+    pick-up and drop (k-means at k = 4 cuts the walks instead); merging finds walks / open /
+    pick-up / drop, at a higher silhouette."""
+    data = np.load(Path(__file__).parent / "data" / "babyai_segment_codes.npz")
+    codes = data["codes"].astype(np.float64)
+    subgoal = data["subgoal_names"][data["subgoal"]]
+    plain = cluster_codes(codes, ClusterConfig(seed=1))
+    merged = cluster_codes(codes, ClusterConfig(seed=1, merge_silhouette=0.55))
+    assert plain.num_clusters == 3 and merged.num_clusters == 4
+    assert max(merged.silhouettes.values()) > max(plain.silhouettes.values())
+    for labels, expected in ((plain.labels, 0.75), (merged.labels, 0.82)):
+        assert cluster_purity(labels.tolist(), subgoal.tolist()) == pytest.approx(
+            expected, abs=0.01
+        )
+    # in the merged clustering each interaction is (almost) one cluster of its own
+    majority = {}
+    for name in ("Open", "Pickup", "Drop"):
+        clusters, counts = np.unique(merged.labels[subgoal == name], return_counts=True)
+        assert counts.max() / counts.sum() > 0.98
+        majority[name] = clusters[counts.argmax()]
+    assert len(set(majority.values())) == 3
+    walks = np.isin(subgoal, ["GoNextTo", "Explore"])
+    assert np.unique(merged.labels[walks], return_counts=True)[1].max() / walks.sum() > 0.98
