@@ -32,10 +32,11 @@ class AgentConfig:
     Attributes:
         segmenter: The unsupervised segmenter's settings.
         vae: Skill VAE training; ``vae.latent_dim`` is the key dimension.
-        cluster: How segments become skills (and how many): by default over-cluster, then
-            merge the pairs of clusters no more separable than fragments of one spread
-            (``merge_silhouette=0.55``, :mod:`skillbank.learning.cluster`); ``none`` there: the
-            silhouette alone chooses how many.
+        cluster: How segments become skills (and how many): by default the k scan's
+            clustering competes with one made by over-clustering and merging the pairs no more
+            separable than fragments of one spread (``merge_silhouette=0.55``,
+            :mod:`skillbank.learning.cluster`); the higher silhouette wins. ``none`` there: the
+            k scan alone.
         skill: Training of each skill module.
         controller: Training of the controller.
         explain_threshold: A segment is explained by an existing skill when its mean per-step
@@ -220,6 +221,7 @@ def _parse_field(config: Any, name: str, text: str, setting: str) -> Any:
             f"setting {setting!r}: {name!r} is a part, not a field",
             hint=f"set one of its fields, e.g. {name}.{dataclasses.fields(current)[0].name}=...",
         )
+    # an optional field (annotated ``X | None``) takes ``none`` whatever its current value
     optional = "None" in str(next(f.type for f in dataclasses.fields(config) if f.name == name))
     if optional and text.lower() == "none":
         return None
