@@ -32,11 +32,7 @@ class AgentConfig:
     Attributes:
         segmenter: The unsupervised segmenter's settings.
         vae: Skill VAE training; ``vae.latent_dim`` is the key dimension.
-        cluster: How segments become skills (and how many): by default the k scan's
-            clustering competes with one made by over-clustering and merging the pairs no more
-            separable than fragments of one spread (``merge_silhouette=0.55``,
-            :mod:`skillbank.learning.cluster`); the higher silhouette wins. ``none`` there: the
-            k scan alone.
+        cluster: How segments become skills (and how many).
         skill: Training of each skill module.
         controller: Training of the controller.
         explain_threshold: A segment is explained by an existing skill when its mean per-step
@@ -77,7 +73,7 @@ class AgentConfig:
 
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     vae: SkillVAETrainConfig = field(default_factory=SkillVAETrainConfig)
-    cluster: ClusterConfig = field(default_factory=lambda: ClusterConfig(merge_silhouette=0.55))
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     skill: SkillTrainConfig = field(default_factory=SkillTrainConfig)
     controller: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
     explain_threshold: float = math.log(0.5)

@@ -70,7 +70,7 @@ class SegmentationBenchConfig:
             affect segments or clusters).
         segmenter: The segmenter's settings (its ``seed`` is replaced by ``seed``).
         settings: Agent settings ``part.field=value`` for the learn (``--set``, e.g.
-            ``cluster.merge_silhouette=none``; :meth:`AgentConfig.with_settings`).
+            ``cluster.merge_silhouette=0.55``; :meth:`AgentConfig.with_settings`).
     """
 
     levels: tuple[str, ...] = ("GoTo", "PutNext", "BossLevel")

@@ -16,7 +16,7 @@ learn runs (the five hindsight/history switches, the six levels in one call, see
 only seed 1's pick-up-and-drop skill: PutNextLocal 81.3% vs 50.0, BossLevel 52.3 vs 50.0 (256
 unseen episodes); the other seeds acted exactly as without it.
 
-Merging inseparable pairs (``merge_silhouette``; off here, on in the agent's defaults) proposes one
+Merging inseparable pairs (``merge_silhouette``, off by default) proposes one
 more clustering, kept when its mean silhouette beats every k's: fit k-means at ``max_clusters``
 (over-cluster), then merge the pair of clusters that is least separable, again and again, while
 that pair's silhouette is below ``merge_silhouette``. A pair is scored on a balanced sample (as

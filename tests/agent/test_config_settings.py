@@ -61,13 +61,14 @@ def test_settings_of_one_part_are_checked_together_in_any_order() -> None:
 
 
 def test_an_optional_field_set_by_default_can_be_unset() -> None:
-    # the agent merges inseparable clusters by default; none turns that off (splitting needs it)
-    assert AgentConfig().cluster.merge_silhouette == 0.55
-    config = AgentConfig().with_settings(
+    # none unsets a switch that holds a number (splitting needs merging off)
+    merging = AgentConfig().with_settings(["cluster.merge_silhouette=0.55"])
+    assert merging.cluster.merge_silhouette == 0.55
+    config = merging.with_settings(
         ["cluster.merge_silhouette=none", "cluster.split_silhouette=0.7"]
     )
     assert config.cluster.merge_silhouette is None and config.cluster.split_silhouette == 0.7
     with pytest.raises(ConfigError, match=r"cluster\.merge_silhouette=none"):
-        AgentConfig().with_settings(["cluster.split_silhouette=0.7"])
+        merging.with_settings(["cluster.split_silhouette=0.7"])
     with pytest.raises(ConfigError, match="'none' is not a whole number"):
         AgentConfig().with_settings(["cluster.max_clusters=none"])
