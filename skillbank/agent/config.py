@@ -205,11 +205,11 @@ def _parse_like(current: Any, text: str) -> Any:
 
 def _parse_field(config: Any, name: str, text: str, setting: str) -> Any:
     """The value of field ``name`` of ``config`` (a frozen dataclass) parsed from ``text``."""
-    names = [f.name for f in dataclasses.fields(config)]
-    if name not in names:
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if name not in fields:
         raise ConfigError(
             f"setting {setting!r}: {type(config).__name__} has no field {name!r}",
-            hint=f"fields: {', '.join(names)}",
+            hint=f"fields: {', '.join(fields)}",
         )
     current = getattr(config, name)
     if dataclasses.is_dataclass(current):
@@ -218,8 +218,7 @@ def _parse_field(config: Any, name: str, text: str, setting: str) -> Any:
             hint=f"set one of its fields, e.g. {name}.{dataclasses.fields(current)[0].name}=...",
         )
     # an optional field (annotated ``X | None``) takes ``none`` whatever its current value
-    optional = "None" in str(next(f.type for f in dataclasses.fields(config) if f.name == name))
-    if optional and text.lower() == "none":
+    if "None" in str(fields[name].type) and text.lower() == "none":
         return None
     try:
         return _parse_like(current, text)

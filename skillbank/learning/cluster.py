@@ -16,10 +16,10 @@ learn runs (the five hindsight/history switches, the six levels in one call, see
 only seed 1's pick-up-and-drop skill: PutNextLocal 81.3% vs 50.0, BossLevel 52.3 vs 50.0 (256
 unseen episodes); the other seeds acted exactly as without it.
 
-Merging inseparable pairs (``merge_silhouette``, off by default) proposes one
-more clustering, kept when its mean silhouette beats every k's: fit k-means at ``max_clusters``
-(over-cluster), then merge the pair of clusters that is least separable, again and again, while
-that pair's silhouette is below ``merge_silhouette``. A pair is scored on a balanced sample (as
+Merging inseparable pairs (``merge_silhouette``, off by default) proposes one more clustering,
+kept when its mean silhouette beats every k's: fit k-means at ``max_clusters`` (over-cluster),
+then merge the pair of clusters that is least separable, again and again, while that pair's
+silhouette is below ``merge_silhouette``. A pair is scored on a balanced sample (as
 many codes from each side), so a large diffuse cluster does not drown a small tight one. The
 fragments k-means cuts from one continuous spread of codes (walks heading anywhere) score low
 against each other and merge; groups apart from the rest (pick-up, drop, open) score high and
@@ -52,6 +52,7 @@ import numpy.typing as npt
 __all__ = [
     "ClusterConfig",
     "Clustering",
+    "best_kmeans",
     "cluster_codes",
     "kmeans",
     "merge_inseparable",
@@ -171,6 +172,16 @@ def kmeans(
     return centre_array, labels, inertia
 
 
+def best_kmeans(
+    codes: FloatArray, k: int, rng: np.random.Generator, restarts: int
+) -> tuple[FloatArray, IntArray]:
+    """The lowest-inertia of ``restarts`` :func:`kmeans` fits of codes (N, Z): centres (k, Z),
+    labels (N,)."""
+    fits = [kmeans(codes, k, rng) for _ in range(restarts)]
+    centres, labels, _ = min(fits, key=lambda f: f[2])
+    return centres, labels
+
+
 def silhouette(codes: FloatArray, labels: IntArray) -> float:
     """Mean silhouette of codes (N, Z) under labels (N,); 0 for fewer than two clusters."""
     clusters = np.unique(labels)
@@ -204,8 +215,7 @@ def cluster_codes(codes: FloatArray, config: ClusterConfig | None = None) -> Clu
     best: tuple[float, FloatArray, IntArray] | None = None
     silhouettes: dict[int, float] = {}
     for k in range(cfg.min_clusters, min(cfg.max_clusters, distinct) + 1):
-        fits = [kmeans(codes, k, rng) for _ in range(cfg.num_restarts)]
-        centres, labels, _ = min(fits, key=lambda f: f[2])
+        centres, labels = best_kmeans(codes, k, rng, cfg.num_restarts)
         score = silhouette(codes[sample], labels[sample])
         silhouettes[k] = score
         if best is None or score > best[0]:
@@ -246,8 +256,7 @@ def split_separable(
         sub = codes[members]
         if len(np.unique(np.round(sub, 6), axis=0)) < 2:
             continue
-        fits = [kmeans(sub, 2, rng) for _ in range(config.num_restarts)]
-        halves, half, _ = min(fits, key=lambda f: f[2])
+        halves, half = best_kmeans(sub, 2, rng, config.num_restarts)
         share = min(int((half == 0).sum()), int((half == 1).sum())) / len(sub)
         if share < config.min_split_share:
             continue
@@ -270,8 +279,7 @@ def _over_cluster_and_merge(
 ) -> tuple[float, FloatArray, IntArray]:
     """k-means at k on codes (N, Z), then :func:`merge_inseparable`: the merged clustering's
     silhouette (on ``sample``), centres (K', Z) and labels (N,)."""
-    fits = [kmeans(codes, k, rng) for _ in range(config.num_restarts)]
-    _, labels, _ = min(fits, key=lambda f: f[2])
+    _, labels = best_kmeans(codes, k, rng, config.num_restarts)
     centres, labels = merge_inseparable(codes, labels, config, rng)
     return silhouette(codes[sample], labels[sample]), centres, labels
 

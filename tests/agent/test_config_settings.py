@@ -60,7 +60,7 @@ def test_settings_of_one_part_are_checked_together_in_any_order() -> None:
     assert AgentConfig().with_settings(["top_k=2", "top_k=3"]).top_k == 3
 
 
-def test_an_optional_field_set_by_default_can_be_unset() -> None:
+def test_an_optional_field_holding_a_number_can_be_unset() -> None:
     # none unsets a switch that holds a number (splitting needs merging off)
     merging = AgentConfig().with_settings(["cluster.merge_silhouette=0.55"])
     assert merging.cluster.merge_silhouette == 0.55
