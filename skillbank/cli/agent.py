@@ -23,6 +23,7 @@ from skillbank.cli.common import (
 )
 from skillbank.cli.pack_memory import open_memory_or_pack, refuse_pack
 from skillbank.envs.babyai import describe_cell
+from skillbank.envs.babyai_missions import success_by_mission
 from skillbank.envs.dataset import load_dataset
 from skillbank.memory.store import SkillMemory
 
@@ -112,6 +113,10 @@ def evaluate(
         agent = ProceduralMemoryAgent(store, config)
         result = agent.evaluate(env, episodes=episodes, seed=seed, trace=trace is not None)
     payload = {**result.to_json(), **_run_info(seed), "settings": list(settings or [])}
+    if result.env.startswith("babyai") and result.outcomes:
+        payload["success_by_mission"] = success_by_mission(
+            [o.task for o in result.outcomes], [o.success for o in result.outcomes]
+        )
     if trace is not None:  # the calls go to the trace file, not the eval JSON
         _write_trace(trace, result.env, payload["per_episode"])
         payload["per_episode"] = [

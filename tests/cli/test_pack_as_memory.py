@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from skillbank.cli.app import app
 from skillbank.cli.pack_memory import is_pack_dir
+from skillbank.envs.babyai_missions import mission_clauses
 from skillbank.memory.packs import export_pack
 from skillbank.memory.store import SkillMemory
 from tests.cli.demo_helpers import tree_digest, write_toy_demos
@@ -71,3 +72,27 @@ def test_neither_memory_nor_pack_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "toy/pickup", "--memory", str(tmp_path / "empty")])
     assert result.exit_code == 1
     assert "no skill memory at" in result.output
+
+
+def test_babyai_eval_breaks_success_down_by_mission(tmp_path: Path) -> None:
+    pack = Path(__file__).resolve().parents[2] / "packs" / "babyai"
+    out = tmp_path / "boss.json"
+    result = CliRunner().invoke(
+        app,
+        ["eval", "babyai/BossLevel", "--memory", str(pack), "--episodes", "3",
+         "--seed", "1000000000", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    by_mission = payload["success_by_mission"]
+    clauses = {k: v for k, v in by_mission.items() if "clause" in k}
+    assert sum(v["episodes"] for v in clauses.values()) == 3  # each episode in one clause count
+    successes = sum(e["success"] for e in payload["per_episode"])
+    assert sum(v["episodes"] * v["success_rate"] for v in clauses.values()) == pytest.approx(
+        successes
+    )
+    for row in by_mission.values():
+        assert 1 <= row["episodes"] <= 3 and 0.0 <= row["success_rate"] <= 1.0
+    for verb in ("go to", "pick up", "open", "put"):  # as the tasks in per_episode say
+        with_verb = [e for e in payload["per_episode"] if verb in mission_clauses(e["task"])]
+        assert by_mission.get(verb, {"episodes": 0})["episodes"] == len(with_verb)
