@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -32,14 +33,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return memory, pack
 
 
-def _eval(memory: Path, out: Path) -> dict[str, object]:
+def _eval(
+    memory: Path, out: Path, env: str = "toy/pickup", episodes: int = 4, seed: int = 7
+) -> dict[str, Any]:
     result = CliRunner().invoke(
         app,
-        ["eval", "toy/pickup", "--memory", str(memory), "--episodes", "4",
-         "--seed", "7", "--json", str(out)],
+        ["eval", env, "--memory", str(memory), "--episodes", str(episodes),
+         "--seed", str(seed), "--json", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    payload: dict[str, object] = json.loads(out.read_text())
+    payload: dict[str, Any] = json.loads(out.read_text())
     return payload
 
 
@@ -76,14 +79,7 @@ def test_neither_memory_nor_pack_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_babyai_eval_breaks_success_down_by_mission(tmp_path: Path) -> None:
     pack = Path(__file__).resolve().parents[2] / "packs" / "babyai"
-    out = tmp_path / "boss.json"
-    result = CliRunner().invoke(
-        app,
-        ["eval", "babyai/BossLevel", "--memory", str(pack), "--episodes", "3",
-         "--seed", "1000000000", "--json", str(out)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    payload = json.loads(out.read_text())
+    payload = _eval(pack, tmp_path / "boss.json", "babyai/BossLevel", 3, 1_000_000_000)
     by_mission = payload["success_by_mission"]
     clauses = {k: v for k, v in by_mission.items() if "clause" in k}
     assert sum(v["episodes"] for v in clauses.values()) == 3  # each episode in one clause count
