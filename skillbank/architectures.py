@@ -287,13 +287,21 @@ def _hidden_dims(config: Mapping[str, Any], arch_id: str) -> list[int]:
     return hidden
 
 
+def _termination_head(config: Mapping[str, Any], arch: str, width: int) -> dict[str, TensorSpec]:
+    """The termination head: the last hidden layer, plus ``duration_bins`` one-hots if any."""
+    bins = _count(config, "duration_bins", arch) if "duration_bins" in config else 0
+    if bins > 16:
+        raise ArchitectureError(f"{arch} config field 'duration_bins' must be at most 16")
+    return linear("termination_head", width + bins, 1)
+
+
 def _skill_policy_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     arch = "skill-policy-v1"
     kind, actions = _action_size(config, arch)
     hidden = _hidden_dims(config, arch)
     tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch), *hidden])
     tensors.update(linear("action_head", hidden[-1], actions))
-    tensors.update(linear("termination_head", hidden[-1], 1))
+    tensors.update(_termination_head(config, arch, hidden[-1]))
     if kind == "continuous":
         tensors["log_std"] = TensorSpec((actions,))
     return tensors
@@ -307,7 +315,7 @@ def _skill_policy_v2(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     tensors = mlp_tensors("trunk", [positive_int(config, "obs_dim", arch) + arg_dim, *hidden])
     tensors.update(linear("film", arg_dim, 2 * hidden[0]))
     tensors.update(linear("action_head", hidden[-1], actions))
-    tensors.update(linear("termination_head", hidden[-1], 1))
+    tensors.update(_termination_head(config, arch, hidden[-1]))
     if kind == "continuous":
         tensors["log_std"] = TensorSpec((actions,))
     return tensors
@@ -626,7 +634,7 @@ def _skill_policy_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
     if arg_dim:
         tensors.update(linear("film", arg_dim, grid_film or 2 * hidden[0]))
     tensors.update(linear("action_head", hidden[-1], actions))
-    tensors.update(linear("termination_head", hidden[-1], 1))
+    tensors.update(_termination_head(config, arch, hidden[-1]))
     if kind == "continuous":
         tensors["log_std"] = TensorSpec((actions,))
     return tensors

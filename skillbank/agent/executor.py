@@ -186,7 +186,9 @@ class SkillExecutor:
             self._held = torch.maximum(self._held, target.content(x, held_cell))
         # --- who decides: no skill yet, or its termination head fired after >= 1 action ---------
         need = self._active[:, 0] < 0
-        params, stop_logits = self._run_skills(x, self._argument)  # (N_p, B, A), (N_p, B)
+        # (N_p, B, A), (N_p, B): the running skills judge this observation after the actions
+        # they have taken in their calls (duration-aware termination heads read that count)
+        params, stop_logits = self._run_skills(x, self._argument, self._steps_in_skill)
         if (~need).any():
             active = self._active.clamp(min=0)  # (B, K)
             stop_p = (torch.sigmoid(stop_logits[active.T, rows]).T * self._weights).sum(1)  # (B,)
@@ -216,7 +218,9 @@ class SkillExecutor:
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
             self._steps_in_skill[chosen] = 0
             # the skills just chosen act on the arguments just given
-            params[:, chosen] = self._run_skills(x[chosen], self._argument[chosen])[0]
+            params[:, chosen] = self._run_skills(
+                x[chosen], self._argument[chosen], self._steps_in_skill[chosen]
+            )[0]
         self._steps_in_skill += 1
         # --- act with the attention-weighted mixture of the chosen skills ------------------------
         chosen_params = params[self._active.T, rows]  # (K, B, A)
@@ -400,14 +404,15 @@ class SkillExecutor:
         return {self.skill_ids[i]: (retrieved[i], executed[i], succeeded[i]) for i in used}
 
     def _run_skills(
-        self, x: torch.Tensor, argument: torch.Tensor
+        self, x: torch.Tensor, argument: torch.Tensor, taken: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every primitive on features (B, O), arguments (B, D): (N_p, B, A), stops (N_p, B)."""
+        """Every primitive on features (B, O), arguments (B, D), actions taken in the running
+        call (B,): (N_p, B, A), stops (N_p, B)."""
         n = self.num_primitives
         params = torch.empty(n, x.shape[0], self.action.size)
         stops = torch.empty(n, x.shape[0])
         for stacked, members in self._groups:
-            group_params, group_stops = stacked(x, argument)
+            group_params, group_stops = stacked(x, argument, taken)
             params[members] = group_params
             stops[members] = group_stops
         return params, stops

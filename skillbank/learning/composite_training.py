@@ -126,7 +126,7 @@ def train_composite(
     # --- per position: decision features, the segment's steps, the observation after it --------
     occ = np.asarray(occurrences, np.int64)  # (M, L)
     num_occ = len(occ)
-    starts, ends, steps = [], [], []
+    starts, ends, steps, end_taken = [], [], [], []
     for p in range(length):
         seg = occ[:, p].tolist()
         starts.append(
@@ -136,7 +136,16 @@ def train_composite(
         )  # (M, O)
         ends.append(torch.from_numpy(segments.end_features(seg)))  # (M, O)
         feats, acts, owner = segments.steps(seg)  # (S_p, O), (S_p,...), (S_p,)
-        steps.append((torch.from_numpy(feats), torch.from_numpy(acts), torch.from_numpy(owner)))
+        within, lengths = segments.durations(seg)  # (S_p,), (M,): actions taken in the call
+        steps.append(
+            (
+                torch.from_numpy(feats),
+                torch.from_numpy(acts),
+                torch.from_numpy(owner),
+                torch.from_numpy(within),
+            )
+        )
+        end_taken.append(torch.from_numpy(lengths))
     targets = [torch.full((num_occ,), c, dtype=torch.long) for c in config.sequence]
     done = torch.full((num_occ,), len(config.children), dtype=torch.long)
     early_x = torch.from_numpy(
@@ -165,13 +174,13 @@ def train_composite(
                 position = torch.full((len(idx),), p, dtype=torch.long)
                 logits, argument = skill(starts[p][idx], position)  # (b, C+1), (b, D)
                 choice = choice + nn.functional.cross_entropy(logits, targets[p][idx])
-                feats, acts, owner = steps[p]
+                feats, acts, owner, within = steps[p]
                 rows = where[owner]
                 keep = rows >= 0
                 child = children[config.sequence[p]]
-                out, stop = child(feats[keep], argument[rows[keep]])
+                out, stop = child(feats[keep], argument[rows[keep]], within[keep])
                 act_loss = act_loss - action_log_prob(out, acts[keep], action, child.log_std).mean()
-                _, end_stop = child(ends[p][idx], argument)
+                _, end_stop = child(ends[p][idx], argument, end_taken[p][idx])
                 term_loss = term_loss + nn.functional.binary_cross_entropy_with_logits(
                     torch.cat([stop, end_stop]),
                     torch.cat([torch.zeros_like(stop), torch.ones_like(end_stop)]),

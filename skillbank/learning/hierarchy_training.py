@@ -260,6 +260,10 @@ def train_hierarchy(
         step_w = step_w * (mass[present].mean() / mass.clamp(min=1e-6))[step_skill]
     start_x = torch.from_numpy(starts)  # (N, O)
     end_x = torch.from_numpy(ends)  # (N, O)
+    # actions taken in the call at each step (S,) and at each end (N,), for duration-aware stops
+    step_taken, seg_length = (
+        torch.from_numpy(a) for a in segments.durations(range(segments.num_segments))
+    )
     seg_skill = torch.from_numpy(labels_np)  # (N,)
     # Hindsight: every segment's target, the interaction cell's content at its end (N, C).
     seg_target = (
@@ -348,6 +352,7 @@ def train_hierarchy(
                         tokens=segments.tokens,
                     ),
                     argument="hindsight" if target is not None else "learned",
+                    duration_bins=skill_config.duration_bins,
                 )
             )
             for _ in range(num_new)
@@ -395,6 +400,7 @@ def train_hierarchy(
                     controller.target_loss(start_x[both], argument, both_hist).mean()
                 )
             inputs = torch.cat([step_in, end_in])  # (b + e, O)
+            taken = torch.cat([step_taken[idx], seg_length[end_idx]])  # (b + e,)
             if train and swap is not None:
                 inputs = swap_carried(inputs, both, swap, skill_config.carry_augment, generator)
             skill_of = seg_skill[both]
@@ -402,7 +408,7 @@ def train_hierarchy(
             term_loss = inputs.new_zeros(())
             for k in torch.unique(skill_of).tolist():
                 rows = torch.nonzero(skill_of == k).squeeze(1)
-                out, stop_logit = skills[k](inputs[rows], argument[rows])
+                out, stop_logit = skills[k](inputs[rows], argument[rows], taken[rows])
                 is_step = rows < len(idx)
                 if is_step.any():
                     logp = action_log_prob(

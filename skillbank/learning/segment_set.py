@@ -205,6 +205,16 @@ class SegmentSet:
             owner.append(np.full(stop - start, row, np.int64))
         return np.concatenate(feats), np.concatenate(acts), np.concatenate(owner)
 
+    def durations(
+        self, indices: Sequence[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Actions taken before each step of the segments at ``indices`` (S,), in the order of
+        :meth:`steps` (0 at a segment's first step), and each segment's length (N,): the
+        actions taken when its end observation is seen."""
+        lengths = np.array([self.spans[i][2] - self.spans[i][1] for i in indices], np.int64)
+        within = [np.arange(n, dtype=np.int64) for n in lengths]
+        return (np.concatenate(within) if within else np.zeros(0, np.int64)), lengths
+
     def end_features(self, indices: Sequence[int]) -> npt.NDArray[np.float32]:
         """The observation right after each segment ends (where its skill should stop): (N, O)."""
         return np.stack([self.features[e][stop] for e, _, stop in (self.spans[i] for i in indices)])

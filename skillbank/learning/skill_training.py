@@ -22,7 +22,13 @@ from skillbank.errors import TrainingError
 from skillbank.learning.segment_set import SegmentSet
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec, TokenSlice
 from skillbank.nn.optim import adam
-from skillbank.nn.skill_policy import ActionSpec, SkillPolicy, SkillPolicyConfig, action_log_prob
+from skillbank.nn.skill_policy import (
+    MAX_DURATION_BINS,
+    ActionSpec,
+    SkillPolicy,
+    SkillPolicyConfig,
+    action_log_prob,
+)
 
 __all__ = ["SkillTrainConfig", "segment_log_likelihood", "train_skill_policy"]
 
@@ -163,6 +169,13 @@ class SkillTrainConfig:
             failures never put the object down (15 of 23 without): a walk made carrying X is
             trained to go to X (the targets name what was carried unless ``relabel_held``), so
             a skill blind to what it carries cannot tell fetching X from taking it to Y.
+        duration_bins: The skills' termination heads also read how many actions the skill has
+            taken in its call, one-hot in this many doubling bins
+            (:func:`skillbank.nn.skill_policy.duration_one_hot`); 0: they read the observation
+            alone. A skill whose segments are all one action long then learns to stop after
+            one, even where the state after its action is the state its other segments start
+            from (a skill holding pick-ups and drops: after the pick-up the agent holds the
+            object, as at the start of a drop, and an observation-only head drops it at once).
         seed: Seed of initialisation and batching.
     """
 
@@ -187,6 +200,7 @@ class SkillTrainConfig:
     read_history: bool = False
     read_mission: bool = True
     carry_augment: float = 0.0
+    duration_bins: int = 0
     seed: int = 0
 
     @property
@@ -242,6 +256,11 @@ class SkillTrainConfig:
                 "SkillTrainConfig.carry_augment finds the inventory in the hindsight target's "
                 "grid: set argument='hindsight' too (or leave carry_augment at 0)"
             )
+        if self.duration_bins and not 2 <= self.duration_bins <= MAX_DURATION_BINS:
+            raise ValueError(
+                f"SkillTrainConfig.duration_bins must be 0 (off) or 2..{MAX_DURATION_BINS}, "
+                f"got {self.duration_bins}"
+            )
         if min(self.num_epochs, self.batch_size, self.min_steps_per_epoch) < 1:
             raise ValueError("SkillTrainConfig counts must be >= 1")
         if self.arg_dim < 0:
@@ -285,6 +304,7 @@ def train_skill_policy(
     ends = segments.end_features(members)  # (M, O)
     # Inputs: every step ("go on", with its action) then every end ("stop", no action).
     x = torch.from_numpy(np.concatenate([feats, ends]))  # (S + M, O)
+    taken = torch.from_numpy(np.concatenate(segments.durations(members)))  # (S + M,)
     stop = torch.cat([torch.zeros(len(feats)), torch.ones(len(ends))])  # (S + M,)
     has_action = torch.cat([torch.ones(len(feats)), torch.zeros(len(ends))])
     pad = np.zeros((len(ends), *acts.shape[1:]), acts.dtype)
@@ -302,6 +322,7 @@ def train_skill_policy(
                 grid=config.grid_spec(
                     segments.grids, history=segments.history, tokens=segments.tokens
                 ),
+                duration_bins=config.duration_bins,
             )
         )
         optimizer = adam(policy.parameters(), lr=config.learning_rate)
@@ -310,7 +331,7 @@ def train_skill_policy(
             order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(repeats)])
             for i in range(0, len(order), config.batch_size):
                 idx = order[i : i + config.batch_size]
-                params, stop_logit = policy(x[idx])
+                params, stop_logit = policy(x[idx], None, taken[idx])
                 logp = action_log_prob(params, y[idx], action, policy.log_std)
                 act_loss = -(logp * has_action[idx]).sum() / has_action[idx].sum().clamp(min=1.0)
                 term_loss = nn.functional.binary_cross_entropy_with_logits(

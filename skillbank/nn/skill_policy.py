@@ -8,7 +8,11 @@ skill may first run a small CNN over the grid slices of its features
 layer for all skills (grouped convolutions).
 
 Discrete actions get logits; continuous actions get a Gaussian mean and a learned log-std. The
-termination head gives the logit of "this skill is done at this observation".
+termination head gives the logit of "this skill is done at this observation"; with
+``duration_bins`` it also reads how many actions the skill has taken in this call (one-hot, in
+doubling bins, :func:`duration_one_hot`), as a semi-Markov option's termination may: a state
+that ends one of a skill's segments and starts another (after a pick-up, the agent holds the
+object, as at the start of a drop) is told apart by the time spent.
 
 Example:
     >>> config = SkillPolicyConfig(obs_dim=8, action=ActionSpec("discrete", 3))
@@ -31,11 +35,13 @@ from torch import nn
 from skillbank.nn.grid_trunk import GridTrunk, GridTrunkSpec, StackedGridTrunks
 
 __all__ = [
+    "MAX_DURATION_BINS",
     "ActionSpec",
     "SkillPolicy",
     "SkillPolicyConfig",
     "StackedSkillPolicies",
     "action_log_prob",
+    "duration_one_hot",
     "make_mlp",
     "with_argument",
 ]
@@ -96,6 +102,27 @@ def action_log_prob(
     return -0.5 * (sq + 2 * log_std + math.log(2 * math.pi)).sum(-1)
 
 
+MAX_DURATION_BINS = 16
+"""Most duration bins a termination head may read (bin 15 starts at 2**13 + 1 actions)."""
+
+
+def duration_one_hot(steps: torch.Tensor | None, bins: int, batch: int) -> torch.Tensor:
+    """Actions taken so far in a skill's call (B,) -> one-hot (B, bins) in doubling bins.
+
+    Bin 0 holds 0 actions, bin 1 one, bin 2 two, bin 3 three to four, bin 4 five to eight, ...,
+    the last bin everything longer. ``steps`` ``None`` (duration unknown) gives zeros.
+
+    >>> duration_one_hot(torch.tensor([0, 1, 2, 3, 4, 5, 9, 100]), 6, 8).argmax(1).tolist()
+    [0, 1, 2, 3, 3, 4, 5, 5]
+    """
+    if steps is None:
+        return torch.zeros(batch, bins)
+    s = steps.float().clamp(min=0.0)
+    # 1 + ceil(log2(s)) for s >= 1: 1 -> 1, 2 -> 2, 3..4 -> 3, 5..8 -> 4, ... (exact at powers of 2)
+    index = torch.where(s > 0, 1 + torch.ceil(torch.log2(s.clamp(min=1.0))), torch.zeros_like(s))
+    return nn.functional.one_hot(index.long().clamp(max=bins - 1), bins).float()
+
+
 def make_mlp(in_dim: int, hidden_dims: Sequence[int]) -> nn.Sequential:
     """Linear/ReLU stack: Linear layers at even indices, as ``mlp_tensors`` in the registry."""
     layers: list[nn.Module] = []
@@ -123,6 +150,9 @@ class SkillPolicyConfig:
             or ``"hindsight"`` (the content of the cell the skill should end facing, one-hot per
             group; see :class:`skillbank.nn.controller.TargetSpec`). Stored only when
             ``"hindsight"``, so older configs read as ``"learned"``.
+        duration_bins: The termination head also reads the actions taken in this call, one-hot
+            in this many doubling bins (:func:`duration_one_hot`); 0: it reads the hidden state
+            alone. Stored only when > 0, so older configs read as 0.
     """
 
     obs_dim: int
@@ -131,10 +161,16 @@ class SkillPolicyConfig:
     arg_dim: int = 0
     grid: GridTrunkSpec | None = None
     argument: str = "learned"
+    duration_bins: int = 0
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
             raise ValueError(f"SkillPolicyConfig.obs_dim must be >= 1, got {self.obs_dim}")
+        if self.duration_bins and not 2 <= self.duration_bins <= MAX_DURATION_BINS:
+            raise ValueError(
+                f"SkillPolicyConfig.duration_bins must be 0 or 2..{MAX_DURATION_BINS}, "
+                f"got {self.duration_bins}"
+            )
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError("SkillPolicyConfig.hidden_dims must be positive widths (at least one)")
         if self.arg_dim < 0:
@@ -185,6 +221,8 @@ class SkillPolicyConfig:
             data["grid_trunk"] = self.grid.to_json()
         if self.argument != "learned":
             data["argument"] = self.argument
+        if self.duration_bins:
+            data["duration_bins"] = self.duration_bins
         return data
 
     @classmethod
@@ -198,6 +236,7 @@ class SkillPolicyConfig:
             arg_dim=int(data.get("arg_dim", 0)),
             grid=GridTrunkSpec.from_json(grid) if grid is not None else None,
             argument=str(data.get("argument", "learned")),
+            duration_bins=int(data.get("duration_bins", 0)),
         )
 
 
@@ -234,7 +273,7 @@ class SkillPolicy(nn.Module):
         self.trunk = make_mlp(in_dim + config.arg_dim, config.hidden_dims)
         width = config.hidden_dims[-1]
         self.action_head = nn.Linear(width, config.action.size)
-        self.termination_head = nn.Linear(width, 1)
+        self.termination_head = nn.Linear(width + config.duration_bins, 1)
         # v2: the argument also scales and shifts the first layer (FiLM), so a unit can read
         # "where is the object the argument names" -- a product of argument and observation.
         # v3 with arg_film "grid": it scales the first convolution's channels instead.
@@ -248,9 +287,13 @@ class SkillPolicy(nn.Module):
             self.log_std = nn.Parameter(torch.full((config.action.size,), -0.5))
 
     def forward(
-        self, features: torch.Tensor, argument: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        argument: torch.Tensor | None = None,
+        steps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O) and argument (B, D) -> action params (B, A), termination logits (B,)."""
+        """Features (B, O), argument (B, D) and actions taken in the call so far (B,) ->
+        action params (B, A), termination logits (B,)."""
         arg_dim = self.config.arg_dim
         if arg_dim and argument is None:
             argument = features.new_zeros(features.shape[0], arg_dim)
@@ -266,7 +309,11 @@ class SkillPolicy(nn.Module):
             gamma, beta = film.chunk(2, dim=-1)  # (B, H0) each
             hidden = torch.relu(self.trunk[0](inputs) * (1 + gamma) + beta)  # (B, H0)
             hidden = self.trunk[2:](hidden)  # (B, H)
-        return self.action_head(hidden), self.termination_head(hidden).squeeze(-1)
+        stop_in = hidden
+        if self.config.duration_bins:
+            duration = duration_one_hot(steps, self.config.duration_bins, hidden.shape[0])
+            stop_in = torch.cat([hidden, duration], dim=-1)  # (B, H + T)
+        return self.action_head(hidden), self.termination_head(stop_in).squeeze(-1)
 
     def log_prob(
         self, features: torch.Tensor, actions: torch.Tensor, argument: torch.Tensor | None = None
@@ -323,9 +370,13 @@ class StackedSkillPolicies(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, features: torch.Tensor, argument: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        argument: torch.Tensor | None = None,
+        steps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, O), argument (B, D) -> params (N, B, A), termination logits (N, B)."""
+        """Features (B, O), argument (B, D), actions taken in the call (B,) -> params (N, B, A),
+        termination logits (N, B)."""
         config = self.config
         if config.arg_dim and argument is None:
             argument = features.new_zeros(features.shape[0], config.arg_dim)
@@ -352,5 +403,12 @@ class StackedSkillPolicies(nn.Module):
         params = (
             torch.einsum("nbd,nad->nba", hidden, self.action_weight) + self.action_bias[:, None]
         )
-        stop = torch.einsum("nbd,nod->nbo", hidden, self.stop_weight) + self.stop_bias[:, None]
+        width = hidden.shape[-1]
+        stop = (
+            torch.einsum("nbd,nod->nbo", hidden, self.stop_weight[:, :, :width])
+            + self.stop_bias[:, None]
+        )  # (N, B, 1)
+        if config.duration_bins:
+            duration = duration_one_hot(steps, config.duration_bins, hidden.shape[1])  # (B, T)
+            stop = stop + torch.einsum("bt,not->nbo", duration, self.stop_weight[:, :, width:])
         return params, stop.squeeze(-1)  # (N, B, A), (N, B)
