@@ -176,6 +176,16 @@ class SkillTrainConfig:
             one, even where the state after its action is the state its other segments start
             from (a skill holding pick-ups and drops: after the pick-up the agent holds the
             object, as at the start of a drop, and an observation-only head drops it at once).
+            Default 8 (``skill.duration_bins=0`` turns it off); side by side, the twelve
+            benchmark levels learned in one call with the five switches, 256 unseen episodes
+            from seed 10^9, PutNextLocal / Pickup / PutNext / GoToSeq / SynthSeq / BossLevel,
+            8 vs 0: seed 0 (two skills, pick-ups and drops in one) 77.7 / 91.8 / 91.4 / 74.6
+            / 50.8 / 49.2% vs 47.3 / 88.3 / 56.2 / 73.4 / 45.7 / 42.2 (PutNextLocal's
+            ``pick-up, drop`` calls 0 vs 629 of 1,083); seed 2 (three skills, pick-up apart)
+            71.5 / 87.5 / 85.9 / 69.1 / 47.3 / 44.1 vs 72.7 / 84.8 / 74.6 / 70.3 / 48.0 /
+            45.7. ``make demo`` (seed 0, 128 episodes) GoToLocal / PickupLoc / Open /
+            PutNextLocal / unseen GoTo 81.2 / 24.2 / 93.0 / 5.5 / 53.9 vs 72.7 / 29.7 / 85.9 /
+            7.8 / 50.8; eval speed on GoTo 1,322 vs 1,392 steps/s.
         seed: Seed of initialisation and batching.
     """
 
@@ -200,7 +210,7 @@ class SkillTrainConfig:
     read_history: bool = False
     read_mission: bool = True
     carry_augment: float = 0.0
-    duration_bins: int = 0
+    duration_bins: int = 8
     seed: int = 0
 
     @property

@@ -60,14 +60,14 @@ def _stop_after(policy: SkillPolicy, taken: int, argument: torch.Tensor | None =
 
 
 CONFIG = SkillTrainConfig(
-    hidden_dims=(16,), num_epochs=40, batch_size=16, learning_rate=3e-3, arg_dim=0
+    hidden_dims=(16,), num_epochs=40, batch_size=16, learning_rate=3e-3, arg_dim=0, duration_bins=0
 )
 
 
 def test_an_observation_only_head_cannot_tell_a_finished_pick_up_from_a_drop_to_come() -> None:
     segments, interactions = _pick_walk_drop(20)
     policy = train_skill_policy(segments, interactions, ActionSpec("discrete", 3), CONFIG)
-    assert policy.config.duration_bins == 0
+    assert policy.config.duration_bins == 0  # turned off (``skill.duration_bins=0``)
     assert 0.2 < _stop_after(policy, 1) < 0.8  # both labels on one observation: chance
 
 
@@ -106,6 +106,10 @@ def test_joint_training_gives_new_skills_duration_aware_heads() -> None:
     pick_up, drop = arguments[interactions[0]][None], arguments[interactions[1]][None]
     assert _stop_after(interaction, 1, pick_up) > 0.9
     assert _stop_after(interaction, 0, drop) < 0.1
+
+
+def test_duration_aware_heads_are_the_default() -> None:
+    assert SkillTrainConfig().duration_bins == 8
 
 
 def test_duration_bins_are_stored_checked_and_stacked() -> None:
