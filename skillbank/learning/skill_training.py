@@ -183,9 +183,12 @@ class SkillTrainConfig:
             / 50.8 / 49.2% vs 47.3 / 88.3 / 56.2 / 73.4 / 45.7 / 42.2 (PutNextLocal's
             ``pick-up, drop`` calls 0 vs 629 of 1,083); seed 2 (three skills, pick-up apart)
             71.5 / 87.5 / 85.9 / 69.1 / 47.3 / 44.1 vs 72.7 / 84.8 / 74.6 / 70.3 / 48.0 /
-            45.7. ``make demo`` (seed 0, 128 episodes) GoToLocal / PickupLoc / Open /
-            PutNextLocal / unseen GoTo 81.2 / 24.2 / 93.0 / 5.5 / 53.9 vs 72.7 / 29.7 / 85.9 /
-            7.8 / 50.8; eval speed on GoTo 1,322 vs 1,392 steps/s.
+            45.7; seed 1 (four skills) 73.8 / 92.6 / 83.6 / 70.3 / 51.2 / 47.7 vs 71.9 / 89.5
+            / 81.6 / 70.7 / 47.3 / 42.6; three-seed means 74.3 / 90.6 / 87.0 / 71.3 / 49.8 /
+            47.0 vs 64.0 / 87.5 / 70.8 / 71.5 / 47.0 / 43.5. ``make demo`` (seed 0, 128
+            episodes) GoToLocal / PickupLoc / Open / PutNextLocal / unseen GoTo 81.2 / 24.2 /
+            93.0 / 5.5 / 53.9 vs 72.7 / 29.7 / 85.9 / 7.8 / 50.8; eval speed on GoTo 1,322 vs
+            1,392 steps/s.
         seed: Seed of initialisation and batching.
     """
 
