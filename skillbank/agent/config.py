@@ -22,7 +22,35 @@ from skillbank.learning.segment import SegmenterConfig
 from skillbank.learning.skill_training import SkillTrainConfig
 from skillbank.learning.skill_vae import SkillVAETrainConfig
 
-__all__ = ["AgentConfig", "EpisodeOutcome", "EvalResult", "LearnReport", "SkillCall"]
+__all__ = [
+    "SETTING_PRESETS",
+    "AgentConfig",
+    "EpisodeOutcome",
+    "EvalResult",
+    "LearnReport",
+    "SkillCall",
+    "expand_presets",
+]
+
+SETTING_PRESETS: Mapping[str, tuple[str, ...]] = {
+    "hindsight": (
+        "skill.argument=hindsight",
+        "controller.target_copy=true",
+        "skill.relabel_targets=true",
+        "controller.history=true",
+        "skill.relabel_nearby=true",
+        "sequence_positions=32",
+    ),
+}
+"""Named bundles of settings, given as ``@name`` wherever settings are (``--set @hindsight``).
+
+``hindsight``: the switches the shipped BabyAI pack was learned with (the README's table):
+hindsight targets copied off the mission and relabelled to what the mission names, the call
+history, and 32 mission positions. A gain when every level is learned in one call (the
+benchmark's ``--protocol joint``); off by default because level by level (frozen early skills)
+and on the demo's primitive levels alone the defaults did better (README, "Experimental
+switches").
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +139,7 @@ class AgentConfig:
     def with_settings(self, settings: Sequence[str]) -> AgentConfig:
         """This config with ``part.field=value`` (or ``field=value``) settings applied (in any
         order; a later setting of the same field wins; each part is checked once, whole).
+        ``@name`` stands for the settings of :data:`SETTING_PRESETS` ``[name]``, in its place.
 
         A value parses as the field's current value does: ``true``/``false`` for switches,
         numbers, comma-separated numbers for tuples (``128,128``), ``none`` for an unset
@@ -125,7 +154,7 @@ class AgentConfig:
             2
         """
         changes: dict[str, dict[str, Any]] = {}  # part ("" = the config itself) -> field -> value
-        for setting in settings:
+        for setting in expand_presets(settings):
             name, sep, text = setting.partition("=")
             path = name.strip().split(".")
             if not sep or not all(path) or len(path) > 2:
@@ -161,6 +190,28 @@ class AgentConfig:
             controller=dataclasses.replace(self.controller, seed=s),
             composite_training=dataclasses.replace(self.composite_training, seed=s),
         )
+
+
+def expand_presets(settings: Sequence[str]) -> list[str]:
+    """``settings`` with every ``@name`` replaced by the settings of that preset, in order.
+
+    Raises:
+        ConfigError: No preset has that name.
+    """
+    expanded: list[str] = []
+    for setting in settings:
+        name = setting.strip()
+        if not name.startswith("@"):
+            expanded.append(setting)
+            continue
+        preset = SETTING_PRESETS.get(name[1:])
+        if preset is None:
+            raise ConfigError(
+                f"setting {setting!r}: no preset {name[1:]!r}",
+                hint=f"presets: {', '.join('@' + p for p in SETTING_PRESETS)}",
+            )
+        expanded.extend(preset)
+    return expanded
 
 
 def _parts(config: AgentConfig) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from skillbank.agent import AgentConfig, ProceduralMemoryAgent
+from skillbank.agent import AgentConfig, ProceduralMemoryAgent, expand_presets
 from skillbank.bench.run_info import command_line, machine_info, package_versions
 from skillbank.cli.common import (
     DEFAULT_MEMORY,
@@ -57,11 +57,12 @@ def learn(
     """Segment demonstrations into skills, store them, and train the controller."""
     torch.set_num_threads(1)
     refuse_pack(memory, "learn into")
-    config = AgentConfig(seed=seed, composites=composites).with_settings(settings or [])
+    settings = expand_presets(settings or [])  # recorded as applied, presets spelled out
+    config = AgentConfig(seed=seed, composites=composites).with_settings(settings)
     episodes = [list(load_dataset(path)) for path in datasets]
     with SkillMemory(memory) as store:
         report = ProceduralMemoryAgent(store, config).learn(episodes)
-    payload = {**report.to_json(), **_run_info(seed), "settings": list(settings or [])}
+    payload = {**report.to_json(), **_run_info(seed), "settings": settings}
     if as_json:
         emit_json(payload)
         return
@@ -107,12 +108,13 @@ def evaluate(
     Settings that act at run time: top_k, sample_actions, sample_skills, interrupt_margin,
     max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
     torch.set_num_threads(1)
-    config = AgentConfig(top_k=top_k).with_settings(settings or [])
+    settings = expand_presets(settings or [])
+    config = AgentConfig(top_k=top_k).with_settings(settings)
     hint = "run `skillbank learn DATASET --memory DIR` first, or pass a pack (DIR or .tar.gz)"
     with open_memory_or_pack(memory, hint=hint) as store:
         agent = ProceduralMemoryAgent(store, config)
         result = agent.evaluate(env, episodes=episodes, seed=seed, trace=trace is not None)
-    payload = {**result.to_json(), **_run_info(seed), "settings": list(settings or [])}
+    payload = {**result.to_json(), **_run_info(seed), "settings": settings}
     if result.env.startswith("babyai") and result.outcomes:
         payload["success_by_mission"] = success_by_mission(
             [o.task for o in result.outcomes], [o.success for o in result.outcomes]

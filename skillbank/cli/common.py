@@ -40,7 +40,8 @@ SettingsOption = Annotated[
     typer.Option(
         "--set",
         help="An agent setting part.field=value (repeatable), e.g. --set skill.argument=hindsight "
-        "(the fields of skillbank.agent.AgentConfig and its parts).",
+        "(the fields of skillbank.agent.AgentConfig and its parts), or @name for a bundle of "
+        "them (skillbank.agent.SETTING_PRESETS; --set @hindsight: the shipped pack's).",
     ),
 ]
 

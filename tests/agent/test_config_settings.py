@@ -72,3 +72,23 @@ def test_an_optional_field_holding_a_number_can_be_unset() -> None:
         merging.with_settings(["cluster.split_silhouette=0.7"])
     with pytest.raises(ConfigError, match="'none' is not a whole number"):
         AgentConfig().with_settings(["cluster.max_clusters=none"])
+
+
+def test_a_preset_stands_for_its_settings_in_place() -> None:
+    from skillbank.agent import SETTING_PRESETS
+
+    bundled = AgentConfig().with_settings(["@hindsight"])
+    assert bundled == AgentConfig().with_settings(list(SETTING_PRESETS["hindsight"]))
+    assert bundled.skill.argument == "hindsight" and bundled.controller.target_copy is True
+    assert bundled.sequence_positions == 32
+    # settings after the preset override it, settings before it are overridden by it
+    after = AgentConfig().with_settings(["@hindsight", "sequence_positions=12"])
+    assert after.sequence_positions == 12
+    before = AgentConfig().with_settings(["sequence_positions=12", "@hindsight"])
+    assert before.sequence_positions == 32
+
+
+def test_an_unknown_preset_is_one_clear_error_naming_the_presets() -> None:
+    with pytest.raises(ConfigError, match="no preset 'hindsite'") as caught:
+        AgentConfig().with_settings(["@hindsite"])
+    assert caught.value.hint is not None and "@hindsight" in caught.value.hint

@@ -94,3 +94,28 @@ def test_learn_takes_agent_settings_and_refuses_bad_ones(tmp_path: Path) -> None
         "skill.num_epochs=2",
         "controller.hidden_dims=32,32",
     ]
+
+
+def test_a_settings_preset_is_refused_when_unknown_and_recorded_spelled_out(
+    tmp_path: Path,
+) -> None:
+    from skillbank.agent import SETTING_PRESETS
+
+    runner = CliRunner()
+    pickup = write_toy_demos(tmp_path / "pickup", "pickup", 12)
+    memory = tmp_path / "mem"
+    bad = runner.invoke(app, ["learn", str(pickup), "--memory", str(memory), "--set", "@nope"])
+    assert bad.exit_code == 1 and "no preset 'nope'" in bad.output and "@hindsight" in bad.output
+    assert not memory.exists(), "a refused preset writes nothing"
+    learned = runner.invoke(
+        app, ["learn", str(pickup), "--memory", str(memory), "--set", "skill.num_epochs=2"]
+    )
+    assert learned.exit_code == 0, learned.output
+    out = tmp_path / "eval.json"
+    evaluated = runner.invoke(
+        app,
+        ["eval", "toy/fetch", "--memory", str(memory), "--episodes", "2", "--json", str(out),
+         "--set", "@hindsight", "--set", "top_k=1"],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(out.read_text())["settings"] == [*SETTING_PRESETS["hindsight"], "top_k=1"]
