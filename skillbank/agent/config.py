@@ -40,16 +40,18 @@ SETTING_PRESETS: Mapping[str, tuple[str, ...]] = {
         "controller.history=true",
         "skill.relabel_nearby=true",
         "sequence_positions=32",
+        "skill.relabel_held=true",
     ),
 }
 """Named bundles of settings, given as ``@name`` wherever settings are (``--set @hindsight``).
 
-``hindsight``: the switches the shipped BabyAI pack was learned with (the README's table):
-hindsight targets copied off the mission and relabelled to what the mission names, the call
-history, and 32 mission positions. A gain when every level is learned in one call (the
-benchmark's ``--protocol joint``); off by default because level by level (frozen early skills)
-and on the demo's primitive levels alone the defaults did better (README, "Experimental
-switches").
+``hindsight``: the best measured recipe for BabyAI's levels learned in one call (the
+benchmark's ``--protocol joint``): hindsight targets copied off the mission and relabelled to
+what the mission names (beside it, and never what the agent holds), the call history, and 32
+mission positions. The shipped BabyAI pack was learned with the first five (its manifest spells
+them out); ``skill.relabel_held`` joined when duration-aware termination heads made it a gain
+(its docstring). Off by default because level by level (frozen early skills) and on the demo's
+primitive levels alone the defaults did better (README, "Experimental switches").
 """
 
 
