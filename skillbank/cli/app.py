@@ -33,7 +33,7 @@ def main() -> None:
 def _wire() -> None:
     # Each module owns its commands and registers them here; command modules never import each
     # other. Owners: memory (skills, verify, gc, tour), demo (demo: the main job), demos /
-    # demos_collect (demos ...), agent (learn, eval), bench_* (bench ...).
+    # demos_collect (demos ...), agent (learn, eval), trace (trace), bench_* (bench ...).
     from skillbank.cli import (
         agent,
         bench_babyai,
@@ -45,10 +45,12 @@ def _wire() -> None:
         demos,
         demos_collect,
         memory,
+        trace,
     )
 
     memory.register(app)
     agent.register(app)
+    trace.register(app)
     demo.register(app)
 
     demos_app = typer.Typer(

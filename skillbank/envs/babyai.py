@@ -45,7 +45,14 @@ from skillbank.envs.registry import babyai_levels, resolve_env_id
 from skillbank.errors import EnvironmentNotFoundError
 from skillbank.types import Episode, SubgoalAnnotation, TaskSpec
 
-__all__ = ["DEMONSTRATOR", "BabyAIDemoSource", "babyai_gym_id", "babyai_levels", "describe_cell"]
+__all__ = [
+    "DEMONSTRATOR",
+    "BabyAIDemoSource",
+    "babyai_gym_id",
+    "babyai_levels",
+    "cell_object",
+    "describe_cell",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +88,12 @@ _COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
 _DOOR_STATES = ("open", "closed", "locked")
 
 
-def describe_cell(values: Any) -> str:
-    """Words for a grid cell given as its three channels' one-hot rows (object, colour, state),
-    concatenated: the form of a hindsight skill argument (the cell a segment ends facing), as an
-    evaluation trace records it. ``"yellow key"``, ``"grey door (locked)"``, ``"empty"``.
+def _decode_cell(values: Any) -> tuple[int, int, int]:
+    """(object, colour, state) indices of a grid cell given as its three channels' one-hot
+    rows, concatenated.
 
     Raises:
-        ValueError: ``values`` is not three equal one-hot rows.
+        ValueError: ``values`` is not three equal rows.
     """
     flat = np.asarray(values, dtype=np.float32).reshape(-1)
     if flat.size == 0 or flat.size % 3:
@@ -96,6 +102,18 @@ def describe_cell(values: Any) -> str:
             "values; describe only arguments of BabyAI skills that take a target cell"
         )
     kind, colour, state = (int(i) for i in flat.reshape(3, -1).argmax(1))
+    return kind, colour, state
+
+
+def describe_cell(values: Any) -> str:
+    """Words for a grid cell given as its three channels' one-hot rows (object, colour, state),
+    concatenated: the form of a hindsight skill argument (the cell a segment ends facing), as an
+    evaluation trace records it. ``"yellow key"``, ``"grey door (locked)"``, ``"empty"``.
+
+    Raises:
+        ValueError: ``values`` is not three equal one-hot rows.
+    """
+    kind, colour, state = _decode_cell(values)
     name = _OBJECTS[kind] if kind < len(_OBJECTS) else f"object {kind}"
     if name in ("unseen", "empty", "wall", "floor"):
         return name
@@ -103,6 +121,20 @@ def describe_cell(values: Any) -> str:
     if name == "door":
         text += f" ({_DOOR_STATES[state] if state < len(_DOOR_STATES) else state})"
     return text
+
+
+def cell_object(values: Any) -> tuple[str, str] | None:
+    """The (type, colour) of the object a grid cell (as :func:`describe_cell` takes it) shows,
+    e.g. ``("key", "yellow")``; ``None`` for no object (unseen, empty, wall, floor) or values
+    that are no grid cell."""
+    try:
+        kind, colour, _ = _decode_cell(values)
+    except ValueError:
+        return None
+    if kind >= len(_OBJECTS) or colour >= len(_COLOURS):
+        return None
+    name = _OBJECTS[kind]
+    return None if name in ("unseen", "empty", "wall", "floor") else (name, _COLOURS[colour])
 
 
 class _ReplanLimitError(RuntimeError):

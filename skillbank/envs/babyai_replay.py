@@ -1,0 +1,179 @@
+"""Replay an evaluation trace's BabyAI episodes in the simulator: what each skill call saw.
+
+``skillbank eval babyai/L --trace F`` records every skill call of every episode (its step, skill,
+target cell and actions) but not the world. Replaying an episode — the level reset with the
+episode's seed, the calls' actions stepped in order — recovers it, and per call this module asks
+the question a failure analysis starts with: was the thing the call was sent to (its target
+cell's object type and colour) ever in the agent's view (MiniGrid's ``agent_sees``: the view
+cone, walls occluding) while the call ran, and did the call end facing it? A walk that runs to
+the step cap (``max_skill_steps``) without once seeing its target was searching, not heading
+for something seen: in failed BossLevel episodes that is most of them (README).
+
+Only the simulator's public state is read, after the fact; nothing here acts.
+
+Example:
+    >>> episodes = [json.loads(line) for line in open("runs/boss.jsonl")]  # doctest: +SKIP
+    >>> summary = summarise_replays("BossLevel", episodes, max_skill_steps=64)  # doctest: +SKIP
+    >>> summary["failed"]["walks_at_cap_never_seeing_target"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from skillbank.envs.babyai import babyai_gym_id, cell_object
+
+__all__ = ["MOVE_ACTIONS", "CallReplay", "replay_episode", "summarise_replays"]
+
+MOVE_ACTIONS = frozenset({0, 1, 2})
+"""MiniGrid's turn left, turn right and forward: a call made of these alone is a walk."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallReplay:
+    """One skill call, replayed.
+
+    Attributes:
+        skill: The skill's id, as the trace gives it.
+        steps: Actions the call took.
+        target: The (type, colour) of the object its target cell names, or ``None`` (an empty
+            cell, a wall, no target argument).
+        walk: Every action a turn or a step forward (:data:`MOVE_ACTIONS`), more than one.
+        seen_at_start: An object matching the target was in view when the call began.
+        seen: One was in view at the start or after any of the call's actions.
+        ends_facing: The call ended facing one.
+    """
+
+    skill: str
+    steps: int
+    target: tuple[str, str] | None
+    walk: bool
+    seen_at_start: bool
+    seen: bool
+    ends_facing: bool
+
+
+def _matching(world: Any, target: tuple[str, str] | None) -> list[tuple[int, int]]:
+    """Grid positions of the objects matching ``target`` (type, colour) now."""
+    if target is None:
+        return []
+    kind, colour = target
+    found = []
+    for x in range(world.width):
+        for y in range(world.height):
+            obj = world.grid.get(x, y)
+            if obj is not None and obj.type == kind and obj.color == colour:
+                found.append((x, y))
+    return found
+
+
+def _sees(world: Any, target: tuple[str, str] | None) -> bool:
+    return any(world.agent_sees(x, y) for x, y in _matching(world, target))
+
+
+def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
+    """Replay one traced episode of ``level`` (a line of ``skillbank eval --trace``).
+
+    Raises:
+        ValueError: The episode lacks ``seed``/``task``/``calls``, or the level reset with its
+            seed states another mission (the trace is of another level).
+        EnvironmentNotFoundError: Unknown level.
+    """
+    import gymnasium as gym
+
+    missing = [k for k in ("seed", "task", "calls") if k not in episode]
+    if missing:
+        raise ValueError(
+            f"a traced episode needs {missing}: pass lines written by `skillbank eval --trace`"
+        )
+    env = gym.make(babyai_gym_id(level), disable_env_checker=True)
+    try:
+        # minigrid prints every rejected layout sample to stdout; keep stdout for the caller
+        with contextlib.redirect_stdout(io.StringIO()):
+            observation, _ = env.reset(seed=int(episode["seed"]))
+        if observation["mission"] != episode["task"]:
+            raise ValueError(
+                f"{level} with seed {episode['seed']} states {observation['mission']!r}, the trace "
+                f"{episode['task']!r}: replay a trace with the level it was evaluated on"
+            )
+        world: Any = env.unwrapped  # a MiniGridEnv
+        replays = []
+        for call in episode["calls"]:
+            target = cell_object(call.get("argument", []))
+            actions = [int(a) for a in call["actions"]]
+            seen_at_start = _sees(world, target)
+            seen = seen_at_start
+            for action in actions:
+                env.step(action)
+                seen = seen or _sees(world, target)
+            front = tuple(int(v) for v in world.front_pos)
+            replays.append(
+                CallReplay(
+                    skill=str(call["skill"]),
+                    steps=len(actions),
+                    target=target,
+                    walk=len(actions) > 1 and set(actions) <= MOVE_ACTIONS,
+                    seen_at_start=seen_at_start,
+                    seen=seen,
+                    ends_facing=front in _matching(world, target),
+                )
+            )
+        return replays
+    finally:
+        env.close()
+
+
+def _summary(
+    episodes: Sequence[tuple[Mapping[str, Any], list[CallReplay]]], cap: int
+) -> dict[str, Any]:
+    walks = [c for _, calls in episodes for c in calls if c.walk and c.target is not None]
+    capped = [c for c in walks if c.steps >= cap]
+    blind = [c for c in capped if not c.seen]
+    steps = sum(int(e["steps"]) for e, _ in episodes)
+    return {
+        "episodes": len(episodes),
+        "steps": steps,
+        "calls": sum(len(calls) for _, calls in episodes),
+        "walks": len(walks),
+        "walks_seeing_target_at_start": sum(c.seen_at_start for c in walks),
+        "walks_seeing_target": sum(c.seen for c in walks),
+        "walks_ending_facing_target": sum(c.ends_facing for c in walks),
+        "walks_at_cap": len(capped),
+        "walks_at_cap_never_seeing_target": len(blind),
+        "share_of_steps_in_blind_capped_walks": (
+            sum(c.steps for c in blind) / steps if steps else 0.0
+        ),
+    }
+
+
+def summarise_replays(
+    level: str,
+    episodes: Iterable[Mapping[str, Any]],
+    *,
+    max_skill_steps: int,
+    limit: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Replay traced episodes and count, for failed and successful ones apart, the walks (calls
+    of moves only, with an object as target) that saw their target, ended facing it, ran to
+    ``max_skill_steps`` and ran to it without ever seeing their target.
+
+    Args:
+        level: The BabyAI level the trace was evaluated on.
+        episodes: Parsed trace lines.
+        max_skill_steps: The cap the evaluation ran skills under.
+        limit: Replay at most this many episodes of each outcome (the first ones).
+    """
+    groups: dict[str, list[tuple[Mapping[str, Any], list[CallReplay]]]] = {
+        "failed": [],
+        "succeeded": [],
+    }
+    for episode in episodes:
+        group = groups["succeeded" if episode.get("success") else "failed"]
+        if limit is not None and len(group) >= limit:
+            continue
+        group.append((episode, replay_episode(level, episode)))
+    return {name: _summary(group, max_skill_steps) for name, group in groups.items()}

@@ -1,0 +1,124 @@
+"""Replaying traced BabyAI episodes in the simulator (skillbank.envs.babyai_replay, `trace`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("minigrid")
+
+import gymnasium as gym
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+from minigrid.utils.baby_ai_bot import BabyAIBot
+from typer.testing import CliRunner
+
+from skillbank.cli.app import app
+from skillbank.envs.babyai import cell_object, describe_cell
+from skillbank.envs.babyai_replay import replay_episode, summarise_replays
+
+
+def _cell(kind: str, colour: str) -> list[float]:
+    """A target argument as traces record it: three one-hot rows (object, colour, state)."""
+    rows = [[0.0] * 11 for _ in range(3)]
+    rows[0][OBJECT_TO_IDX[kind]] = 1.0
+    rows[1][COLOR_TO_IDX[colour]] = 1.0
+    rows[2][0] = 1.0
+    return [v for row in rows for v in row]
+
+
+def _bot_episode(seed: int, *, split: int | None = None) -> dict[str, Any]:
+    """A GoToLocal episode as a trace line: the bot's actions as one call (or two, cut at
+    ``split``) aimed at the mission's object."""
+    env = gym.make("BabyAI-GoToLocal-v0")
+    observation, _ = env.reset(seed=seed)
+    bot = BabyAIBot(env.unwrapped)
+    actions: list[int] = []
+    done = False
+    while not done:
+        action = int(bot.replan())
+        actions.append(action)
+        _, reward, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    desc = env.unwrapped.instrs.desc
+    argument = _cell(desc.type, desc.color)
+    cuts = [actions] if split is None else [actions[:split], actions[split:]]
+    calls, step = [], 0
+    for part in cuts:
+        calls.append({"actions": part, "argument": argument, "skill": "walk", "step": step})
+        step += len(part)
+    return {
+        "calls": calls,
+        "seed": seed,
+        "steps": len(actions),
+        "success": reward > 0,
+        "task": observation["mission"],
+    }
+
+
+def test_the_bots_walk_sees_its_target_and_ends_facing_it() -> None:
+    episode = _bot_episode(3)
+    assert episode["success"] and episode["task"] == "go to the red key"
+    (call,) = replay_episode("GoToLocal", episode)
+    assert call.target == ("key", "red") and call.walk
+    assert call.steps == episode["steps"] and call.seen and call.ends_facing
+
+
+def test_a_call_cut_short_does_not_end_facing_its_target() -> None:
+    first, second = replay_episode("babyai/GoToLocal", _bot_episode(3, split=2))
+    assert first.steps == 2 and not first.ends_facing
+    assert second.ends_facing and second.seen_at_start == first.seen
+
+
+def test_summaries_split_failed_from_successful_episodes_and_count_blind_capped_walks() -> None:
+    won = _bot_episode(3)
+    lost = {**_bot_episode(5), "success": False}
+    # a call aimed at something the level does not hold is never seen, whatever it does
+    lost["calls"][0]["argument"] = _cell("box", "purple")
+    summary = summarise_replays("GoToLocal", [won, lost, won], max_skill_steps=3, limit=1)
+    assert summary["succeeded"]["episodes"] == 1 and summary["failed"]["episodes"] == 1
+    failed = summary["failed"]
+    assert failed["walks"] == 1 and failed["walks_seeing_target"] == 0
+    assert failed["walks_at_cap"] == failed["walks_at_cap_never_seeing_target"] == 1
+    assert failed["share_of_steps_in_blind_capped_walks"] == pytest.approx(1.0)
+    assert summary["succeeded"]["walks_ending_facing_target"] == 1
+
+
+def test_a_trace_of_another_level_or_without_its_fields_is_refused() -> None:
+    with pytest.raises(ValueError, match="replay a trace with the level it was evaluated on"):
+        replay_episode("PickupLoc", _bot_episode(3))
+    with pytest.raises(ValueError, match="needs \\['seed'\\]"):
+        replay_episode("GoToLocal", {"task": "go to the red key", "calls": []})
+
+
+def test_cell_object_names_objects_only() -> None:
+    assert cell_object(_cell("door", "blue")) == ("door", "blue")
+    assert describe_cell(_cell("door", "blue")) == "blue door (open)"
+    assert cell_object(_cell("empty", "red")) is None
+    assert cell_object([1.0, 0.0]) is None  # no grid cell
+
+
+def test_the_trace_command_prints_and_writes_its_counts(tmp_path: Path) -> None:
+    trace_file = tmp_path / "t.jsonl"
+    trace_file.write_text(json.dumps(_bot_episode(3)) + "\n" + json.dumps(_bot_episode(5)) + "\n")
+    out = tmp_path / "sights.json"
+    result = CliRunner().invoke(
+        app, ["trace", "babyai/GoToLocal", str(trace_file), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "never seeing the target" in result.output
+    payload = json.loads(out.read_text())
+    assert payload["succeeded"]["episodes"] == 2 and payload["failed"]["episodes"] == 0
+    assert payload["succeeded"]["walks_ending_facing_target"] == 2
+
+
+def test_the_trace_command_explains_a_missing_or_broken_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["trace", "babyai/GoToLocal", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 1 and "skillbank eval babyai/LEVEL" in missing.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    bad = runner.invoke(app, ["trace", "babyai/GoToLocal", str(broken)])
+    assert bad.exit_code == 1 and "broken.jsonl:1 is not JSON" in bad.output
