@@ -407,13 +407,6 @@ def fair_flat_bc_config(
     return budgeted, count
 
 
-def _spelled_out(settings: Sequence[str]) -> list[str]:
-    """``settings`` with presets (``@name``) replaced by what they stand for, as recorded."""
-    from skillbank.agent import expand_presets
-
-    return expand_presets(settings)
-
-
 def scaled_agent_config(seed: int, scale: float, settings: Sequence[str] = ()) -> Any:
     """The agent's default config with its training epochs scaled (smoke trains briefly), then
     ``settings`` (``part.field=value``, :meth:`AgentConfig.with_settings`) applied.
@@ -482,6 +475,8 @@ def run_babyai_bench(
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     agent: Any = None
+    from skillbank.agent import expand_presets
+
     if include_agent:
         from skillbank.agent import ProceduralMemoryAgent
         from skillbank.memory.store import SkillMemory
@@ -512,7 +507,7 @@ def run_babyai_bench(
         skill_ids=skill_ids,
         skill_keys=np.asarray(keys, np.float32),
         wall_s=time.perf_counter() - start,
-        settings=tuple(_spelled_out(settings)),
+        settings=tuple(expand_presets(settings)),  # recorded with presets spelled out
         protocol=protocol,
         explored_map=explored_map,
     )

@@ -41,7 +41,7 @@ SettingsOption = Annotated[
         "--set",
         help="An agent setting part.field=value (repeatable), e.g. --set skill.argument=hindsight "
         "(the fields of skillbank.agent.AgentConfig and its parts), or @name for a bundle of "
-        "them (skillbank.agent.SETTING_PRESETS; --set @hindsight: the shipped pack's).",
+        "them (skillbank.agent.SETTING_PRESETS; --set @hindsight: the best measured recipe).",
     ),
 ]
 

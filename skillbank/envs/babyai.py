@@ -86,6 +86,8 @@ seed counts as a bot failure."""
 _OBJECTS = ("unseen", "empty", "wall", "floor", "door", "key", "ball", "box", "goal", "lava")
 _COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
 _DOOR_STATES = ("open", "closed", "locked")
+_NO_OBJECT = frozenset({"unseen", "empty", "wall", "floor"})
+"""Cell contents that are no object: described by their name alone, never a target object."""
 
 
 def _decode_cell(values: Any) -> tuple[int, int, int]:
@@ -115,7 +117,7 @@ def describe_cell(values: Any) -> str:
     """
     kind, colour, state = _decode_cell(values)
     name = _OBJECTS[kind] if kind < len(_OBJECTS) else f"object {kind}"
-    if name in ("unseen", "empty", "wall", "floor"):
+    if name in _NO_OBJECT:
         return name
     text = f"{_COLOURS[colour] if colour < len(_COLOURS) else f'colour {colour}'} {name}"
     if name == "door":
@@ -134,7 +136,7 @@ def cell_object(values: Any) -> tuple[str, str] | None:
     if kind >= len(_OBJECTS) or colour >= len(_COLOURS):
         return None
     name = _OBJECTS[kind]
-    return None if name in ("unseen", "empty", "wall", "floor") else (name, _COLOURS[colour])
+    return None if name in _NO_OBJECT else (name, _COLOURS[colour])
 
 
 class _ReplanLimitError(RuntimeError):
