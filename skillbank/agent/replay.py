@@ -55,7 +55,8 @@ class SegmentReplay:
     """Segments kept from earlier learning, each with its skill id and learn call.
 
     Attributes:
-        features: Per segment, (T+1, O) float32 features (its steps, then the one after its end).
+        features: Per segment, (T+1, O) features (its steps, then the one after its end):
+            float32, or uint8 as :class:`SegmentSet` holds grid-world features.
         actions: Per segment, (T,) int64 ids or (T, A) float32 values.
         skill_ids: Per segment, the id of its skill.
         calls: Per segment, the learn call it came from (0 first; :meth:`union` numbers on).
@@ -63,7 +64,7 @@ class SegmentReplay:
             first; ``()`` (the default): none for every segment (unknown reads as none).
     """
 
-    features: tuple[npt.NDArray[np.float32], ...]
+    features: tuple[npt.NDArray[Any], ...]
     actions: tuple[npt.NDArray[np.generic], ...]
     skill_ids: tuple[str, ...]
     calls: tuple[int, ...]
@@ -113,7 +114,7 @@ class SegmentReplay:
         for (e, a, b), k, prefix in zip(segments.spans, assignment, prefixes, strict=True):
             if k < 0:
                 continue
-            feats.append(segments.features[e][a : b + 1].astype(np.float32))
+            feats.append(segments.features[e][a : b + 1].copy())  # as stored
             acts.append(segments.actions[e][a:b])
             ids.append(skill_ids[k])
             histories.append(tuple(skill_ids[j] for j in prefix))

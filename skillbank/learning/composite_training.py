@@ -129,11 +129,7 @@ def train_composite(
     starts, ends, steps, end_taken = [], [], [], []
     for p in range(length):
         seg = occ[:, p].tolist()
-        starts.append(
-            torch.from_numpy(
-                np.stack([segments.features[e][a] for e, a, _ in (segments.spans[i] for i in seg)])
-            )
-        )  # (M, O)
+        starts.append(torch.from_numpy(segments.start_features(seg)))  # (M, O)
         ends.append(torch.from_numpy(segments.end_features(seg)))  # (M, O)
         feats, acts, owner = segments.steps(seg)  # (S_p, O), (S_p,...), (S_p,)
         within, lengths = segments.durations(seg)  # (S_p,), (M,): actions taken in the call

@@ -409,7 +409,7 @@ def train_controller(
     if len(assignment) != segments.num_segments:
         raise TrainingError("controller training: one skill assignment per segment is needed")
     indices = list(range(segments.num_segments))
-    feats, _, owner = segments.steps(indices)  # (S, O), _, (S,)
+    feats, _, owner = segments.steps(indices, compact=True)  # (S, O) as stored, _, (S,)
     labels = torch.from_numpy(np.asarray(assignment, np.int64)[owner])  # (S,)
     first = np.concatenate([[True], owner[1:] != owner[:-1]])
     weights = torch.from_numpy(np.where(first, config.decision_weight, 1.0).astype(np.float32))
@@ -450,7 +450,7 @@ def train_controller(
                         config.history_retry,
                         generator,
                     )
-                logits = attention_logits(controller(x[idx], hist), key_tensor)  # (B, N)
+                logits = attention_logits(controller(x[idx].float(), hist), key_tensor)  # (B, N)
                 loss_each = nn.functional.cross_entropy(logits, labels[idx], reduction="none")
                 loss = (loss_each * weights[idx]).sum() / weights[idx].sum()
                 if not math.isfinite(loss.item()):

@@ -28,6 +28,9 @@ generic and read from the data:
   0.750/0.781 (``AgentConfig.sequence_positions``, README);
 - any other entry is flattened to floats and standardised with the mean and std seen.
 
+Features without a standardised entry are small counts, held exactly in one byte each
+(:attr:`ObservationFeaturizer.storage_dtype`); learning keeps demonstrations that way.
+
 The spec is plain JSON, stored beside every skill that reads it, so a memory opened in a fresh
 process rebuilds exactly the same features.
 
@@ -251,6 +254,18 @@ class ObservationFeaturizer:
         if len(kept) == len(self.specs):
             return self
         return ObservationFeaturizer(kept)
+
+    @property
+    def storage_dtype(self) -> type[np.uint8] | type[np.float32]:
+        """The smallest dtype that holds these features exactly: uint8 where every feature is a
+        count below 256 (one-hot ids, binary planes, token bags of sequences of at most 255
+        tokens: grid worlds), else float32. Demonstrations are kept in it while learning
+        (BabyAI: a quarter of the memory) and turned to float32 a batch at a time."""
+        exact = all(
+            s.kind in ("onehot", "binary") or (s.kind == "tokens" and s.shape[0] <= 255)
+            for s in self.specs
+        )
+        return np.uint8 if exact else np.float32
 
     def episode_features(self, episode: Episode) -> FloatArray:
         """Features of every observation of ``episode``: (T+1, O)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -165,7 +166,7 @@ def hindsight_targets(
     if relabel == "none" or not segments.tokens:
         return own
     bag = segments.tokens[0]
-    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])  # (N, O)
+    starts = segments.start_features()  # (N, O)
     words = starts[:, bag.offset : bag.offset + bag.vocab] > 0.5  # (N, V)
     # the background, never named: what the interaction cell shows most often (the floor)
     background = background_content(
@@ -184,14 +185,14 @@ def hindsight_targets(
     return torch.from_numpy(relabel_to_named(own.numpy(), segments.spans, named))
 
 
-def _segment_rows(segments: SegmentSet) -> tuple[npt.NDArray[np.float32], ...]:
-    """Steps (S, O), their segment (S,), first-step flags (S,), decision features (N, O),
-    end features (N, O)."""
+def _segment_rows(segments: SegmentSet) -> tuple[npt.NDArray[Any], ...]:
+    """Steps (S, O), their segment (S,), decision features (N, O), end features (N, O); the
+    features as stored (uint8 for grid worlds: turned to float a batch at a time)."""
     indices = list(range(segments.num_segments))
-    feats, _, owner = segments.steps(indices)
-    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
-    ends = segments.end_features(indices)
-    return feats, owner, starts, ends  # type: ignore[return-value]
+    feats, _, owner = segments.steps(indices, compact=True)
+    starts = segments.start_features(compact=True)
+    ends = segments.end_features(indices, compact=True)
+    return feats, owner, starts, ends
 
 
 def train_hierarchy(
@@ -246,7 +247,7 @@ def train_hierarchy(
             hint="learn into a memory whose skills all take the same kind of argument",
         )
     feats, owner, starts, ends = _segment_rows(segments)
-    _, acts, _ = segments.steps(list(range(segments.num_segments)))
+    acts = segments.step_actions(range(segments.num_segments))
     first = np.concatenate([[True], owner[1:] != owner[:-1]])
     x = torch.from_numpy(feats)  # (S, O)
     y = torch.from_numpy(acts)  # (S,) | (S, A)
@@ -371,7 +372,7 @@ def train_hierarchy(
 
         def batch_loss(idx: torch.Tensor, end_idx: torch.Tensor, train: bool) -> torch.Tensor:
             seg = step_seg[idx]
-            step_in, end_in = x[idx], end_x[end_idx]
+            step_in, end_in = x[idx].float(), end_x[end_idx].float()
             if train and noise > 0:
                 step_in = step_in + noise * torch.randn(step_in.shape, generator=generator)
                 end_in = end_in + noise * torch.randn(end_in.shape, generator=generator)
@@ -391,13 +392,14 @@ def train_hierarchy(
             both = torch.cat([seg, end_idx])
             both_hist = seg_history[both] if seg_history is not None else None  # (b + e, H)
             if seg_target is None:
-                _, argument = controller.query_and_argument(start_x[both], both_hist)  # (b+e, D)
+                decision = start_x[both].float()  # (b + e, O)
+                _, argument = controller.query_and_argument(decision, both_hist)  # (b+e, D)
             else:
                 # Teacher forcing: skills read the true target; the head learns to predict it.
                 assert target is not None
                 argument = seg_target[both]  # (b + e, C)
                 query_loss = query_loss + controller_config.target_weight * (
-                    controller.target_loss(start_x[both], argument, both_hist).mean()
+                    controller.target_loss(start_x[both].float(), argument, both_hist).mean()
                 )
             inputs = torch.cat([step_in, end_in])  # (b + e, O)
             taken = torch.cat([step_taken[idx], seg_length[end_idx]])  # (b + e,)
@@ -482,7 +484,7 @@ def segment_arguments(
     A controller that reads the call history is given ``histories`` (per segment, the skill
     rows called before it); ``None``: none called yet (before segments are assigned to skills,
     their history is not known)."""
-    starts = np.stack([segments.features[e][a] for e, a, _ in segments.spans])
+    starts = segments.start_features()
     if controller is None:
         return torch.zeros(len(starts), 0)
     target = controller.config.target

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,7 +75,9 @@ class SegmentSet:
     """Segments of featurised episodes.
 
     Attributes:
-        features: Per episode, (T+1, O) float32 observation features.
+        features: Per episode, (T+1, O) observation features, float32 or, where they are
+            small counts, uint8 (:attr:`ObservationFeaturizer.storage_dtype`, a quarter of the
+            memory). The accessors below give float32 unless asked for ``compact`` rows.
         actions: Per episode, (T,) int64 action ids or (T, A) float32 action values.
         spans: Per segment, (episode index, start step, stop step), stop exclusive.
         grids: Where grid-shaped entries lie in the features (see :func:`grid_slices`); empty
@@ -126,7 +129,9 @@ class SegmentSet:
             if episode.actions is None or episode.num_steps == 0:
                 continue
             index = len(features)
-            features.append(featurizer.episode_features(episode))
+            features.append(
+                featurizer.episode_features(episode).astype(featurizer.storage_dtype, copy=False)
+            )
             raw = np.asarray(episode.actions)
             actions.append(
                 raw.astype(np.int64) if raw.dtype.kind in "biu" else raw.astype(np.float32)
@@ -189,21 +194,35 @@ class SegmentSet:
         return feats, acts, mask
 
     def steps(
-        self, indices: Sequence[int]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.generic], npt.NDArray[np.int64]]:
+        self, indices: Sequence[int], *, compact: bool = False
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[np.generic], npt.NDArray[np.int64]]:
         """Every step of the segments at ``indices``, flattened.
+
+        Args:
+            indices: The segments.
+            compact: Features in their stored dtype (see :attr:`features`) rather than float32:
+                for callers that turn them to float a batch at a time.
 
         Returns:
             features (S, O), actions (S,) or (S, A), and the position of each step in the list
             ``indices`` (S,).
         """
-        feats, acts, owner = [], [], []
-        for row, i in enumerate(indices):
-            e, start, stop = self.spans[i]
-            feats.append(self.features[e][start:stop])
-            acts.append(self.actions[e][start:stop])
-            owner.append(np.full(stop - start, row, np.int64))
-        return np.concatenate(feats), np.concatenate(acts), np.concatenate(owner)
+        feats = _as_float(
+            np.concatenate([self.features[e][a:b] for e, a, b in self._spans(indices)]), compact
+        )
+        return feats, self.step_actions(indices), self._owners(indices)
+
+    def step_actions(self, indices: Sequence[int]) -> npt.NDArray[np.generic]:
+        """The actions of every step of the segments at ``indices``, flattened as in
+        :meth:`steps`: (S,) or (S, A)."""
+        return np.concatenate([self.actions[e][a:b] for e, a, b in self._spans(indices)])
+
+    def _spans(self, indices: Sequence[int]) -> list[tuple[int, int, int]]:
+        return [self.spans[i] for i in indices]
+
+    def _owners(self, indices: Sequence[int]) -> npt.NDArray[np.int64]:
+        lengths = [b - a for _, a, b in self._spans(indices)]
+        return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
     def durations(
         self, indices: Sequence[int]
@@ -215,6 +234,22 @@ class SegmentSet:
         within = [np.arange(n, dtype=np.int64) for n in lengths]
         return (np.concatenate(within) if within else np.zeros(0, np.int64)), lengths
 
-    def end_features(self, indices: Sequence[int]) -> npt.NDArray[np.float32]:
-        """The observation right after each segment ends (where its skill should stop): (N, O)."""
-        return np.stack([self.features[e][stop] for e, _, stop in (self.spans[i] for i in indices)])
+    def end_features(self, indices: Sequence[int], *, compact: bool = False) -> npt.NDArray[Any]:
+        """The observation right after each segment ends (where its skill should stop): (N, O)
+        (``compact``: as stored, see :meth:`steps`)."""
+        return _as_float(
+            np.stack([self.features[e][stop] for e, _, stop in self._spans(indices)]), compact
+        )
+
+    def start_features(
+        self, indices: Sequence[int] | None = None, *, compact: bool = False
+    ) -> npt.NDArray[Any]:
+        """The observation at each segment's first step (its decision point): (N, O), every
+        segment when ``indices`` is ``None`` (``compact``: as stored, see :meth:`steps`)."""
+        spans = self.spans if indices is None else self._spans(indices)
+        return _as_float(np.stack([self.features[e][start] for e, start, _ in spans]), compact)
+
+
+def _as_float(rows: npt.NDArray[Any], compact: bool) -> npt.NDArray[Any]:
+    """``rows`` as they are (``compact``) or as float32."""
+    return rows if compact else rows.astype(np.float32, copy=False)

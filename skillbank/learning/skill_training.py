@@ -318,8 +318,8 @@ def train_skill_policy(
     """
     if not members:
         raise TrainingError("a skill needs at least one segment to train on")
-    feats, acts, _ = segments.steps(members)  # (S, O), (S,) | (S, A)
-    ends = segments.end_features(members)  # (M, O)
+    feats, acts, _ = segments.steps(members, compact=True)  # (S, O) as stored, (S,) | (S, A)
+    ends = segments.end_features(members, compact=True)  # (M, O)
     # Inputs: every step ("go on", with its action) then every end ("stop", no action).
     x = torch.from_numpy(np.concatenate([feats, ends]))  # (S + M, O)
     taken = torch.from_numpy(np.concatenate(segments.durations(members)))  # (S + M,)
@@ -349,7 +349,7 @@ def train_skill_policy(
             order = torch.cat([torch.randperm(len(x), generator=generator) for _ in range(repeats)])
             for i in range(0, len(order), config.batch_size):
                 idx = order[i : i + config.batch_size]
-                params, stop_logit = policy(x[idx], None, taken[idx])
+                params, stop_logit = policy(x[idx].float(), None, taken[idx])
                 logp = action_log_prob(params, y[idx], action, policy.log_std)
                 act_loss = -(logp * has_action[idx]).sum() / has_action[idx].sum().clamp(min=1.0)
                 term_loss = nn.functional.binary_cross_entropy_with_logits(

@@ -46,14 +46,14 @@ def test_the_walks_are_steady_and_the_pick_ups_are_not() -> None:
     kinds, colours = type_group.argmax(-1).tolist(), colour_group.argmax(-1).tolist()
     held = sorted(zip(kinds, colours, strict=True))
     assert held == [(FLOOR, 0), (BALL, 1), (BALL, 2), (BALL, 3)]  # nothing, or a ball of 3
-    features = torch.from_numpy(segments.features[0])
+    features = torch.from_numpy(segments.features[0]).float()  # stored as uint8
     torch.testing.assert_close(features[:, swap.columns], target.content(features, AGENT))
 
 
 def test_swaps_reach_only_the_inventory_of_steady_segments() -> None:
     segments, target = _segments()
     swap = carry_swap(segments, target.grid, AGENT)
-    starts = torch.from_numpy(np.stack([segments.features[e][a] for e, a, _ in segments.spans]))
+    starts = torch.from_numpy(segments.start_features())
     segment_of = torch.arange(segments.num_segments).repeat(20)  # (240,)
     inputs = starts[segment_of]  # (240, O)
     before = inputs.clone()

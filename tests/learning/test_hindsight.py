@@ -129,7 +129,7 @@ def test_hindsight_training_predicts_the_target_and_feeds_pointer_skills() -> No
     # held-out episodes: the controller names the walk's target (the ball and its colour)
     held, _ = _walk_and_pickup([ball_episode(100 + s, colour=1 + s % 3) for s in range(9)])
     walks = list(range(0, held.num_segments, 2))
-    starts = torch.from_numpy(np.stack([held.features[e][a] for e, a, _ in held.spans]))
+    starts = torch.from_numpy(held.start_features())
     with torch.no_grad():
         _, predicted = controller.query_and_argument(starts[walks])  # (9, C)
     truth = target.content(torch.from_numpy(held.end_features(walks)))
@@ -234,7 +234,7 @@ def test_a_copy_head_names_the_target_from_the_mission_and_the_rest_from_a_prior
     target = controller.config.target
     assert target is not None
     held, _ = _walk_and_pickup(episodes(range(100, 109)))
-    starts = torch.from_numpy(np.stack([held.features[e][a] for e, a, _ in held.spans]))
+    starts = torch.from_numpy(held.start_features())
     with torch.no_grad():
         _, predicted = controller.query_and_argument(starts)  # (18, C)
     truth = target.content(torch.from_numpy(held.end_features(list(range(held.num_segments)))))
