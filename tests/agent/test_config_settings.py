@@ -92,3 +92,19 @@ def test_an_unknown_preset_is_one_clear_error_naming_the_presets() -> None:
     with pytest.raises(ConfigError, match="no preset 'hindsite'") as caught:
         AgentConfig().with_settings(["@hindsite"])
     assert caught.value.hint is not None and "@hindsight" in caught.value.hint
+
+
+def test_the_hindsight_preset_reads_a_map_only_where_one_is_recorded() -> None:
+    from skillbank.nn.grid_trunk import GridSlice
+
+    skill = AgentConfig().with_settings(["@hindsight"]).skill
+    assert skill.read_history is True
+    image = GridSlice(offset=0, height=7, width=7, channels=20)
+    explored = GridSlice(offset=980, height=13, width=13, channels=17)
+    unread = AgentConfig().with_settings(["@hindsight", "skill.read_history=false"]).skill
+    # no map in the demonstrations: the skills' trunk is the same either way
+    assert skill.grid_spec((image,)) == unread.grid_spec((image,))
+    # a map: read with the preset, skipped without
+    history = ((980, 980 + explored.size),)
+    assert skill.grid_spec((image, explored), history=history).grids == (image, explored)
+    assert unread.grid_spec((image, explored), history=history).grids == (image,)
