@@ -463,20 +463,21 @@ def run_babyai_bench(
             ``"joint"``: every level's demonstrations learned in one call, then every level
             evaluated (flat BC likewise trained once on all of them).
         explored_map: Record the agent's explored map in the demonstrations
-            (:mod:`skillbank.envs.grid_map`; cached in ``out_dir/demos-map``), so the agent's
-            controller and flat BC read it (the evaluation environments add it too).
+            (:mod:`skillbank.envs.grid_map`; cached in ``out_dir/demos-map``), so flat BC and
+            the agent's controller read it, its skills too with ``skill.read_history`` (in
+            ``@hindsight``); the evaluation environments add it too.
 
     Raises:
         ValueError: ``protocol`` is not one of :data:`PROTOCOLS`.
     """
+    from skillbank.agent import expand_presets
+
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     observe = observer or NullObserver()
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     agent: Any = None
-    from skillbank.agent import expand_presets
-
     if include_agent:
         from skillbank.agent import ProceduralMemoryAgent
         from skillbank.memory.store import SkillMemory

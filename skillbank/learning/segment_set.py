@@ -180,7 +180,7 @@ class SegmentSet:
         Returns:
             features (B, T, O), actions (B, T) or (B, T, A), mask (B, T).
         """
-        spans = [self.spans[i] for i in indices]
+        spans = self._spans(indices)
         horizon = min(max_length, max(stop - start for _, start, stop in spans))
         sample = self.actions[spans[0][0]]
         feats = np.zeros((len(spans), horizon, self.obs_dim), np.float32)
