@@ -703,7 +703,9 @@ def _token_copy_tensors(
 ) -> dict[str, TensorSpec]:
     """Tensors of a skillbank.nn.token_copy.TokenCopyHead over the token slice ``config[field]``
     with one attention head per one-hot group of sizes ``groups`` or, with ``copy_window`` W > 0,
-    one anchor pointer and a value table per offset -W .. +W."""
+    one anchor pointer and a value table per offset -W .. +W, and with ``copy_context`` L > 0 its
+    L self-attention layers over the tokens (torch.nn.TransformerEncoderLayer, feed-forward
+    width twice ``copy_dim``)."""
     tokens = config.get(field)
     if not isinstance(tokens, Mapping):
         raise ArchitectureError(f"{arch} config field {field!r} must be an object")
@@ -721,6 +723,24 @@ def _token_copy_tensors(
     }
     pointers = 1 if window else len(groups)
     tensors.update(linear(f"{prefix}.query", hidden[-1], dim * pointers))
+    layers = _count(config, "copy_context", arch) if "copy_context" in config else 0
+    for layer in range(layers):
+        tensors.update(_context_layer_tensors(f"{prefix}.context.{layer}", dim))
+    return tensors
+
+
+def _context_layer_tensors(prefix: str, dim: int) -> dict[str, TensorSpec]:
+    """Tensors of one torch.nn.TransformerEncoderLayer of width ``dim`` (feed-forward 2 dim)."""
+    tensors = {
+        f"{prefix}.self_attn.in_proj_weight": TensorSpec((3 * dim, dim)),
+        f"{prefix}.self_attn.in_proj_bias": TensorSpec((3 * dim,)),
+    }
+    tensors.update(linear(f"{prefix}.self_attn.out_proj", dim, dim))
+    tensors.update(linear(f"{prefix}.linear1", dim, 2 * dim))
+    tensors.update(linear(f"{prefix}.linear2", 2 * dim, dim))
+    for norm in ("norm1", "norm2"):
+        tensors[f"{prefix}.{norm}.weight"] = TensorSpec((dim,))
+        tensors[f"{prefix}.{norm}.bias"] = TensorSpec((dim,))
     return tensors
 
 
@@ -764,6 +784,22 @@ register(
         arch_id="skill-controller-target-v3",
         tensors=_skill_controller_target_v3,
         description="Controller target-v2 whose copy head reads one phrase (copy_window)",
+    )
+)
+
+
+def _skill_controller_target_v4(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+    """target-v2 (or -v3, with ``copy_window``) whose copy head's keys pass ``copy_context``
+    L > 0 self-attention layers over the tokens first."""
+    positive_int(config, "copy_context", "skill-controller-target-v4")
+    return _skill_controller_target_v2(config)
+
+
+register(
+    ArchitectureSpec(
+        arch_id="skill-controller-target-v4",
+        tensors=_skill_controller_target_v4,
+        description="Controller target-v2/v3 whose copy head's keys read the tokens' context",
     )
 )
 

@@ -332,6 +332,7 @@ def train_hierarchy(
                 history_skills=num_history,
                 history_cap=controller_config.history_cap if num_history else HISTORY_COUNT_CAP,
                 copy_window=controller_config.copy_window if copy_tokens is not None else 0,
+                copy_context=controller_config.copy_context if copy_tokens is not None else 0,
                 history_targets=history_targets,
                 held_cell=held_cell,
                 copy_done=controller_config.copy_done

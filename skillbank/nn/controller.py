@@ -201,6 +201,9 @@ class ControllerConfig:
         copy_done: With a copy head and ``history_targets`` and/or ``held_cell``, the copy
             head's pointers also read that part of the history, the *done* input
             (``skill-controller-history-v3``).
+        copy_context: L, with ``target_tokens``: self-attention layers over the tokens that
+            make the copy head's keys contextual (``skill-controller-target-v4`` without a
+            history); 0: the token and position embeddings alone.
     """
 
     obs_dim: int
@@ -217,6 +220,7 @@ class ControllerConfig:
     history_targets: bool = False
     held_cell: int | None = None
     copy_done: bool = False
+    copy_context: int = 0
 
     def __post_init__(self) -> None:
         extended = self.history_targets or self.held_cell is not None
@@ -240,6 +244,10 @@ class ControllerConfig:
             raise ValueError(f"ControllerConfig.copy_window must be >= 0, got {self.copy_window}")
         if self.copy_window and self.target_tokens is None:
             raise ValueError("ControllerConfig.copy_window needs target_tokens (a copy head)")
+        if self.copy_context < 0:
+            raise ValueError(f"ControllerConfig.copy_context must be >= 0, got {self.copy_context}")
+        if self.copy_context and self.target_tokens is None:
+            raise ValueError("ControllerConfig.copy_context needs target_tokens (a copy head)")
         if self.target_tokens is not None:
             if self.target is None:
                 raise ValueError("ControllerConfig.target_tokens needs a target head (target)")
@@ -295,7 +303,8 @@ class ControllerConfig:
         """``skill-controller-history-v3`` with a copy head reading what is done,
         ``skill-controller-history-v2`` with a call history holding targets,
         ``skill-controller-history-v1`` with a call-history input (any trunk and heads),
-        ``skill-controller-target-v3`` with a target copied off a phrase of the tokens,
+        ``skill-controller-target-v4`` with a copy head whose keys read the tokens' context,
+        ``-target-v3`` with a target copied off a phrase of the tokens,
         ``-target-v2`` with a target copied off tokens, ``-target-v1`` with a
         target head, ``skill-controller-v3`` with a grid trunk, ``-v2`` when it gives
         arguments, else ``-v1``."""
@@ -307,6 +316,8 @@ class ControllerConfig:
         if self.target is not None:
             if self.target_tokens is None:
                 return "skill-controller-target-v1"
+            if self.copy_context:
+                return "skill-controller-target-v4"
             return (
                 "skill-controller-target-v3" if self.copy_window else "skill-controller-target-v2"
             )
@@ -332,6 +343,8 @@ class ControllerConfig:
             data["copy_dim"] = self.copy_dim
             if self.copy_window:
                 data["copy_window"] = self.copy_window
+            if self.copy_context:
+                data["copy_context"] = self.copy_context
         if self.history_skills:
             data["history_skills"] = self.history_skills
             data["history_cap"] = self.history_cap
@@ -363,6 +376,7 @@ class ControllerConfig:
             history_targets=bool(data.get("history_targets", False)),
             held_cell=int(data["held_cell"]) if data.get("held_cell") is not None else None,
             copy_done=bool(data.get("copy_done", False)),
+            copy_context=int(data.get("copy_context", 0)),
         )
 
 
@@ -400,6 +414,7 @@ class Controller(nn.Module):
                 config.copy_dim,
                 config.copy_window,
                 config.done_blocks,
+                config.copy_context,
             )
         elif config.target is not None:
             self.target_head = nn.Linear(config.hidden_dims[-1], config.target.dim)

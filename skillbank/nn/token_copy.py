@@ -19,6 +19,13 @@ groups describe one thing of the task: "pick up the red key and go to a blue bal
 "blue key" (the type pointer on "key", the colour pointer on "blue"), which per-group pointers
 did at a quarter of their decisions in failed BossLevel episodes.
 
+With ``context`` L > 0 the pointers' keys are *contextual*: L pre-norm self-attention layers
+(:class:`torch.nn.TransformerEncoderLayer`, padding masked) run over the token and position
+embeddings first, as a pointer network's keys are its encoder's states (Vinyals et al., 2015),
+so a word's key can say which part of the task it is in ("the red key" of the clause after "after
+you"), not only which word at which position it is. The values stay the words' own: what is
+copied is still the word.
+
 With ``done_blocks`` K > 0 the pointers also read what is *done*: K target-shaped blocks (B,
 K * C) (e.g. the targets each skill's finished calls were given, what the agent has held). Each
 token's score is shifted by how well the values it names (its row of the value table, a
@@ -44,10 +51,13 @@ from torch import nn
 
 from skillbank.nn.grid_trunk import TokenSlice
 
-__all__ = ["COPY_DIM", "TokenCopyHead"]
+__all__ = ["CONTEXT_HEADS", "COPY_DIM", "TokenCopyHead"]
 
 COPY_DIM = 32
 """Width of the copy head's token/position embeddings and queries."""
+
+CONTEXT_HEADS = 2
+"""Attention heads of each context layer (the width must divide by it)."""
 
 
 class TokenCopyHead(nn.Module):
@@ -62,6 +72,7 @@ class TokenCopyHead(nn.Module):
             anchor pointer, every group reading the words at offsets -W .. +W from it.
         done_blocks: K, the target-shaped blocks of the "done" input the pointers also read
             (its width is K * C); 0: none.
+        context: L, self-attention layers making the keys contextual; 0: the embeddings alone.
     """
 
     def __init__(
@@ -72,12 +83,19 @@ class TokenCopyHead(nn.Module):
         dim: int = COPY_DIM,
         window: int = 0,
         done_blocks: int = 0,
+        context: int = 0,
     ) -> None:
         super().__init__()
         if window < 0:
             raise ValueError(f"TokenCopyHead window must be >= 0, got {window}")
         if done_blocks < 0:
             raise ValueError(f"TokenCopyHead done_blocks must be >= 0, got {done_blocks}")
+        if context < 0:
+            raise ValueError(f"TokenCopyHead context must be >= 0, got {context}")
+        if context and dim % CONTEXT_HEADS:
+            raise ValueError(
+                f"TokenCopyHead dim {dim} must divide into {CONTEXT_HEADS} heads with context"
+            )
         self.tokens = tokens
         self.groups = groups
         self.dim = dim
@@ -85,6 +103,17 @@ class TokenCopyHead(nn.Module):
         self.pointers = 1 if window else len(groups)
         self.token_embed = nn.Linear(tokens.vocab, dim, bias=False)
         self.position_embed = nn.Parameter(torch.randn(tokens.positions, dim) * 0.1)
+        self.context = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                dim,
+                CONTEXT_HEADS,
+                dim_feedforward=2 * dim,
+                dropout=0.0,
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(context)
+        )
         self.query = nn.Linear(hidden_dim, dim * self.pointers)
         # Per pointer and done block, the weight of a token's match with the block (0: inert).
         self.done_weight: nn.Parameter | None = None
@@ -110,7 +139,7 @@ class TokenCopyHead(nn.Module):
         t = self.tokens
         one_hot = features[:, t.start : t.end].reshape(batch, t.positions, t.vocab)  # (B, P, V)
         valid = one_hot.sum(-1) > 0.5  # (B, P)
-        keys = self.token_embed(one_hot) + self.position_embed  # (B, P, d)
+        keys = self._keys(one_hot, valid)  # (B, P, d)
         queries = self.query(hidden).view(batch, self.pointers, self.dim)  # (B, G or 1, d)
         scores = torch.einsum("bgd,bpd->bgp", queries, keys) / math.sqrt(self.dim)
         if (done is None) != (self.done_weight is None):
@@ -120,6 +149,17 @@ class TokenCopyHead(nn.Module):
                 "gk,bkp->bgp", self.done_weight, self._match(one_hot, done)
             )
         return one_hot, scores.masked_fill(~valid[:, None, :], float("-inf"))
+
+    def _keys(self, one_hot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The pointers' keys (B, P, d): token plus position embeddings, through the context
+        layers (padding masked; a row without tokens attends everywhere, its scores are masked
+        afterwards)."""
+        keys: torch.Tensor = self.token_embed(one_hot) + self.position_embed  # (B, P, d)
+        if len(self.context):
+            padding = ~valid & valid.any(-1, keepdim=True)  # (B, P)
+            for layer in self.context:
+                keys = layer(keys, src_key_padding_mask=padding)
+        return keys
 
     def phrases(
         self, features: torch.Tensor, hidden: torch.Tensor, done: torch.Tensor | None = None

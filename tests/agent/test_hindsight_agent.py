@@ -64,14 +64,15 @@ def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
         assert _rollout_actions(again, probe) == before
 
 
-@pytest.mark.parametrize("copy_done", [False, True])
+@pytest.mark.parametrize(("copy_done", "context"), [(False, 0), (True, 0), (True, 1)])
 def test_phrase_targets_and_target_history_are_stored_and_act_the_same(
-    tmp_path: Path, copy_done: bool
+    tmp_path: Path, copy_done: bool, context: int
 ) -> None:
     """``controller.copy_window``, ``.history_targets`` and ``.history_held``: a target-copying
     controller with one anchor pointer whose call history holds each skill's targets and what
     was held (``skill-controller-history-v2``; ``-v3`` with ``copy_done``: its copy head reads
-    them too) is stored, verified, reloaded, and acts the same; the executor ORs each finished
+    them too; with ``copy_context`` its keys read the mission's context) is stored, verified,
+    reloaded, and acts the same; the executor ORs each finished
     call's target into its skill's row and keeps what the agent has held."""
 
     def episode(seed: int, steps: int) -> Episode:
@@ -90,6 +91,7 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(
             history_targets=True,
             history_held=True,
             copy_done=copy_done,
+            copy_context=context,
         ),
     )
     with SkillMemory(tmp_path / "m") as memory:
@@ -100,6 +102,7 @@ def test_phrase_targets_and_target_history_are_stored_and_act_the_same(
         assert stored.arch_id == f"skill-controller-history-v{3 if copy_done else 2}"
         assert stored.done_blocks == (stored.history_skills + 1 if copy_done else 0)
         assert stored.copy_window == 1 and stored.history_targets
+        assert stored.copy_context == context
         assert stored.held_cell == 7  # the agent's own cell shows the ball once picked up
         before = _rollout_actions(agent, probe)
         assert memory.verify() == []

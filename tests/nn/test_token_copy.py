@@ -154,10 +154,13 @@ def test_phrase_target_without_tokens_is_the_prior() -> None:
 
 
 @pytest.mark.parametrize(("history", "done"), [(0, False), (3, False), (3, True)])
-@pytest.mark.parametrize("window", [0, 2])
-def test_target_v2_v3_round_trip_and_registry(history: int, done: bool, window: int) -> None:
+@pytest.mark.parametrize(("window", "context"), [(0, 0), (2, 0), (0, 1), (2, 2)])
+def test_target_v2_v3_round_trip_and_registry(
+    history: int, done: bool, window: int, context: int
+) -> None:
     """Stored configs come back equal and the registry knows the tensors (with ``done``: a
-    history of targets and what was held, read by the copy head too: history-v3)."""
+    history of targets and what was held, read by the copy head too: history-v3; with
+    ``context``: self-attention layers over the tokens, target-v4)."""
     grid = GridSlice(offset=TOKENS.end, height=3, width=3, channels=7, groups=(4, 3))
     extra: dict[str, object] = {"history_targets": True, "held_cell": 0, "copy_done": True}
     config = ControllerConfig(
@@ -169,11 +172,13 @@ def test_target_v2_v3_round_trip_and_registry(history: int, done: bool, window: 
         target_tokens=TOKENS,
         history_skills=history,
         copy_window=window,
+        copy_context=context,
         **(extra if done else {}),  # type: ignore[arg-type]
     )
     stored = json.loads(json.dumps(config.to_json()))
     assert ControllerConfig.from_json(stored) == config
     plain = "skill-controller-target-v3" if window else "skill-controller-target-v2"
+    plain = "skill-controller-target-v4" if context else plain
     with_history = "skill-controller-history-v3" if done else "skill-controller-history-v1"
     assert config.arch_id == (with_history if history else plain)
     assert config.done_blocks == (history + 1 if done else 0)
@@ -279,3 +284,68 @@ def test_the_done_input_starts_inert_and_is_required_with_done_dim() -> None:
         head(features, hidden)
     with pytest.raises(ValueError, match="done input"):
         plain(features, hidden, torch.rand(5, 10))
+
+
+MARKER = 1  # a filler word that, right before a colour, says "this one first"
+
+
+def _marked_colours(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentences with two colours at random positions, the later one preceded by the marker in
+    half the rows; per row the colour to name: the marked one, else the earlier one."""
+    spans = torch.tensor([(a, b) for a in range(POSITIONS) for b in range(a + 2, POSITIONS)])
+    first, second = spans[torch.randint(0, len(spans), (batch,))].unbind(1)
+    colours = torch.randint(0, COLOURS, (batch, 2))
+    ids = torch.randint(MARKER + 1, 1 + FILLERS, (batch, POSITIONS))
+    rows = torch.arange(batch)
+    ids[rows, first] = 1 + FILLERS + colours[:, 0]
+    ids[rows, second] = 1 + FILLERS + colours[:, 1]
+    marked = torch.rand(batch) < 0.5
+    ids[rows[marked], second[marked] - 1] = MARKER
+    one_hot = nn.functional.one_hot(ids, VOCAB).float()
+    features = torch.cat([one_hot.sum(1).clamp(max=1), one_hot.flatten(1)], dim=1)
+    return features, torch.where(marked, colours[:, 1], colours[:, 0])
+
+
+def _marked_accuracy(context: int) -> float:
+    torch.manual_seed(0)
+    head = TokenCopyHead(TOKENS, (COLOURS,), hidden_dim=1, context=context)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(400):
+        features, colour = _marked_colours(64)
+        loss = nn.functional.cross_entropy(head(features, torch.zeros(64, 1)), colour)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    head.eval()
+    features, colour = _marked_colours(400)
+    with torch.no_grad():
+        guess = head(features, torch.zeros(400, 1)).argmax(-1)
+    return float((guess == colour).float().mean())
+
+
+def test_contextual_keys_point_at_a_word_by_its_neighbours() -> None:
+    """Which colour to copy depends on the word before it: keys made of a word and its position
+    alone cannot tell the marked colour from the other (about chance between the two); a
+    context layer's keys can."""
+    assert _marked_accuracy(1) > 0.9
+    assert _marked_accuracy(0) < 0.75
+
+
+def test_context_layers_ignore_padding_and_act_alike_in_training_and_evaluation() -> None:
+    head = TokenCopyHead(TOKENS, (2, 3), hidden_dim=4, context=2)
+    nn.init.normal_(head.values.weight)
+    features, _ = _two_colours(6, [(0, 1)])
+    short = features.clone()  # the last position made padding (no word there)
+    short[:, TOKENS.start + (POSITIONS - 1) * VOCAB : TOKENS.end] = 0.0
+    hidden = torch.randn(6, 4)
+    trained = head(short, hidden)
+    head.eval()
+    with torch.no_grad():  # torch's fused inference path must give the same keys
+        torch.testing.assert_close(head(short, hidden), trained.detach())
+        torch.testing.assert_close(head(torch.zeros(2, TOKENS.size), hidden[:2]), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="context must be >= 0"):
+        TokenCopyHead(TOKENS, (2,), hidden_dim=4, context=-1)
+    with pytest.raises(ValueError, match="divide"):
+        TokenCopyHead(TOKENS, (2,), hidden_dim=4, dim=5, context=1)
+    with pytest.raises(ValueError, match="copy_context needs target_tokens"):
+        ControllerConfig(obs_dim=TOKENS.end, latent_dim=2, copy_context=1)
