@@ -25,6 +25,9 @@ _ROWS = (
     ("walks_at_cap", "  stopped by max_skill_steps"),
     ("walks_at_cap_never_seeing_target", "    never seeing the target"),
     ("share_of_steps_in_blind_capped_walks", "steps in those blind walks (share)"),
+    ("missions_of_several_clauses", "missions of several clauses"),
+    ("finishing_no_clause", "  finishing none of them"),
+    ("finishing_some_clauses", "  finishing some, not all"),
 )
 
 
@@ -65,7 +68,8 @@ def trace(
     ] = None,
 ) -> None:
     """Replay a BabyAI eval trace in the simulator and count, for failed and successful episodes
-    apart, the walks that saw their target, ended facing it, or ran to the step cap blind."""
+    apart, the walks that saw their target, ended facing it, or ran to the step cap blind, and
+    the missions of several clauses that finished none or only some of them."""
     from skillbank.envs.babyai_replay import summarise_replays
 
     episodes = _read_trace(trace_file)

@@ -27,7 +27,7 @@ from typing import Any
 
 from skillbank.envs.babyai import babyai_gym_id, cell_object
 
-__all__ = ["MOVE_ACTIONS", "CallReplay", "replay_episode", "summarise_replays"]
+__all__ = ["MOVE_ACTIONS", "CallReplay", "clause_progress", "replay_episode", "summarise_replays"]
 
 MOVE_ACTIONS = frozenset({0, 1, 2})
 """MiniGrid's turn left, turn right and forward: a call made of these alone is a walk."""
@@ -75,6 +75,25 @@ def _sees(world: Any, target: tuple[str, str] | None) -> bool:
     return any(world.agent_sees(x, y) for x, y in _matching(world, target))
 
 
+def clause_progress(instruction: Any) -> tuple[int, int]:
+    """(clauses verified done, clauses) of a BabyAI instruction object as the episode left it.
+
+    Joined instructions (``AndInstr``, ``BeforeInstr``, ``AfterInstr``) keep whether each part
+    succeeded (``a_done`` / ``b_done``); a part done counts all its clauses, a part not done is
+    looked into (an "and" inside a "then" may have one of two done). A single clause holds no
+    such flag: it reads as not done (the caller knows whether the episode succeeded).
+    """
+    parts = getattr(instruction, "instr_a", None), getattr(instruction, "instr_b", None)
+    if parts[0] is None or parts[1] is None:
+        return 0, 1
+    done = total = 0
+    for part, flag in zip(parts, ("a_done", "b_done"), strict=True):
+        part_done, part_total = clause_progress(part)
+        total += part_total
+        done += part_total if getattr(instruction, flag, None) == "success" else part_done
+    return done, total
+
+
 def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
     """Replay one traced episode of ``level`` (a line of ``skillbank eval --trace``).
 
@@ -83,6 +102,12 @@ def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
             seed states another mission (the trace is of another level).
         EnvironmentNotFoundError: Unknown level.
     """
+    return _replay(level, episode)[0]
+
+
+def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], tuple[int, int]]:
+    """:func:`replay_episode`'s calls and the mission's :func:`clause_progress` at its end (a
+    successful episode: every clause done)."""
     import gymnasium as gym
 
     missing = [k for k in ("seed", "task", "calls") if k not in episode]
@@ -122,22 +147,25 @@ def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
                     ends_facing=front in _matching(world, target),
                 )
             )
-        return replays
+        done, clauses = clause_progress(world.instrs)
+        return replays, (clauses if episode.get("success") else done, clauses)
     finally:
         env.close()
 
 
-def _summary(
-    episodes: Sequence[tuple[Mapping[str, Any], list[CallReplay]]], cap: int
-) -> dict[str, Any]:
-    walks = [c for _, calls in episodes for c in calls if c.walk and c.target is not None]
+Replayed = tuple[Mapping[str, Any], list[CallReplay], tuple[int, int]]
+
+
+def _summary(episodes: Sequence[Replayed], cap: int) -> dict[str, Any]:
+    walks = [c for _, calls, _ in episodes for c in calls if c.walk and c.target is not None]
     capped = [c for c in walks if c.steps >= cap]
     blind = [c for c in capped if not c.seen]
-    steps = sum(int(e["steps"]) for e, _ in episodes)
+    steps = sum(int(e["steps"]) for e, _, _ in episodes)
+    joined = [progress for _, _, progress in episodes if progress[1] > 1]
     return {
         "episodes": len(episodes),
         "steps": steps,
-        "calls": sum(len(calls) for _, calls in episodes),
+        "calls": sum(len(calls) for _, calls, _ in episodes),
         "walks": len(walks),
         "walks_seeing_target_at_start": sum(c.seen_at_start for c in walks),
         "walks_seeing_target": sum(c.seen for c in walks),
@@ -147,6 +175,9 @@ def _summary(
         "share_of_steps_in_blind_capped_walks": (
             sum(c.steps for c in blind) / steps if steps else 0.0
         ),
+        "missions_of_several_clauses": len(joined),
+        "finishing_no_clause": sum(done == 0 for done, _ in joined),
+        "finishing_some_clauses": sum(0 < done < total for done, total in joined),
     }
 
 
@@ -159,7 +190,8 @@ def summarise_replays(
 ) -> dict[str, dict[str, Any]]:
     """Replay traced episodes and count, for failed and successful ones apart, the walks (calls
     of moves only, with an object as target) that saw their target, ended facing it, ran to
-    ``max_skill_steps`` and ran to it without ever seeing their target.
+    ``max_skill_steps`` and ran to it without ever seeing their target; and the missions of
+    several clauses that finished none of them, or some but not all.
 
     Args:
         level: The BabyAI level the trace was evaluated on.
@@ -167,7 +199,7 @@ def summarise_replays(
         max_skill_steps: The cap the evaluation ran skills under.
         limit: Replay at most this many episodes of each outcome (the first ones).
     """
-    groups: dict[str, list[tuple[Mapping[str, Any], list[CallReplay]]]] = {
+    groups: dict[str, list[Replayed]] = {
         "failed": [],
         "succeeded": [],
     }
@@ -175,5 +207,5 @@ def summarise_replays(
         group = groups["succeeded" if episode.get("success") else "failed"]
         if limit is not None and len(group) >= limit:
             continue
-        group.append((episode, replay_episode(level, episode)))
+        group.append((episode, *_replay(level, episode)))
     return {name: _summary(group, max_skill_steps) for name, group in groups.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from skillbank.cli.app import app
 from skillbank.envs.babyai import cell_object, describe_cell
-from skillbank.envs.babyai_replay import replay_episode, summarise_replays
+from skillbank.envs.babyai_replay import clause_progress, replay_episode, summarise_replays
 
 
 def _cell(kind: str, colour: str) -> list[float]:
@@ -122,3 +123,50 @@ def test_the_trace_command_explains_a_missing_or_broken_file(tmp_path: Path) -> 
     broken.write_text("{not json\n")
     bad = runner.invoke(app, ["trace", "babyai/GoToLocal", str(broken)])
     assert bad.exit_code == 1 and "broken.jsonl:1 is not JSON" in bad.output
+
+
+def _bot_actions(level: str, seed: int) -> tuple[str, list[int], list[tuple[int, int]]]:
+    """The bot's actions on ``level`` and, after each, the mission's clause progress."""
+    env = gym.make(f"BabyAI-{level}-v0")
+    observation, _ = env.reset(seed=seed)
+    bot = BabyAIBot(env.unwrapped)
+    actions, progress = [], []
+    done = False
+    while not done:
+        action = int(bot.replan())
+        _, _, terminated, truncated, _ = env.step(action)
+        actions.append(action)
+        progress.append(clause_progress(env.unwrapped.instrs))
+        done = terminated or truncated
+    return observation["mission"], actions, progress
+
+
+def test_clause_progress_counts_the_parts_done_inside_joined_instructions() -> None:
+    leaf = SimpleNamespace()
+    both = SimpleNamespace(instr_a=leaf, instr_b=leaf, a_done="success", b_done="continue")
+    assert clause_progress(leaf) == (0, 1)
+    assert clause_progress(both) == (1, 2)
+    then = SimpleNamespace(instr_a=both, instr_b=leaf, a_done="continue", b_done=False)
+    assert clause_progress(then) == (1, 3)
+    then.a_done = "success"
+    assert clause_progress(then) == (2, 3)
+
+
+def test_summaries_tell_missions_stuck_after_a_clause_from_ones_never_started() -> None:
+    mission, actions, progress = _bot_actions("GoToSeq", 1)
+    total = progress[-1][1]
+    assert total >= 2 and progress[0][0] == 0
+    first = next(t for t, (done, _) in enumerate(progress) if done > 0) + 1
+    assert first < len(actions)
+
+    def episode(steps: int, success: bool) -> dict[str, Any]:
+        calls = [{"actions": actions[:steps], "argument": [], "skill": "s", "step": 0}]
+        return {"calls": calls, "seed": 1, "steps": steps, "success": success, "task": mission}
+
+    won, stuck, idle = episode(len(actions), True), episode(first, False), episode(0, False)
+    summary = summarise_replays("GoToSeq", [won, stuck, idle], max_skill_steps=64)
+    assert summary["succeeded"]["missions_of_several_clauses"] == 1
+    assert summary["succeeded"]["finishing_some_clauses"] == 0
+    failed = summary["failed"]
+    assert failed["missions_of_several_clauses"] == 2
+    assert failed["finishing_no_clause"] == 1 and failed["finishing_some_clauses"] == 1
