@@ -81,6 +81,9 @@ class AgentConfig:
         interrupt_margin: Interrupt a running skill when the controller's attention prefers
             another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
+        stall_steps: K > 0: a call whose last K actions changed nothing in the observation ends,
+            and the controller's next choice passes over the skill that stalled
+            (:class:`~skillbank.agent.executor.SkillExecutor`); 0: off.
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
         replay_steps: Steps of earlier learn calls' segments kept (a seeded uniform subset of
             whole segments, stored in the memory as ``segment-replay-v2``: ~0.16 KB a step for
@@ -119,6 +122,7 @@ class AgentConfig:
     sample_skills: bool = True
     interrupt_margin: float = 1.0
     max_skill_steps: int = 64
+    stall_steps: int = 0
     num_envs: int = 64
     replay_steps: int = 8192
     composites: bool = False
@@ -136,6 +140,8 @@ class AgentConfig:
             raise ValueError("AgentConfig.top_k and .explain_candidates must be >= 1")
         if self.max_skill_steps < 1 or self.num_envs < 1:
             raise ValueError("AgentConfig.max_skill_steps and .num_envs must be >= 1")
+        if self.stall_steps < 0:
+            raise ValueError(f"AgentConfig.stall_steps must be >= 0, got {self.stall_steps}")
         if self.composites and self.controller.history is True:
             raise ValueError(
                 "AgentConfig.composites with controller.history=True: composites relabel "

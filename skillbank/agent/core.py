@@ -503,6 +503,7 @@ class ProceduralMemoryAgent:
                 sample_skills=self.config.sample_skills,
                 seed=self.config.seed,
                 interrupt_margin=self.config.interrupt_margin,
+                stall_steps=self.config.stall_steps,
                 allowed_actions=self.allowed_actions,
                 composite_ids=composite_ids,
                 composite_keys=composite_keys,

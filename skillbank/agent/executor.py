@@ -76,6 +76,11 @@ class SkillExecutor:
             forever (pick up, drop, pick up, ... in a deterministic world).
         interrupt_margin: A running skill is interrupted when the controller's attention on its
             favourite skill exceeds that on the running one by more than this (1.0: never).
+        stall_steps: K > 0: a call whose last K actions each left the features exactly as they
+            were (a toggle at a locked door, a step into a wall, a drop where nothing can lie)
+            ends, and the controller's next choice there passes over the skill that stalled; 0:
+            calls run until their termination head fires (or ``max_skill_steps``). Exact
+            equality: continuous worlds never stall.
         composite_ids: (N_c,) ids of composite skills, after the primitives in key order.
         composite_keys: (N_c, Z) their keys.
         composites: (N_c,) their sub-controllers (children named by primitive id).
@@ -96,6 +101,7 @@ class SkillExecutor:
         sample_skills: bool = False,
         seed: int = 0,
         interrupt_margin: float = 1.0,
+        stall_steps: int = 0,
         allowed_actions: Sequence[int] | None = None,
         composite_ids: Sequence[str] = (),
         composite_keys: npt.NDArray[np.float32] | None = None,
@@ -131,6 +137,9 @@ class SkillExecutor:
         self.sample = sample
         self.sample_skills = sample_skills
         self.interrupt_margin = interrupt_margin
+        if stall_steps < 0:
+            raise ValueError(f"SkillExecutor stall_steps must be >= 0, got {stall_steps}")
+        self.stall_steps = stall_steps
         self._action_mask = torch.zeros(action.size)  # (A,) 0 allowed, -inf never seen
         if allowed_actions is not None and action.kind == "discrete":
             self._action_mask.fill_(float("-inf"))
@@ -173,6 +182,9 @@ class SkillExecutor:
         self._targets = torch.zeros(num_envs, self.num_primitives, self._argument.shape[1])
         self._held = torch.zeros(num_envs, self._argument.shape[1])  # (B, D) held so far
         self._episode_steps = np.zeros(num_envs, dtype=np.int64)  # (B,) steps in its episode
+        self._previous: torch.Tensor | None = None  # (B, O) last step's features (stall_steps)
+        self._stalled = torch.zeros(num_envs, dtype=torch.long)  # (B,) unchanged steps in call
+        self._avoid = torch.full((num_envs,), -1, dtype=torch.long)  # (B,) skill that stalled
         # per episode: [first step, skill index, argument (D,), actions] per call (trace only)
         self._traced: dict[int, list[tuple[int, int, npt.NDArray[np.float32], list[Any]]]] = {}
 
@@ -184,6 +196,8 @@ class SkillExecutor:
         held_cell, target = self.controller.config.held_cell, self.controller.config.target
         if held_cell is not None and target is not None:
             self._held = torch.maximum(self._held, target.content(x, held_cell))
+        if self.stall_steps:
+            self._count_stalls(x)
         # --- who decides: no skill yet, or its termination head fired after >= 1 action ---------
         need = self._active[:, 0] < 0
         # (N_p, B, A), (N_p, B): the running skills judge this observation after the actions
@@ -194,6 +208,10 @@ class SkillExecutor:
             stop_p = (torch.sigmoid(stop_logits[active.T, rows]).T * self._weights).sum(1)  # (B,)
             fired = (self._steps_in_skill >= 1) & (stop_p > 0.5)
             need |= fired | (self._steps_in_skill >= self.max_skill_steps)
+            if self.stall_steps:
+                stuck = ~need & (self._stalled >= self.stall_steps)  # (B,)
+                self._avoid = torch.where(stuck, active[:, 0], -1)
+                need |= stuck
             if self.interrupt_margin < 1.0:
                 # Interruption (Sutton, Precup & Singh, 1999): leave a running skill when the
                 # controller now prefers another by more than the margin of attention.
@@ -217,6 +235,8 @@ class SkillExecutor:
                 self._ask_composites(x, top & (self._composite >= 0))
             chosen = torch.nonzero(need).squeeze(1)  # (B',)
             self._steps_in_skill[chosen] = 0
+            self._stalled[chosen] = 0
+            self._avoid[chosen] = -1
             # the skills just chosen act on the arguments just given
             params[:, chosen] = self._run_skills(
                 x[chosen], self._argument[chosen], self._steps_in_skill[chosen]
@@ -232,6 +252,15 @@ class SkillExecutor:
                 return self._count_steps(picked.numpy())
             return self._count_steps(probs.argmax(-1).numpy())
         return self._count_steps((chosen_params * w).sum(0).numpy())  # (B, A)
+
+    def _count_stalls(self, x: torch.Tensor) -> None:
+        """Per environment, one more unchanged step in its running call when its features x
+        (B, O) equal the last step's (a slot whose episode just ended compares with nothing)."""
+        previous = self._previous
+        if previous is not None and previous.shape == x.shape:
+            same = (x == previous).all(1) & (self._steps_in_skill >= 1)  # (B,)
+            self._stalled = torch.where(same, self._stalled + 1, 0)
+        self._previous = x.clone()
 
     def _count_steps(self, actions: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Advance each slot's episode step count; when tracing, file each discrete action
@@ -251,6 +280,10 @@ class SkillExecutor:
             x[chosen], self._history(chosen)
         )  # (B', Z), (B', D)
         logits = attention_logits(query, self.keys)  # (B', N)
+        avoid = self._avoid[chosen]  # (B',): a primitive that just stalled, -1: none
+        if self.num_primitives > 1 and (avoid >= 0).any():
+            rows = torch.nonzero(avoid >= 0).squeeze(1)
+            logits[rows, avoid[rows]] = float("-inf")
         if self.sample_skills and self.top_k == 1:
             probs = torch.softmax(logits, dim=-1)
             indices = torch.multinomial(probs, 1, generator=self._generator)  # (B', 1)
@@ -354,6 +387,10 @@ class SkillExecutor:
             self._counts[i] = 0
             self._targets[i] = 0.0
             self._held[i] = 0.0
+            self._stalled[i] = 0
+            self._avoid[i] = -1
+            if self._previous is not None:
+                self._previous[i] = float("nan")  # the next episode's first step is no stall
             self._episode_steps[i] = 0
             self._episode_of[i] = self._next_episode
             self._next_episode += 1

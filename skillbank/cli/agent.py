@@ -106,7 +106,7 @@ def evaluate(
     """Run the learned agent on ENV and report success, steps and skills used.
 
     Settings that act at run time: top_k, sample_actions, sample_skills, interrupt_margin,
-    max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
+    stall_steps, max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
     torch.set_num_threads(1)
     settings = expand_presets(settings or [])
     config = AgentConfig(top_k=top_k).with_settings(settings)

@@ -206,7 +206,8 @@ class ControllerTrainConfig:
             not only for a word at a position (the keys of plain pointers are a word plus its
             position). Why: in failed multi-clause BossLevel missions (``@hindsight`` with the
             map, seed 3, 256 unseen episodes) 42 of 107 finished none of their clauses and 65
-            some (``skillbank trace``), against 79% success on one-clause missions. Off by default (0).
+            some (``skillbank trace``), against 79% success on one-clause missions. Off by
+            default (0).
     """
 
     hidden_dims: tuple[int, ...] = (128, 128)
