@@ -78,6 +78,8 @@ class AgentConfig:
         top_k: Skills mixed per decision at run time.
         sample_actions: Sample discrete actions (seeded) rather than take the argmax.
         sample_skills: Sample the skill from the controller's attention (seeded; top_k = 1).
+        sample_targets: Sample a target argument from the controller's distribution over each
+            of its groups (seeded) rather than take the most likely value.
         interrupt_margin: Interrupt a running skill when the controller's attention prefers
             another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
@@ -126,6 +128,7 @@ class AgentConfig:
     top_k: int = 1
     sample_actions: bool = True
     sample_skills: bool = True
+    sample_targets: bool = False
     interrupt_margin: float = 1.0
     max_skill_steps: int = 64
     stall_steps: int = 0

@@ -504,6 +504,7 @@ class ProceduralMemoryAgent:
                 seed=self.config.seed,
                 interrupt_margin=self.config.interrupt_margin,
                 stall_steps=self.config.stall_steps,
+                sample_targets=self.config.sample_targets,
                 allowed_actions=self.allowed_actions,
                 composite_ids=composite_ids,
                 composite_keys=composite_keys,

@@ -76,6 +76,8 @@ class SkillExecutor:
             forever (pick up, drop, pick up, ... in a deterministic world).
         interrupt_margin: A running skill is interrupted when the controller's attention on its
             favourite skill exceeds that on the running one by more than this (1.0: never).
+        sample_targets: Draw a target argument from the controller's distribution over each
+            of its groups (seeded) instead of taking the most likely value.
         stall_steps: K > 0: a call whose last K actions each left the features exactly as they
             were (a toggle at a locked door, a step into a wall, a drop where nothing can lie)
             ends, and the controller's next choice there passes over the skill that stalled; 0:
@@ -102,6 +104,7 @@ class SkillExecutor:
         seed: int = 0,
         interrupt_margin: float = 1.0,
         stall_steps: int = 0,
+        sample_targets: bool = False,
         allowed_actions: Sequence[int] | None = None,
         composite_ids: Sequence[str] = (),
         composite_keys: npt.NDArray[np.float32] | None = None,
@@ -140,6 +143,7 @@ class SkillExecutor:
         if stall_steps < 0:
             raise ValueError(f"SkillExecutor stall_steps must be >= 0, got {stall_steps}")
         self.stall_steps = stall_steps
+        self.sample_targets = sample_targets
         self._action_mask = torch.zeros(action.size)  # (A,) 0 allowed, -inf never seen
         if allowed_actions is not None and action.kind == "discrete":
             self._action_mask.fill_(float("-inf"))
@@ -277,7 +281,7 @@ class SkillExecutor:
         """The top controller decides for environments ``chosen`` (B',) on features x (B, O):
         primitives start at once; a composite is pushed (its sub-controller then picks)."""
         query, argument = self.controller.query_and_argument(
-            x[chosen], self._history(chosen)
+            x[chosen], self._history(chosen), self._generator if self.sample_targets else None
         )  # (B', Z), (B', D)
         logits = attention_logits(query, self.keys)  # (B', N)
         avoid = self._avoid[chosen]  # (B',): a primitive that just stalled, -1: none

@@ -105,8 +105,8 @@ def evaluate(
 ) -> None:
     """Run the learned agent on ENV and report success, steps and skills used.
 
-    Settings that act at run time: top_k, sample_actions, sample_skills, interrupt_margin,
-    stall_steps, max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
+    Settings that act at run time: top_k, sample_actions, sample_skills, sample_targets,
+    interrupt_margin, stall_steps, max_skill_steps, num_envs (e.g. --set sample_skills=false)."""
     torch.set_num_threads(1)
     settings = expand_presets(settings or [])
     config = AgentConfig(top_k=top_k).with_settings(settings)

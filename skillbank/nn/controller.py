@@ -62,6 +62,7 @@ __all__ = [
     "call_history",
     "group_cross_entropy",
     "group_one_hot",
+    "group_sample",
     "history_features",
     "top_k_attention",
 ]
@@ -147,6 +148,20 @@ def group_one_hot(logits: torch.Tensor, groups: tuple[int, ...]) -> torch.Tensor
     """Logits (B, C) -> the argmax of every group as one-hot (B, C)."""
     parts = [
         nn.functional.one_hot(part.argmax(-1), part.shape[-1]).to(logits.dtype)
+        for part in torch.split(logits, list(groups), dim=-1)
+    ]
+    return torch.cat(parts, dim=-1)
+
+
+def group_sample(
+    logits: torch.Tensor, groups: tuple[int, ...], generator: torch.Generator
+) -> torch.Tensor:
+    """Logits (B, C) -> one value drawn from every group's softmax, as one-hot (B, C)."""
+    parts = [
+        nn.functional.one_hot(
+            torch.multinomial(torch.softmax(part, -1), 1, generator=generator).squeeze(1),
+            part.shape[-1],
+        ).to(logits.dtype)
         for part in torch.split(logits, list(groups), dim=-1)
     ]
     return torch.cat(parts, dim=-1)
@@ -519,20 +534,31 @@ class Controller(nn.Module):
         return self.query_head(self._hidden(features, history))  # type: ignore[no-any-return]
 
     def query_and_argument(
-        self, features: torch.Tensor, history: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        history: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, O) (and call history (B, H)) -> queries (B, Z) and arguments (B, D)
-        (D = 0 without an arg head)."""
+        (D = 0 without an arg head). A target is every group's most likely value; with a
+        ``generator``, drawn from its softmax (target-v3: the anchor too, from its weights)."""
         hidden = self._hidden(features, history)
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
+            groups = self.config.target.groups
             done = self._done(history)
-            if self.config.copy_window:
+            if self.config.copy_window and generator is None:
                 logits = self._best_phrase_logits(features, hidden, query, done)
+            elif self.config.copy_window:
+                log_weight, phrases = self._phrase_logits(features, hidden, query, done)
+                anchor = torch.multinomial(log_weight.exp(), 1, generator=generator).squeeze(1)
+                logits = phrases[torch.arange(len(phrases)), anchor]
             else:
                 logits = self._target_logits(features, hidden, query, done)
-            return query, group_one_hot(logits, self.config.target.groups)
+            if generator is not None:
+                return query, group_sample(logits, groups, generator)
+            return query, group_one_hot(logits, groups)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
         return query, torch.tanh(self.arg_head(hidden))

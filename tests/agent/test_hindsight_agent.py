@@ -64,6 +64,20 @@ def test_a_hindsight_agent_acts_the_same_after_reload(tmp_path: Path) -> None:
         assert _rollout_actions(again, probe) == before
 
 
+def test_sampled_targets_are_seeded(tmp_path: Path) -> None:
+    """``sample_targets``: the controller's targets are drawn (from the executor's seeded
+    generator), so the same seed acts the same."""
+    episodes = [ball_episode(s, num_steps=8 + s % 3, colour=1 + s % 3) for s in range(16)]
+    probe = [ball_episode(100 + s, num_steps=8, colour=1 + s % 3) for s in range(4)]
+    config = dataclasses.replace(HINDSIGHT_FAST, sample_targets=True)
+    with SkillMemory(tmp_path / "m") as memory:
+        agent = ProceduralMemoryAgent(memory, config)
+        agent.learn([episodes])
+        assert agent.executor().sample_targets
+        first = _rollout_actions(agent, probe)
+        assert _rollout_actions(agent, probe) == first
+
+
 @pytest.mark.parametrize(("copy_done", "context"), [(False, 0), (True, 0), (True, 1)])
 def test_phrase_targets_and_target_history_are_stored_and_act_the_same(
     tmp_path: Path, copy_done: bool, context: int

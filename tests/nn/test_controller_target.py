@@ -15,6 +15,7 @@ from skillbank.nn.controller import (
     TargetSpec,
     group_cross_entropy,
     group_one_hot,
+    group_sample,
 )
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 
@@ -67,6 +68,17 @@ def test_group_cross_entropy_is_the_sum_of_per_group_cross_entropies() -> None:
     ) + nn.functional.cross_entropy(logits[:, 4:], labels_b, reduction="none")
     torch.testing.assert_close(loss, expected)
     assert torch.equal(group_one_hot(target.float() * 5, (4, 3)), target.float())
+
+
+def test_sampled_targets_are_one_value_per_group_drawn_by_its_softmax() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sure = torch.tensor([[0.0, 0.0, 30.0, 0.0, 30.0, 0.0, 0.0]]).expand(50, 7)
+    assert torch.equal(group_sample(sure, (4, 3), generator), group_one_hot(sure, (4, 3)))
+    even = group_sample(torch.zeros(4000, 7), (4, 3), generator)  # (N, 7)
+    assert torch.equal(even[:, :4].sum(1), torch.ones(4000))
+    assert torch.equal(even[:, 4:].sum(1), torch.ones(4000))
+    share = even.mean(0)  # every value about equally often
+    torch.testing.assert_close(share, torch.tensor([1 / 4] * 4 + [1 / 3] * 3), atol=0.03, rtol=0)
 
 
 def test_target_content_reads_the_cell() -> None:

@@ -192,6 +192,9 @@ def test_target_v2_v3_round_trip_and_registry(
     _, logits = controller.query_and_target_logits(x, hist)
     _, argument = controller.query_and_argument(x, hist)
     assert logits.shape == (4, 7) and argument.sum(-1).tolist() == [2.0] * 4
+    generator = torch.Generator().manual_seed(0)
+    _, drawn = controller.query_and_argument(x, hist, generator)  # sampled targets
+    assert drawn.sum(-1).tolist() == [2.0] * 4 and set(drawn.unique().tolist()) == {0.0, 1.0}
     assert group_cross_entropy(logits, argument, (4, 3)).shape == (4,)
 
 
