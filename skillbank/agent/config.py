@@ -85,13 +85,12 @@ class AgentConfig:
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
         stall_steps: K > 0: a call whose last K actions changed nothing in the observation ends,
             and the controller's next choice passes over the skill that stalled
-            (:class:`~skillbank.agent.executor.SkillExecutor`); 0: off. Not a gain: in failed
-            BossLevel episodes 17% of the steps changed nothing the agent sees (toggling a
-            locked door, dropping in front of a door, all but 5% of them in runs of three or
-            more); with ``stall_steps=3`` on the same memory (``@hindsight``, small budget, seed
-            0, the same 256 unseen episodes) those steps fell from ~18,500 to 592 in 60 failed
-            episodes, yet success stayed 50.0% vs 50.8% (21 episodes won, 23 lost): the agent
-            spends the steps elsewhere, no closer to the goal.
+            (:class:`~skillbank.agent.executor.SkillExecutor`); 0: off. Not a clear gain: in
+            failed BossLevel episodes of the map recipe (seed 3) 17% of the steps change nothing
+            the agent sees (2% without the map, seed 0), nearly all in runs of three or more;
+            K = 3 ends those runs, yet on the same memories and 256 unseen episodes BossLevel
+            gave 50.0% vs 50.8 (no map, seed 0), 54.7 vs 50.8 (map, seed 3) and 59.4 vs 59.0
+            (map, seed 0).
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
         replay_steps: Steps of earlier learn calls' segments kept (a seeded uniform subset of
             whole segments, stored in the memory as ``segment-replay-v2``: ~0.16 KB a step for
