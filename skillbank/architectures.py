@@ -772,33 +772,32 @@ register(
 )
 
 
-def _skill_controller_target_v3(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
-    """target-v2 whose copy head has one anchor pointer and ``copy_window`` W > 0 (its value
-    table per offset -W .. +W)."""
-    positive_int(config, "copy_window", "skill-controller-target-v3")
-    return _skill_controller_target_v2(config)
+def _target_v2_needing(
+    field: str, arch: str
+) -> Callable[[Mapping[str, Any]], dict[str, TensorSpec]]:
+    """target-v2's tensors for an id that exists for one positive config ``field``."""
+
+    def tensors(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
+        positive_int(config, field, arch)
+        return _skill_controller_target_v2(config)
+
+    return tensors
 
 
 register(
     ArchitectureSpec(
         arch_id="skill-controller-target-v3",
-        tensors=_skill_controller_target_v3,
+        # one anchor pointer, a value table per offset -W .. +W (copy_window W > 0)
+        tensors=_target_v2_needing("copy_window", "skill-controller-target-v3"),
         description="Controller target-v2 whose copy head reads one phrase (copy_window)",
     )
 )
-
-
-def _skill_controller_target_v4(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
-    """target-v2 (or -v3, with ``copy_window``) whose copy head's keys pass ``copy_context``
-    L > 0 self-attention layers over the tokens first."""
-    positive_int(config, "copy_context", "skill-controller-target-v4")
-    return _skill_controller_target_v2(config)
-
-
 register(
     ArchitectureSpec(
         arch_id="skill-controller-target-v4",
-        tensors=_skill_controller_target_v4,
+        # copy_context L > 0 self-attention layers over the tokens before the pointers' keys
+        # (a copy_window may come with them)
+        tensors=_target_v2_needing("copy_context", "skill-controller-target-v4"),
         description="Controller target-v2/v3 whose copy head's keys read the tokens' context",
     )
 )
