@@ -89,8 +89,8 @@ class AgentConfig:
             failed BossLevel episodes of the map recipe (seed 3) 17% of the steps change nothing
             the agent sees (2% without the map, seed 0), nearly all in runs of three or more;
             K = 3 ends those runs, yet on the same memories and 256 unseen episodes BossLevel
-            gave 50.0% vs 50.8 (no map, seed 0), 54.7 vs 50.8 (map, seed 3) and 59.4 vs 59.0
-            (map, seed 0).
+            gave 50.0% vs 50.8 (no map, seed 0) and, with the map, 59.4 / 51.6 / 48.8 / 54.7 vs
+            59.0 / 52.0 / 48.0 / 50.8 (seeds 0-3).
         num_envs: Environments stepped together in :meth:`ProceduralMemoryAgent.evaluate`.
         replay_steps: Steps of earlier learn calls' segments kept (a seeded uniform subset of
             whole segments, stored in the memory as ``segment-replay-v2``: ~0.16 KB a step for
