@@ -79,7 +79,9 @@ class AgentConfig:
         sample_actions: Sample discrete actions (seeded) rather than take the argmax.
         sample_skills: Sample the skill from the controller's attention (seeded; top_k = 1).
         sample_targets: Sample a target argument from the controller's distribution over each
-            of its groups (seeded) rather than take the most likely value.
+            of its groups (seeded) rather than take the most likely value. No clear gain: same
+            memories and 256 unseen BossLevel episodes, 50.8% vs 50.8 (no map, seed 0), 59.8 vs
+            59.0 and 53.1 vs 50.8 (map, seeds 0 and 3).
         interrupt_margin: Interrupt a running skill when the controller's attention prefers
             another by more than this (1.0: skills run until their termination head fires).
         max_skill_steps: A skill that has not stopped after this many steps is stopped.
