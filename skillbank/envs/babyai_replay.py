@@ -153,10 +153,10 @@ def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], t
         env.close()
 
 
-Replayed = tuple[Mapping[str, Any], list[CallReplay], tuple[int, int]]
+_Replayed = tuple[Mapping[str, Any], list[CallReplay], tuple[int, int]]
 
 
-def _summary(episodes: Sequence[Replayed], cap: int) -> dict[str, Any]:
+def _summary(episodes: Sequence[_Replayed], cap: int) -> dict[str, Any]:
     walks = [c for _, calls, _ in episodes for c in calls if c.walk and c.target is not None]
     capped = [c for c in walks if c.steps >= cap]
     blind = [c for c in capped if not c.seen]
@@ -199,7 +199,7 @@ def summarise_replays(
         max_skill_steps: The cap the evaluation ran skills under.
         limit: Replay at most this many episodes of each outcome (the first ones).
     """
-    groups: dict[str, list[Replayed]] = {
+    groups: dict[str, list[_Replayed]] = {
         "failed": [],
         "succeeded": [],
     }
