@@ -144,12 +144,18 @@ class TargetSpec:
         )
 
 
-def group_one_hot(logits: torch.Tensor, groups: tuple[int, ...]) -> torch.Tensor:
-    """Logits (B, C) -> the argmax of every group as one-hot (B, C)."""
-    parts = [
-        nn.functional.one_hot(part.argmax(-1), part.shape[-1]).to(logits.dtype)
-        for part in torch.split(logits, list(groups), dim=-1)
-    ]
+def group_one_hot(
+    logits: torch.Tensor, groups: tuple[int, ...], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Logits (B, C) -> every group's argmax as one-hot (B, C); with a ``generator``, a value
+    drawn from the group's softmax instead."""
+    parts = []
+    for part in torch.split(logits, list(groups), dim=-1):
+        if generator is None:
+            index = part.argmax(-1)
+        else:
+            index = torch.multinomial(torch.softmax(part, -1), 1, generator=generator).squeeze(1)
+        parts.append(nn.functional.one_hot(index, part.shape[-1]).to(logits.dtype))
     return torch.cat(parts, dim=-1)
 
 
@@ -157,14 +163,7 @@ def group_sample(
     logits: torch.Tensor, groups: tuple[int, ...], generator: torch.Generator
 ) -> torch.Tensor:
     """Logits (B, C) -> one value drawn from every group's softmax, as one-hot (B, C)."""
-    parts = [
-        nn.functional.one_hot(
-            torch.multinomial(torch.softmax(part, -1), 1, generator=generator).squeeze(1),
-            part.shape[-1],
-        ).to(logits.dtype)
-        for part in torch.split(logits, list(groups), dim=-1)
-    ]
-    return torch.cat(parts, dim=-1)
+    return group_one_hot(logits, groups, generator)
 
 
 def group_cross_entropy(
@@ -484,11 +483,17 @@ class Controller(nn.Module):
         hidden: torch.Tensor,
         query: torch.Tensor,
         done: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """target-v3 in action: the target logits (B, C) of the most likely anchor's phrase
-        (the prior alone where the task has no tokens: every phrase is empty)."""
+        """target-v3 in action: the target logits (B, C) of the most likely anchor's phrase, or
+        with a ``generator`` of an anchor drawn by its weight (the prior alone where the task
+        has no tokens: every phrase is empty)."""
         log_weight, logits = self._phrase_logits(features, hidden, query, done)
-        return logits[torch.arange(len(logits)), log_weight.argmax(-1)]  # (B, C)
+        if generator is None:
+            anchor = log_weight.argmax(-1)
+        else:
+            anchor = torch.multinomial(log_weight.exp(), 1, generator=generator).squeeze(1)
+        return logits[torch.arange(len(logits)), anchor]  # (B, C)
 
     def target_loss(
         self, features: torch.Tensor, target: torch.Tensor, history: torch.Tensor | None = None
@@ -546,19 +551,12 @@ class Controller(nn.Module):
         query = self.query_head(hidden)
         if self.target_head is not None:
             assert self.config.target is not None
-            groups = self.config.target.groups
             done = self._done(history)
-            if self.config.copy_window and generator is None:
-                logits = self._best_phrase_logits(features, hidden, query, done)
-            elif self.config.copy_window:
-                log_weight, phrases = self._phrase_logits(features, hidden, query, done)
-                anchor = torch.multinomial(log_weight.exp(), 1, generator=generator).squeeze(1)
-                logits = phrases[torch.arange(len(phrases)), anchor]
+            if self.config.copy_window:
+                logits = self._best_phrase_logits(features, hidden, query, done, generator)
             else:
                 logits = self._target_logits(features, hidden, query, done)
-            if generator is not None:
-                return query, group_sample(logits, groups, generator)
-            return query, group_one_hot(logits, groups)
+            return query, group_one_hot(logits, self.config.target.groups, generator)
         if self.arg_head is None:
             return query, hidden.new_zeros(hidden.shape[0], 0)
         return query, torch.tanh(self.arg_head(hidden))
