@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "COARSE_MAP_KEY",
     "HISTORY_ENTRIES",
     "MAP_KEY",
     "Episode",
@@ -40,10 +41,15 @@ def _require(condition: bool, message: str) -> None:
 MAP_KEY = "map"
 """The observation entry of an explored map (:mod:`skillbank.envs.grid_map`)."""
 
-HISTORY_ENTRIES: frozenset[str] = frozenset({MAP_KEY})
-"""Observation entries an environment derives from the agent's own history (``"map"``: the
-explored map, :mod:`skillbank.envs.grid_map`). They inform acting (where has the agent not looked
-yet) but not what a segment's skill is: the skill encoder does not read them."""
+COARSE_MAP_KEY = "map_coarse"
+"""The observation entry of the explored map's coarse, wider view
+(:mod:`skillbank.envs.grid_map`)."""
+
+HISTORY_ENTRIES: frozenset[str] = frozenset({MAP_KEY, COARSE_MAP_KEY})
+"""Observation entries an environment derives from the agent's own history (``"map"`` and
+``"map_coarse"``: the explored map, :mod:`skillbank.envs.grid_map`). They inform acting (where
+has the agent not looked yet) but not what a segment's skill is: the skill encoder does not read
+them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ from skillbank.nn.controller import Controller, ControllerConfig
 from skillbank.nn.skill_policy import ActionSpec, SkillPolicy
 from skillbank.nn.skill_vae import SkillVAE, SkillVAEConfig
 from skillbank.types import (
+    COARSE_MAP_KEY,
     HISTORY_ENTRIES,
     MAP_KEY,
     Episode,
@@ -180,6 +181,14 @@ class ProceduralMemoryAgent:
         :meth:`evaluate` builds environments that add it; ``None``: it reads none."""
         specs = self.featurizer.specs if self.featurizer is not None else ()
         side = next((s.shape[0] for s in specs if s.name == MAP_KEY and s.shape), None)
+        return None if side is None else (side - 1) // 2
+
+    @property
+    def coarse_map_radius(self) -> int | None:
+        """Rc of the explored map's coarse view this memory's features read (``"map_coarse"``,
+        (2Rc+1, 2Rc+1, 1 + P)); ``None``: it reads none."""
+        specs = self.featurizer.specs if self.featurizer is not None else ()
+        side = next((s.shape[0] for s in specs if s.name == COARSE_MAP_KEY and s.shape), None)
         return None if side is None else (side - 1) // 2
 
     @property
@@ -550,7 +559,9 @@ class ProceduralMemoryAgent:
                 step, skill, argument, actions), to see where episodes fail.
         """
         if isinstance(env, str):
-            env_id, make = eval_env_factory(env, map_radius=self.map_radius)
+            env_id, make = eval_env_factory(
+                env, map_radius=self.map_radius, coarse_radius=self.coarse_map_radius
+            )
         else:
             env_id, make = getattr(env, "__name__", "custom"), env
         executor = self.executor()

@@ -24,10 +24,11 @@ __all__ = ["default_success", "eval_env_factory"]
 
 
 def eval_env_factory(
-    env_id: str, *, map_radius: int | None = None
+    env_id: str, *, map_radius: int | None = None, coarse_radius: int | None = None
 ) -> tuple[str, Callable[[int], Any]]:
     """(canonical id, ``make_env(index)``) of any accepted environment id; BabyAI levels add the
-    explored map of ``map_radius`` to their observations, if given.
+    explored map of ``map_radius`` (and its coarse view of ``coarse_radius``) to their
+    observations, if given.
 
     Raises:
         EnvironmentNotFoundError: Unknown id.
@@ -35,7 +36,9 @@ def eval_env_factory(
     """
     spec = resolve_env_id(env_id)
     if spec.family == "babyai":
-        return spec.env_id, babyai_env_factory(spec.name, map_radius=map_radius)
+        return spec.env_id, babyai_env_factory(
+            spec.name, map_radius=map_radius, coarse_radius=coarse_radius
+        )
     if spec.family == "metaworld":
         return spec.env_id, metaworld_env_factory(spec.name)
 

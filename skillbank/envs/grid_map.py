@@ -58,9 +58,12 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from skillbank.types import MAP_KEY, Episode
+from skillbank.types import COARSE_MAP_KEY, MAP_KEY, Episode
 
 __all__ = [
+    "COARSE_MAP_KEY",
+    "COARSE_MAP_PLANES",
+    "COARSE_SCALE",
     "DEFAULT_MAP_RADIUS",
     "MAP_KEY",
     "MAP_PLANES",
@@ -91,6 +94,13 @@ MAP_PLANES: tuple[str, ...] = (
 )
 """Names of the map's planes, in order (see the module docstring)."""
 
+COARSE_SCALE = 3
+"""Side of the square of map cells one cell of the coarse view (``"map_coarse"``) summarises."""
+
+COARSE_MAP_PLANES: tuple[str, ...] = ("seen_all", *MAP_PLANES)
+"""The coarse view's planes: every cell of the square seen, then each of :data:`MAP_PLANES` in
+any cell of it (``"seen"``: some cell seen)."""
+
 
 def _offsets(forward: npt.NDArray[np.int64], rows: int, ahead: int, half: int) -> Any:
     """World offsets (x, y) of an egocentric window's cells ``[i, j]`` for one heading.
@@ -107,20 +117,48 @@ class GridMap:
 
     Args:
         radius: R of the egocentric crop (S = 2R + 1 cells a side).
+        coarse_radius: Rc of the coarse view (:meth:`coarse_crop`: 2Rc + 1 cells a side, each
+            summarising :data:`COARSE_SCALE` x :data:`COARSE_SCALE` map cells, the agent in the
+            centre cell's centre); ``None``: none.
         view: Side of the agent's view (MiniGrid's ``agent_view_size``, 7 in BabyAI).
         extent: Side of the stored map; the agent starts at its centre. Cells beyond it are
             neither stored nor shown (a MiniGrid level of side G needs extent >= 2G).
     """
 
-    def __init__(self, radius: int = DEFAULT_MAP_RADIUS, *, view: int = 7, extent: int = 64):
-        if radius < 0 or view < 1 or view % 2 == 0 or extent < 2 * radius + 1:
+    def __init__(
+        self,
+        radius: int = DEFAULT_MAP_RADIUS,
+        *,
+        coarse_radius: int | None = None,
+        view: int = 7,
+        extent: int = 64,
+    ):
+        reach = radius if coarse_radius is None else max(radius, COARSE_SCALE * coarse_radius + 1)
+        if (
+            radius < 0
+            or (coarse_radius is not None and coarse_radius < 0)
+            or view < 1
+            or view % 2 == 0
+            or extent < 2 * reach + 1
+        ):
             raise ValueError(
-                f"GridMap needs radius >= 0, an odd view and extent >= 2 * radius + 1; got "
-                f"radius={radius}, view={view}, extent={extent}"
+                f"GridMap needs radius >= 0, coarse_radius >= 0 or None, an odd view and an "
+                f"extent holding both crops; got radius={radius}, coarse_radius={coarse_radius}, "
+                f"view={view}, extent={extent}"
             )
-        self.radius, self.view, self.extent = radius, view, extent
+        self.radius, self.coarse_radius, self.view, self.extent = (
+            radius,
+            coarse_radius,
+            view,
+            extent,
+        )
         self._view_offsets = [_offsets(f, view, view - 1, view // 2) for f in _DIR_TO_VEC]
         self._crop_offsets = [_offsets(f, 2 * radius + 1, radius, radius) for f in _DIR_TO_VEC]
+        self._coarse_offsets = []
+        if coarse_radius is not None:
+            half = COARSE_SCALE * coarse_radius + COARSE_SCALE // 2
+            side = COARSE_SCALE * (2 * coarse_radius + 1)
+            self._coarse_offsets = [_offsets(f, side, half, half) for f in _DIR_TO_VEC]
         self._cells = np.zeros((extent, extent, 3), np.uint8)  # last sight: type, colour, state
         self._visited = np.zeros((extent, extent), np.bool_)
         self._position = np.array([extent // 2, extent // 2], np.int64)
@@ -179,8 +217,27 @@ class GridMap:
 
     def crop(self) -> npt.NDArray[np.bool_]:
         """The egocentric crop of the map around the agent: (S, S, P) bool."""
-        world = self._position + self._crop_offsets[self._last_direction]  # (S, S, 2)
-        inside = ((world >= 0) & (world < self.extent)).all(-1)
+        return self._planes(self._position + self._crop_offsets[self._last_direction])
+
+    def coarse_crop(self) -> npt.NDArray[np.bool_]:
+        """The coarse egocentric view around the agent: (Sc, Sc, 1 + P) bool, Sc = 2Rc + 1
+        (:data:`COARSE_MAP_PLANES`), oriented as :meth:`crop`.
+
+        Raises:
+            ValueError: The map was made without a ``coarse_radius``.
+        """
+        if self.coarse_radius is None:
+            raise ValueError("GridMap.coarse_crop needs a GridMap made with coarse_radius")
+        fine = self._planes(self._position + self._coarse_offsets[self._last_direction])
+        side, k = 2 * self.coarse_radius + 1, COARSE_SCALE
+        blocks = fine.reshape(side, k, side, k, fine.shape[-1])
+        seen_all = np.asarray(blocks[..., 0].all(axis=(1, 3)))
+        anywhere = np.asarray(blocks.any(axis=(1, 3)))
+        return np.concatenate([seen_all[..., None], anywhere], axis=-1)
+
+    def _planes(self, world: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """The planes (:data:`MAP_PLANES`) of the map cells at ``world`` (H, W, 2): (H, W, P)."""
+        inside = np.asarray(((world >= 0) & (world < self.extent)).all(-1))
         x, y = np.clip(world, 0, self.extent - 1).transpose(2, 0, 1)
         cells = np.where(inside[..., None], self._cells[x, y], 0)  # (S, S, 3)
         visited = inside & self._visited[x, y]
@@ -216,8 +273,11 @@ def replay(episode: Episode, grid_map: GridMap) -> Iterator[int]:
         yield t + 1
 
 
-def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Episode:
-    """``episode`` with a ``"map"`` observation (T+1, S, S, P) rebuilt from its views and moves.
+def episode_with_map(
+    episode: Episode, radius: int = DEFAULT_MAP_RADIUS, coarse_radius: int | None = None
+) -> Episode:
+    """``episode`` with a ``"map"`` observation (T+1, S, S, P) rebuilt from its views and moves
+    (and ``"map_coarse"``, (T+1, Sc, Sc, 1 + P), with ``coarse_radius``).
 
     Raises:
         ValueError: If the episode has no ``"image"``/``"direction"`` entries or no actions.
@@ -225,11 +285,16 @@ def episode_with_map(episode: Episode, radius: int = DEFAULT_MAP_RADIUS) -> Epis
     view = (
         np.asarray(episode.observations["image"]).shape[1] if "image" in episode.observations else 7
     )
-    grid_map = GridMap(radius, view=view)
-    maps = [grid_map.crop() for _ in replay(episode, grid_map)]
-    return dataclasses.replace(
-        episode, observations={**episode.observations, MAP_KEY: np.stack(maps)}
-    )
+    grid_map = GridMap(radius, coarse_radius=coarse_radius, view=view)
+    maps, coarse = [], []
+    for _ in replay(episode, grid_map):
+        maps.append(grid_map.crop())
+        if coarse_radius is not None:
+            coarse.append(grid_map.coarse_crop())
+    added = {MAP_KEY: np.stack(maps)}
+    if coarse:
+        added[COARSE_MAP_KEY] = np.stack(coarse)
+    return dataclasses.replace(episode, observations={**episode.observations, **added})
 
 
 class GridMapWrapper(gym.Wrapper[Any, Any, Any, Any]):
@@ -239,17 +304,29 @@ class GridMapWrapper(gym.Wrapper[Any, Any, Any, Any]):
         env: A MiniGrid/BabyAI environment with dict observations holding ``"image"`` and
             ``"direction"``.
         radius: R of the crop.
+        coarse_radius: Rc of the coarse view, added as ``"map_coarse"``; ``None``: none.
     """
 
-    def __init__(self, env: gym.Env[Any, Any], radius: int = DEFAULT_MAP_RADIUS) -> None:
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        radius: int = DEFAULT_MAP_RADIUS,
+        coarse_radius: int | None = None,
+    ) -> None:
         super().__init__(env)
-        self._map = GridMap(radius, view=int(getattr(env.unwrapped, "agent_view_size", 7)))
+        view = int(getattr(env.unwrapped, "agent_view_size", 7))
+        self._map = GridMap(radius, coarse_radius=coarse_radius, view=view)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        return {**obs, MAP_KEY: self._map.reset(obs["image"], obs["direction"])}, info
+        return self._with_map(obs, self._map.reset(obs["image"], obs["direction"])), info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         grid = self._map.step(int(action), obs["image"], obs["direction"])
-        return {**obs, MAP_KEY: grid}, reward, terminated, truncated, info
+        return self._with_map(obs, grid), reward, terminated, truncated, info
+
+    def _with_map(self, obs: dict[str, Any], grid: npt.NDArray[np.bool_]) -> dict[str, Any]:
+        if self._map.coarse_radius is None:
+            return {**obs, MAP_KEY: grid}
+        return {**obs, MAP_KEY: grid, COARSE_MAP_KEY: self._map.coarse_crop()}

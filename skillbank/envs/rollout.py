@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skillbank.envs.babyai_vocab import MISSION_LEN, tokenize_mission
-from skillbank.envs.grid_map import MAP_KEY, GridMapWrapper
+from skillbank.envs.grid_map import COARSE_MAP_KEY, MAP_KEY, GridMapWrapper
 
 __all__ = [
     "BatchPolicy",
@@ -142,16 +142,17 @@ def babyai_observation(obs: Mapping[str, Any], mission_len: int = MISSION_LEN) -
 
     Returns:
         ``"image"`` (7, 7, 3) uint8, ``"direction"`` () int64, ``"mission"`` (L,) int64, and
-        ``"map"`` (S, S, P) bool where the environment adds the explored map
-        (:class:`~skillbank.envs.grid_map.GridMapWrapper`).
+        ``"map"`` (S, S, P) bool (and ``"map_coarse"``) where the environment adds the explored
+        map (:class:`~skillbank.envs.grid_map.GridMapWrapper`).
     """
     arrays = {
         "image": np.asarray(obs["image"], dtype=np.uint8),
         "direction": np.int64(obs["direction"]),
         "mission": _mission_tokens(str(obs["mission"]), mission_len),
     }
-    if MAP_KEY in obs:
-        arrays[MAP_KEY] = np.asarray(obs[MAP_KEY], dtype=np.bool_)
+    for key in (MAP_KEY, COARSE_MAP_KEY):
+        if key in obs:
+            arrays[key] = np.asarray(obs[key], dtype=np.bool_)
     return arrays
 
 
@@ -189,11 +190,13 @@ def info_success(reward: float, terminated: bool, truncated: bool, info: Mapping
     return bool(info.get("success", False))
 
 
-def babyai_env_factory(level: str, *, map_radius: int | None = None) -> Callable[[int], Any]:
+def babyai_env_factory(
+    level: str, *, map_radius: int | None = None, coarse_radius: int | None = None
+) -> Callable[[int], Any]:
     """A ``make_env(index)`` for :func:`evaluate_policy` building the BabyAI level ``level``;
-    with ``map_radius``, its observations also hold the explored map
-    (:class:`~skillbank.envs.grid_map.GridMapWrapper`; it costs about a fifth of the evaluation's
-    steps/s, so only policies that read it get it).
+    with ``map_radius``, its observations also hold the explored map (and its coarse view with
+    ``coarse_radius``) (:class:`~skillbank.envs.grid_map.GridMapWrapper`; it costs about a fifth
+    of the evaluation's steps/s, so only policies that read it get it).
 
     Raises:
         EnvironmentNotFoundError: Unknown level.
@@ -207,7 +210,7 @@ def babyai_env_factory(level: str, *, map_radius: int | None = None) -> Callable
         import gymnasium as gym
 
         env = gym.make(gym_id, disable_env_checker=True)
-        return env if map_radius is None else GridMapWrapper(env, map_radius)
+        return env if map_radius is None else GridMapWrapper(env, map_radius, coarse_radius)
 
     return make_env
 

@@ -14,6 +14,9 @@ import gymnasium as gym
 
 from skillbank.envs.babyai import BabyAIDemoSource
 from skillbank.envs.grid_map import (
+    COARSE_MAP_KEY,
+    COARSE_MAP_PLANES,
+    COARSE_SCALE,
     MAP_KEY,
     MAP_PLANES,
     GridMap,
@@ -92,6 +95,39 @@ def test_crop_is_oriented_like_the_image(boss_episodes: list) -> None:
                     continue
                 assert cell[seen]
                 assert cell[wall] == (image[i, j, 0] == 2)
+
+
+def test_coarse_view_summarises_squares_of_the_map_around_the_agent(boss_episodes: list) -> None:
+    coarse_radius = 2  # a 5 x 5 coarse view of 15 x 15 map cells, reachable by the fine crop
+    episode = episode_with_map(boss_episodes[0], 7, coarse_radius)
+    fine, coarse = episode.observations[MAP_KEY], episode.observations[COARSE_MAP_KEY]
+    side = 2 * coarse_radius + 1
+    assert coarse.shape == (episode.num_steps + 1, side, side, len(COARSE_MAP_PLANES))
+    assert coarse.dtype == np.bool_
+    # the fine crop (radius 7) covers the coarse view's 15 x 15 cells at its centre: each coarse
+    # cell is the any / all of its 3 x 3 square
+    lo = 7 - (COARSE_SCALE * side) // 2
+    window = fine[:, lo : lo + COARSE_SCALE * side, lo : lo + COARSE_SCALE * side]
+    blocks = window.reshape(len(fine), side, COARSE_SCALE, side, COARSE_SCALE, -1)
+    assert np.array_equal(coarse[..., 1:], blocks.any(axis=(2, 4)))
+    assert np.array_equal(coarse[..., 0], blocks[..., 0].all(axis=(2, 4)))
+    # the agent stands in the centre cell, and by the end some whole squares have been seen
+    visited = 1 + MAP_PLANES.index("visited")
+    assert coarse[:, coarse_radius, coarse_radius, visited].all()
+    assert coarse[-1][..., 0].sum() > 0
+    # live environments give the same views, and only when asked
+    env = babyai_env_factory("BossLevel", map_radius=7, coarse_radius=coarse_radius)(0)
+    obs, _ = env.reset(seed=episode.seed)
+    live = [babyai_observation(obs)[COARSE_MAP_KEY]]
+    for action in episode.actions.tolist():
+        obs, *_ = env.step(action)
+        live.append(babyai_observation(obs)[COARSE_MAP_KEY])
+    assert np.array_equal(np.stack(live), coarse)
+    assert COARSE_MAP_KEY not in episode_with_map(boss_episodes[0], 7).observations
+    with pytest.raises(ValueError, match="coarse_radius"):
+        GridMap(7).coarse_crop()
+    with pytest.raises(ValueError, match="coarse_radius"):
+        GridMap(6, coarse_radius=30, extent=64)
 
 
 def test_a_map_needs_a_minigrid_episode_and_a_reset(boss_episodes: list) -> None:
