@@ -205,14 +205,19 @@ def _babyai_encoder_v1(config: Mapping[str, Any]) -> dict[str, TensorSpec]:
         raise ArchitectureError(f"{arch} config field 'pool' must be 'flatten' or 'max'")
     grid_dim = channels * (positive_int(config, "view_size", arch) ** 2 if pool == "flatten" else 1)
     map_dim = 0
-    if config.get("map_size", 0):  # configs from before the map have no map fields
-        size = positive_int(config, "map_size", arch)
-        planes = positive_int(config, "map_planes", arch)
-        map_channels = positive_int(config, "map_channels", arch)
-        for i, in_channels in ((0, planes), (2, map_channels)):
-            tensors[f"map_conv.{i}.weight"] = TensorSpec((map_channels, in_channels, 3, 3))
-            tensors[f"map_conv.{i}.bias"] = TensorSpec((map_channels,))
-        map_dim = map_channels * size * size
+    # configs from before the map (or its coarse view) have no such fields
+    for module, size_field, planes_field in (
+        ("map_conv", "map_size", "map_planes"),
+        ("coarse_conv", "coarse_size", "coarse_planes"),
+    ):
+        if config.get(size_field, 0):
+            size = positive_int(config, size_field, arch)
+            planes = positive_int(config, planes_field, arch)
+            map_channels = positive_int(config, "map_channels", arch)
+            for i, in_channels in ((0, planes), (2, map_channels)):
+                tensors[f"{module}.{i}.weight"] = TensorSpec((map_channels, in_channels, 3, 3))
+                tensors[f"{module}.{i}.bias"] = TensorSpec((map_channels,))
+            map_dim += map_channels * size * size
     tensors.update(linear("out", grid_dim + map_dim + direction_dim + mission_dim, out_dim))
     return tensors
 

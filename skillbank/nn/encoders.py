@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from skillbank.errors import ArchitectureError
-from skillbank.types import MAP_KEY
+from skillbank.types import COARSE_MAP_KEY, MAP_KEY
 
 __all__ = [
     "BABYAI_VOCAB_SIZE",
@@ -92,6 +92,9 @@ class BabyAIEncoderConfig:
             flattened); 0: no map.
         map_planes: P, the map's planes (with ``map_size``).
         map_channels: Channels of the map CNN.
+        coarse_size: Sc, the side of the map's coarse view ``"map_coarse"`` (B, Sc, Sc, Pc) bool,
+            read by a third CNN like the map's; 0: none.
+        coarse_planes: Pc, the coarse view's planes (with ``coarse_size``).
     """
 
     kind: ClassVar[str] = "babyai"
@@ -113,6 +116,8 @@ class BabyAIEncoderConfig:
     map_size: int = 0
     map_planes: int = 0
     map_channels: int = 16
+    coarse_size: int = 0
+    coarse_planes: int = 0
 
     def __post_init__(self) -> None:
         _check(self.pool in ("flatten", "max"), "BabyAIEncoderConfig.pool must be flatten or max")
@@ -128,6 +133,10 @@ class BabyAIEncoderConfig:
         _check(
             (self.map_size > 0) == (self.map_planes > 0) and self.map_channels > 0,
             "BabyAIEncoderConfig.map_size and .map_planes must both be 0 or both positive",
+        )
+        _check(
+            (self.coarse_size > 0) == (self.coarse_planes > 0),
+            "BabyAIEncoderConfig.coarse_size and .coarse_planes must both be 0 or both positive",
         )
         for name in ("num_film", "direction_dim", "word_dim", "mission_dim"):
             _check(getattr(self, name) >= 0, f"BabyAIEncoderConfig.{name} must be >= 0")
@@ -265,6 +274,16 @@ class _FiLMBlock(nn.Module):
         return x + torch.relu(gamma * self.conv(x) + beta)
 
 
+def _map_cnn(planes: int, channels: int) -> nn.Sequential:
+    """Two 3x3 convolutions (same padding) over a (B, planes, S, S) map."""
+    return nn.Sequential(
+        nn.Conv2d(planes, channels, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+        nn.ReLU(),
+    )
+
+
 class BabyAIEncoder(ObservationEncoder):
     """BabyAI grid + heading + mission encoder (BabyAI 1.1's bag-of-words CNN with FiLM).
 
@@ -300,14 +319,11 @@ class BabyAIEncoder(ObservationEncoder):
         )
         mission_dim = c.mission_dim if c.use_mission else 0
         grid_dim = c.conv_channels * (c.view_size**2 if c.pool == "flatten" else 1)
-        map_dim = c.map_channels * c.map_size**2 if c.map_size else 0
+        map_dim = c.map_channels * (c.map_size**2 + c.coarse_size**2)
         if c.map_size:
-            self.map_conv = nn.Sequential(
-                nn.Conv2d(c.map_planes, c.map_channels, kernel_size=3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(c.map_channels, c.map_channels, kernel_size=3, padding=1),
-                nn.ReLU(),
-            )
+            self.map_conv = _map_cnn(c.map_planes, c.map_channels)
+        if c.coarse_size:
+            self.coarse_conv = _map_cnn(c.coarse_planes, c.map_channels)
         self.out = nn.Linear(grid_dim + map_dim + c.direction_dim + mission_dim, c.out_dim)
 
     def encode_mission(self, mission: Tensor) -> Tensor:
@@ -335,6 +351,9 @@ class BabyAIEncoder(ObservationEncoder):
         if c.map_size:
             explored = obs[MAP_KEY].float().permute(0, 3, 1, 2)  # (B, P, S, S)
             parts.append(self.map_conv(explored).flatten(1))  # (B, C_map * S * S)
+        if c.coarse_size:
+            coarse = obs[COARSE_MAP_KEY].float().permute(0, 3, 1, 2)  # (B, Pc, Sc, Sc)
+            parts.append(self.coarse_conv(coarse).flatten(1))
         if c.direction_dim:
             parts.append(self.direction_embedding(obs["direction"].long().reshape(-1) % 4))
         if c.use_mission:

@@ -195,3 +195,22 @@ def test_flat_bc_reads_the_explored_map_when_the_demonstrations_carry_it() -> No
     config = FlatBCConfig(encoder=tiny, memory_dim=8, num_actions=7, epochs=1)
     result = train_flat_bc([mapped], config)
     assert result.config.encoder is not None and result.config.encoder.map_size == 5
+
+
+def test_flat_bc_reads_the_coarse_map_view_when_the_demonstrations_carry_it() -> None:
+    pytest.importorskip("minigrid")
+    from skillbank.bench.baselines.flat_bc import encoder_for
+    from skillbank.envs.babyai import BabyAIDemoSource
+    from skillbank.envs.grid_map import COARSE_MAP_PLANES, episode_with_map
+
+    plain = BabyAIDemoSource("GoToRedBall").demonstrate(0)
+    assert plain is not None
+    both = episode_with_map(plain, 2, coarse_radius=1)
+    tiny = BabyAIEncoderConfig(out_dim=8, conv_channels=4, image_embed_dim=4, num_film=0)
+    encoder = encoder_for(tiny, both)
+    assert isinstance(encoder, BabyAIEncoderConfig)
+    assert (encoder.map_size, encoder.coarse_size) == (5, 3)
+    assert encoder.coarse_planes == len(COARSE_MAP_PLANES)
+    config = FlatBCConfig(encoder=tiny, memory_dim=8, num_actions=7, epochs=1)
+    result = train_flat_bc([both], config)
+    assert result.config.encoder is not None and result.config.encoder.coarse_size == 3

@@ -132,14 +132,38 @@ def test_babyai_map_is_read_and_old_configs_need_no_map_fields() -> None:
         BabyAIEncoderConfig(map_size=5)
 
 
+def test_babyai_coarse_map_view_is_read_by_its_own_cnn() -> None:
+    torch.manual_seed(0)
+    config = BabyAIEncoderConfig(
+        out_dim=16, map_size=5, map_planes=3, map_channels=4, coarse_size=3, coarse_planes=4
+    )
+    encoder = BabyAIEncoder(config)
+    rng = np.random.default_rng(1)
+    batch = _babyai_batch(4)
+    batch["map"] = rng.random((4, 5, 5, 3)) < 0.3
+    batch["map_coarse"] = rng.random((4, 3, 3, 4)) < 0.3
+    tensors = obs_to_tensors(batch)
+    other = dict(tensors, map_coarse=torch.zeros_like(tensors["map_coarse"]))
+    assert not torch.allclose(encoder(tensors), encoder(other))
+    encoder(tensors).pow(2).sum().backward()
+    assert all(p.grad is not None for p in encoder.coarse_conv.parameters())
+    expected = expected_tensors("babyai-encoder-v1", config.to_json())
+    assert {n: tuple(t.shape) for n, t in encoder.state_dict().items()} == {
+        n: spec.shape for n, spec in expected.items()
+    }
+    with pytest.raises(ValueError, match="coarse_size"):
+        BabyAIEncoderConfig(coarse_size=3)
+
+
 def test_vector_encoder_with_tasks() -> None:
+    torch.manual_seed(0)  # a ReLU output of a few units can be all zero for an unlucky init
     encoder = VectorEncoder(
-        VectorEncoderConfig(obs_dim=3, hidden_dims=(8,), out_dim=4, num_tasks=2)
+        VectorEncoderConfig(obs_dim=3, hidden_dims=(8,), out_dim=16, num_tasks=2)
     )
     obs = obs_to_tensors({"obs": np.ones((6, 3), np.float32), "task": np.array([0, 1] * 3)})
     assert obs["task"].dtype == torch.int64 and obs["obs"].dtype == torch.float32
     out = encoder(obs)
-    assert out.shape == (6, 4)
+    assert out.shape == (6, 16)
     assert not torch.allclose(out[0], out[1])
 
 

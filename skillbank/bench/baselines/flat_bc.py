@@ -40,7 +40,7 @@ from skillbank.nn.encoders import (
     obs_to_tensors,
 )
 from skillbank.nn.optim import adam
-from skillbank.types import MAP_KEY, Episode
+from skillbank.types import COARSE_MAP_KEY, MAP_KEY, Episode
 
 __all__ = [
     "FlatBCConfig",
@@ -344,6 +344,10 @@ def encoder_for(encoder: EncoderConfig | None, episode: Episode) -> EncoderConfi
     if isinstance(encoder, BabyAIEncoderConfig) and explored is not None and not encoder.map_size:
         size, planes = int(explored.shape[1]), int(explored.shape[-1])  # (T+1, S, S, P)
         encoder = dataclasses.replace(encoder, map_size=size, map_planes=planes)
+    coarse = observations.get(COARSE_MAP_KEY)
+    if isinstance(encoder, BabyAIEncoderConfig) and coarse is not None and not encoder.coarse_size:
+        size, planes = int(coarse.shape[1]), int(coarse.shape[-1])  # (T+1, Sc, Sc, Pc)
+        encoder = dataclasses.replace(encoder, coarse_size=size, coarse_planes=planes)
     return encoder
 
 
