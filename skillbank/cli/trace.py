@@ -28,6 +28,9 @@ _ROWS = (
     ("missions_of_several_clauses", "missions of several clauses"),
     ("finishing_no_clause", "  finishing none of them"),
     ("finishing_some_clauses", "  finishing some, not all"),
+    ("levels_with_a_locked_door", "levels with a locked door"),
+    ("unlocking_a_door", "  unlocking one"),
+    ("toggles_at_a_locked_door_without_its_key", "toggles at a locked door without its key"),
 )
 
 

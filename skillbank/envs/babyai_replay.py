@@ -32,6 +32,8 @@ __all__ = ["MOVE_ACTIONS", "CallReplay", "clause_progress", "replay_episode", "s
 MOVE_ACTIONS = frozenset({0, 1, 2})
 """MiniGrid's turn left, turn right and forward: a call made of these alone is a walk."""
 
+_TOGGLE = 5  # MiniGrid's toggle (open, close, unlock)
+
 
 @dataclass(frozen=True, slots=True)
 class CallReplay:
@@ -94,6 +96,40 @@ def clause_progress(instruction: Any) -> tuple[int, int]:
     return done, total
 
 
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    """One traced episode replayed: its calls, the mission's clauses (done, total) at its end,
+    and its level's locked doors (how many at the start, unlocked by the end, toggled at while
+    not carrying their key)."""
+
+    episode: Mapping[str, Any]
+    calls: list[CallReplay]
+    progress: tuple[int, int]
+    locked: int
+    unlocked: int
+    futile_unlocks: int
+
+
+def _locked_doors(world: Any) -> list[tuple[int, int]]:
+    return [
+        (x, y)
+        for x in range(world.width)
+        for y in range(world.height)
+        if (obj := world.grid.get(x, y)) is not None and obj.type == "door" and obj.is_locked
+    ]
+
+
+def _futile_unlock(world: Any, action: int, locked: list[tuple[int, int]]) -> bool:
+    """``action`` toggles a locked door without its key (a key of the door's colour) in hand."""
+    front = tuple(int(v) for v in world.front_pos)
+    if action != _TOGGLE or front not in locked:
+        return False
+    door, held = world.grid.get(*front), world.carrying
+    return bool(door.is_locked) and not (
+        held is not None and held.type == "key" and held.color == door.color
+    )
+
+
 def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
     """Replay one traced episode of ``level`` (a line of ``skillbank eval --trace``).
 
@@ -102,12 +138,12 @@ def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
             seed states another mission (the trace is of another level).
         EnvironmentNotFoundError: Unknown level.
     """
-    return _replay(level, episode)[0]
+    return _replay(level, episode).calls
 
 
-def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], tuple[int, int]]:
-    """:func:`replay_episode`'s calls and the mission's :func:`clause_progress` at its end (a
-    successful episode: every clause done)."""
+def _replay(level: str, episode: Mapping[str, Any]) -> _Replayed:
+    """:func:`replay_episode`'s calls, the mission's :func:`clause_progress` at its end (a
+    successful episode: every clause done) and what became of the level's locked doors."""
     import gymnasium as gym
 
     missing = [k for k in ("seed", "task", "calls") if k not in episode]
@@ -126,6 +162,8 @@ def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], t
                 f"{episode['task']!r}: replay a trace with the level it was evaluated on"
             )
         world: Any = env.unwrapped  # a MiniGridEnv
+        locked = _locked_doors(world)
+        futile = 0
         replays = []
         for call in episode["calls"]:
             target = cell_object(call.get("argument", []))
@@ -133,6 +171,7 @@ def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], t
             seen_at_start = _sees(world, target)
             seen = seen_at_start
             for action in actions:
+                futile += _futile_unlock(world, action, locked)
                 env.step(action)
                 seen = seen or _sees(world, target)
             front = tuple(int(v) for v in world.front_pos)
@@ -148,24 +187,23 @@ def _replay(level: str, episode: Mapping[str, Any]) -> tuple[list[CallReplay], t
                 )
             )
         done, clauses = clause_progress(world.instrs)
-        return replays, (clauses if episode.get("success") else done, clauses)
+        progress = (clauses if episode.get("success") else done, clauses)
+        unlocked = sum(not world.grid.get(*p).is_locked for p in locked)
+        return _Replayed(episode, replays, progress, len(locked), unlocked, futile)
     finally:
         env.close()
 
 
-_Replayed = tuple[Mapping[str, Any], list[CallReplay], tuple[int, int]]
-
-
 def _summary(episodes: Sequence[_Replayed], cap: int) -> dict[str, Any]:
-    walks = [c for _, calls, _ in episodes for c in calls if c.walk and c.target is not None]
+    walks = [c for e in episodes for c in e.calls if c.walk and c.target is not None]
     capped = [c for c in walks if c.steps >= cap]
     blind = [c for c in capped if not c.seen]
-    steps = sum(int(e["steps"]) for e, _, _ in episodes)
-    joined = [progress for _, _, progress in episodes if progress[1] > 1]
+    steps = sum(int(e.episode["steps"]) for e in episodes)
+    joined = [e.progress for e in episodes if e.progress[1] > 1]
     return {
         "episodes": len(episodes),
         "steps": steps,
-        "calls": sum(len(calls) for _, calls, _ in episodes),
+        "calls": sum(len(e.calls) for e in episodes),
         "walks": len(walks),
         "walks_seeing_target_at_start": sum(c.seen_at_start for c in walks),
         "walks_seeing_target": sum(c.seen for c in walks),
@@ -178,6 +216,9 @@ def _summary(episodes: Sequence[_Replayed], cap: int) -> dict[str, Any]:
         "missions_of_several_clauses": len(joined),
         "finishing_no_clause": sum(done == 0 for done, _ in joined),
         "finishing_some_clauses": sum(0 < done < total for done, total in joined),
+        "levels_with_a_locked_door": sum(e.locked > 0 for e in episodes),
+        "unlocking_a_door": sum(e.unlocked > 0 for e in episodes),
+        "toggles_at_a_locked_door_without_its_key": sum(e.futile_unlocks for e in episodes),
     }
 
 
@@ -191,7 +232,8 @@ def summarise_replays(
     """Replay traced episodes and count, for failed and successful ones apart, the walks (calls
     of moves only, with an object as target) that saw their target, ended facing it, ran to
     ``max_skill_steps`` and ran to it without ever seeing their target; and the missions of
-    several clauses that finished none of them, or some but not all.
+    several clauses that finished none of them, or some but not all; the levels with a locked
+    door, those where one got unlocked, and the toggles at a locked door made without its key.
 
     Args:
         level: The BabyAI level the trace was evaluated on.
@@ -207,5 +249,5 @@ def summarise_replays(
         group = groups["succeeded" if episode.get("success") else "failed"]
         if limit is not None and len(group) >= limit:
             continue
-        group.append((episode, *_replay(level, episode)))
+        group.append(_replay(level, episode))
     return {name: _summary(group, max_skill_steps) for name, group in groups.items()}

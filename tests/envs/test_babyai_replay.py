@@ -170,3 +170,63 @@ def test_summaries_tell_missions_stuck_after_a_clause_from_ones_never_started() 
     failed = summary["failed"]
     assert failed["missions_of_several_clauses"] == 2
     assert failed["finishing_no_clause"] == 1 and failed["finishing_some_clauses"] == 1
+
+
+def _bot_unlock_episode(seed: int) -> dict[str, Any]:
+    """An Unlock episode (open a locked door, its key in the room) as a trace line: the bot's
+    actions as one call."""
+    env = gym.make("BabyAI-Unlock-v0")
+    observation, _ = env.reset(seed=seed)
+    bot = BabyAIBot(env.unwrapped)
+    actions: list[int] = []
+    done, reward = False, 0.0
+    while not done:
+        action = int(bot.replan())
+        actions.append(action)
+        _, reward, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    call = {"actions": actions, "argument": [], "skill": "bot", "step": 0}
+    return {
+        "calls": [call],
+        "seed": seed,
+        "steps": len(actions),
+        "success": reward > 0,
+        "task": observation["mission"],
+    }
+
+
+def test_summary_counts_locked_doors_and_unlocking() -> None:
+    unlocked = _bot_unlock_episode(0)
+    assert unlocked["success"]
+    stuck = dict(unlocked, calls=[dict(unlocked["calls"][0], actions=[5, 5])], success=False)
+    summary = summarise_replays("Unlock", [unlocked, stuck], max_skill_steps=64)
+    assert summary["succeeded"]["levels_with_a_locked_door"] == 1
+    assert summary["succeeded"]["unlocking_a_door"] == 1
+    assert summary["succeeded"]["toggles_at_a_locked_door_without_its_key"] == 0
+    assert summary["failed"]["levels_with_a_locked_door"] == 1
+    assert summary["failed"]["unlocking_a_door"] == 0
+
+
+def test_a_toggle_at_a_locked_door_is_futile_without_a_key_of_its_colour() -> None:
+    from minigrid.core.world_object import Key
+
+    from skillbank.envs.babyai_replay import _futile_unlock, _locked_doors
+
+    env = gym.make("BabyAI-Unlock-v0")
+    env.reset(seed=0)
+    world: Any = env.unwrapped
+    (door,) = _locked_doors(world)
+    for direction, (dx, dy) in enumerate([(1, 0), (0, 1), (-1, 0), (0, -1)]):
+        stand = (door[0] - dx, door[1] - dy)  # the cell before the door, facing it
+        if world.grid.get(*stand) is None:
+            world.agent_pos, world.agent_dir = stand, direction
+            break
+    assert tuple(world.front_pos) == door
+    colour = world.grid.get(*door).color
+    other = next(c for c in ("red", "green", "blue", "purple", "yellow", "grey") if c != colour)
+    assert _futile_unlock(world, 5, [door])
+    world.carrying = Key(other)
+    assert _futile_unlock(world, 5, [door])
+    world.carrying = Key(colour)
+    assert not _futile_unlock(world, 5, [door])
+    assert not _futile_unlock(world, 2, [door])  # not a toggle
