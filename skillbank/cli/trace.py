@@ -31,6 +31,8 @@ _ROWS = (
     ("levels_with_a_locked_door", "levels with a locked door"),
     ("unlocking_a_door", "  unlocking one"),
     ("toggles_at_a_locked_door_without_its_key", "toggles at a locked door without its key"),
+    ("sequenced_missions", "missions sequenced by then / after you"),
+    ("doing_the_second_part_first", "  doing the part due second first"),
 )
 
 

@@ -96,11 +96,45 @@ def clause_progress(instruction: Any) -> tuple[int, int]:
     return done, total
 
 
+class _OrderWatch:
+    """Watches a mission whose top is "A, then B" (``BeforeInstr``) or "B after you A"
+    (``AfterInstr``): did the part to do second get done, by its own verifier run from the
+    start, before the part to do first? (BabyAI does not count it then: it must be done again.)
+
+    Call :meth:`step` after every action the world takes; read :attr:`early` at the end.
+    """
+
+    def __init__(self, world: Any) -> None:
+        import copy
+
+        self.instruction = world.instrs
+        kind = type(self.instruction).__name__
+        self.sequenced = kind in ("BeforeInstr", "AfterInstr")
+        self.early = False
+        self._watching = self.sequenced
+        if self.sequenced:
+            before = kind == "BeforeInstr"
+            self._first_flag = "a_done" if before else "b_done"
+            second = self.instruction.instr_b if before else self.instruction.instr_a
+            # a copy of the second part's verifier (not of the world it reads), from the start
+            self._second = copy.deepcopy(second, memo={id(world): world})
+            self._second.reset_verifier(world)
+
+    def step(self, action: int) -> None:
+        if not self._watching:
+            return
+        if getattr(self.instruction, self._first_flag, None) == "success":
+            self._watching = False  # the first part is done: order no longer matters
+        elif self._second.verify(action) == "success":
+            self.early, self._watching = True, False
+
+
 @dataclass(frozen=True, slots=True)
 class _Replayed:
     """One traced episode replayed: its calls, the mission's clauses (done, total) at its end,
-    and its level's locked doors (how many at the start, unlocked by the end, toggled at while
-    not carrying their key)."""
+    its level's locked doors (how many at the start, unlocked by the end, toggled at while not
+    carrying their key), and whether its mission is sequenced ("then", "after you") and the
+    part to do second got done before the first (:class:`_OrderWatch`)."""
 
     episode: Mapping[str, Any]
     calls: list[CallReplay]
@@ -108,6 +142,8 @@ class _Replayed:
     locked: int
     unlocked: int
     futile_unlocks: int
+    sequenced: bool
+    second_part_first: bool
 
 
 def _locked_doors(world: Any) -> list[tuple[int, int]]:
@@ -163,6 +199,7 @@ def _replay(level: str, episode: Mapping[str, Any]) -> _Replayed:
             )
         world: Any = env.unwrapped  # a MiniGridEnv
         locked = _locked_doors(world)
+        order = _OrderWatch(world)
         futile = 0
         replays = []
         for call in episode["calls"]:
@@ -173,6 +210,7 @@ def _replay(level: str, episode: Mapping[str, Any]) -> _Replayed:
             for action in actions:
                 futile += _futile_unlock(world, action, locked)
                 env.step(action)
+                order.step(action)
                 seen = seen or _sees(world, target)
             front = tuple(int(v) for v in world.front_pos)
             replays.append(
@@ -189,7 +227,9 @@ def _replay(level: str, episode: Mapping[str, Any]) -> _Replayed:
         done, clauses = clause_progress(world.instrs)
         progress = (clauses if episode.get("success") else done, clauses)
         unlocked = sum(not world.grid.get(*p).is_locked for p in locked)
-        return _Replayed(episode, replays, progress, len(locked), unlocked, futile)
+        return _Replayed(
+            episode, replays, progress, len(locked), unlocked, futile, order.sequenced, order.early
+        )
     finally:
         env.close()
 
@@ -219,6 +259,8 @@ def _summary(episodes: Sequence[_Replayed], cap: int) -> dict[str, Any]:
         "levels_with_a_locked_door": sum(e.locked > 0 for e in episodes),
         "unlocking_a_door": sum(e.unlocked > 0 for e in episodes),
         "toggles_at_a_locked_door_without_its_key": sum(e.futile_unlocks for e in episodes),
+        "sequenced_missions": sum(e.sequenced for e in episodes),
+        "doing_the_second_part_first": sum(e.second_part_first for e in episodes),
     }
 
 
@@ -233,7 +275,9 @@ def summarise_replays(
     of moves only, with an object as target) that saw their target, ended facing it, ran to
     ``max_skill_steps`` and ran to it without ever seeing their target; and the missions of
     several clauses that finished none of them, or some but not all; the levels with a locked
-    door, those where one got unlocked, and the toggles at a locked door made without its key.
+    door, those where one got unlocked, and the toggles at a locked door made without its key;
+    the missions sequenced by "then" / "after you" and those whose part to do second got done
+    before the first (which BabyAI does not count).
 
     Args:
         level: The BabyAI level the trace was evaluated on.

@@ -30,19 +30,31 @@ def _cell(kind: str, colour: str) -> list[float]:
     return [v for row in rows for v in row]
 
 
+def _run_bot(env: Any, instruction: Any = None) -> tuple[list[int], list[tuple[int, int]], float]:
+    """The bot's actions from ``env``'s current state until its mission (or ``instruction``, set
+    as the mission) is done; after each, the mission's clause progress; the last reward."""
+    world = env.unwrapped
+    if instruction is not None:
+        world.instrs = instruction
+        instruction.reset_verifier(world)
+    bot = BabyAIBot(world)
+    actions, progress = [], []
+    done, reward = False, 0.0
+    while not done:
+        action = int(bot.replan())
+        _, reward, terminated, truncated, _ = env.step(action)
+        actions.append(action)
+        progress.append(clause_progress(world.instrs))
+        done = terminated or truncated
+    return actions, progress, float(reward)
+
+
 def _bot_episode(seed: int, *, split: int | None = None) -> dict[str, Any]:
     """A GoToLocal episode as a trace line: the bot's actions as one call (or two, cut at
     ``split``) aimed at the mission's object."""
     env = gym.make("BabyAI-GoToLocal-v0")
     observation, _ = env.reset(seed=seed)
-    bot = BabyAIBot(env.unwrapped)
-    actions: list[int] = []
-    done = False
-    while not done:
-        action = int(bot.replan())
-        actions.append(action)
-        _, reward, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
+    actions, _, reward = _run_bot(env)
     desc = env.unwrapped.instrs.desc
     argument = _cell(desc.type, desc.color)
     cuts = [actions] if split is None else [actions[:split], actions[split:]]
@@ -129,15 +141,7 @@ def _bot_actions(level: str, seed: int) -> tuple[str, list[int], list[tuple[int,
     """The bot's actions on ``level`` and, after each, the mission's clause progress."""
     env = gym.make(f"BabyAI-{level}-v0")
     observation, _ = env.reset(seed=seed)
-    bot = BabyAIBot(env.unwrapped)
-    actions, progress = [], []
-    done = False
-    while not done:
-        action = int(bot.replan())
-        _, _, terminated, truncated, _ = env.step(action)
-        actions.append(action)
-        progress.append(clause_progress(env.unwrapped.instrs))
-        done = terminated or truncated
+    actions, progress, _ = _run_bot(env)
     return observation["mission"], actions, progress
 
 
@@ -177,14 +181,7 @@ def _bot_unlock_episode(seed: int) -> dict[str, Any]:
     actions as one call."""
     env = gym.make("BabyAI-Unlock-v0")
     observation, _ = env.reset(seed=seed)
-    bot = BabyAIBot(env.unwrapped)
-    actions: list[int] = []
-    done, reward = False, 0.0
-    while not done:
-        action = int(bot.replan())
-        actions.append(action)
-        _, reward, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
+    actions, _, reward = _run_bot(env)
     call = {"actions": actions, "argument": [], "skill": "bot", "step": 0}
     return {
         "calls": [call],
@@ -230,3 +227,34 @@ def test_a_toggle_at_a_locked_door_is_futile_without_a_key_of_its_colour() -> No
     world.carrying = Key(colour)
     assert not _futile_unlock(world, 5, [door])
     assert not _futile_unlock(world, 2, [door])  # not a toggle
+
+
+def test_summary_counts_sequenced_missions_done_out_of_order() -> None:
+    seed = next(s for s in range(100) if _top_kind("GoToSeq", s) == "BeforeInstr")
+    env = gym.make("BabyAI-GoToSeq-v0")
+    observation, _ = env.reset(seed=seed)
+    in_order, _, _ = _run_bot(env)
+    env = gym.make("BabyAI-GoToSeq-v0")
+    env.reset(seed=seed)
+    second_first, _, _ = _run_bot(env, env.unwrapped.instrs.instr_b)  # the "then" part alone
+    lines = [
+        {
+            "calls": [{"actions": actions, "argument": [], "skill": "bot", "step": 0}],
+            "seed": seed,
+            "steps": len(actions),
+            "success": ok,
+            "task": observation["mission"],
+        }
+        for actions, ok in ((in_order, True), (second_first, False))
+    ]
+    summary = summarise_replays("GoToSeq", lines, max_skill_steps=64)
+    assert summary["succeeded"]["sequenced_missions"] == 1
+    assert summary["succeeded"]["doing_the_second_part_first"] == 0
+    assert summary["failed"]["sequenced_missions"] == 1
+    assert summary["failed"]["doing_the_second_part_first"] == 1
+
+
+def _top_kind(level: str, seed: int) -> str:
+    env = gym.make(f"BabyAI-{level}-v0")
+    env.reset(seed=seed)
+    return type(env.unwrapped.instrs).__name__
