@@ -162,10 +162,10 @@ def test_learning_more_into_a_hindsight_memory_keeps_hindsight(tmp_path: Path) -
 
 
 # Actions of the committed packs/babyai memory (skill-controller-history-v1, skill-policy-v3:
-# hindsight targets copied off the mission, relabelled, nearby relabelling, call history; made by
-# `bench babyai --budget small --protocol joint --set ...` at 8f8f3ba) on GoToLocal seeds
-# 1000-1002 (episodes end on success). The shipped memory must act exactly so whatever is
-# added later.
+# hindsight targets copied off the mission, relabelled, nearby relabelling, call history, the
+# explored map; made by `bench babyai --budget small --protocol joint --map --set @hindsight` at
+# 9f95a05) on GoToLocal seeds 1000-1002 (episodes end on success). The shipped memory must act
+# exactly so whatever is added later.
 PACK_ACTIONS = [[2, 2, 1], [2], [1, 2, 1]]
 
 
@@ -182,9 +182,10 @@ def test_the_shipped_pack_acts_exactly_as_when_it_was_made(tmp_path: Path) -> No
         assert agent.controller is not None
         assert agent.controller.config.arch_id == "skill-controller-history-v1"
         assert agent.controller.config.target is not None
+        assert agent.map_radius == 6  # it reads the explored map: its environments add it
         out = []
         for seed in range(3):
-            env = babyai_env_factory("GoToLocal")(seed)
+            env = babyai_env_factory("GoToLocal", map_radius=agent.map_radius)(seed)
             with contextlib.redirect_stdout(io.StringIO()):
                 observation, _ = env.reset(seed=1000 + seed)
             agent.reset()
