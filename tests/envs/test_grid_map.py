@@ -4,6 +4,7 @@ agree, the crop is oriented like the image, and the features read it as binary p
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +59,16 @@ def test_dead_reckoning_follows_the_simulator_and_maps_its_walls(boss_episodes: 
             assert truth[x + offset[0], y + offset[1], 0] == 2
 
 
+def _live(env: Any, episode: Any, key: str) -> np.ndarray:
+    """Entry ``key`` of every observation of ``env`` replaying ``episode``'s actions."""
+    obs, _ = env.reset(seed=episode.seed)
+    live = [babyai_observation(obs)[key]]
+    for action in episode.actions.tolist():
+        obs, *_ = env.step(action)
+        live.append(babyai_observation(obs)[key])
+    return np.stack(live)
+
+
 def test_recorded_and_live_maps_agree(boss_episodes: list) -> None:
     episode = episode_with_map(boss_episodes[0], RADIUS)
     recorded = BabyAIDemoSource("BossLevel", map_radius=RADIUS).demonstrate(episode.seed)
@@ -69,12 +80,7 @@ def test_recorded_and_live_maps_agree(boss_episodes: list) -> None:
     plain, _ = babyai_env_factory("BossLevel")(0).reset(seed=episode.seed)
     assert MAP_KEY not in plain  # only environments asked for the map pay for it
     env = babyai_env_factory("BossLevel", map_radius=RADIUS)(0)
-    obs, _ = env.reset(seed=episode.seed)
-    live = [babyai_observation(obs)[MAP_KEY]]
-    for action in episode.actions.tolist():
-        obs, *_ = env.step(action)
-        live.append(babyai_observation(obs)[MAP_KEY])
-    assert np.array_equal(np.stack(live), maps)
+    assert np.array_equal(_live(env, episode, MAP_KEY), maps)
     # the map remembers: by the end more cells are seen than one 7x7 view holds
     assert maps[-1][..., MAP_PLANES.index("seen")].sum() > 49
 
@@ -117,12 +123,7 @@ def test_coarse_view_summarises_squares_of_the_map_around_the_agent(boss_episode
     assert coarse[-1][..., 0].sum() > 0
     # live environments give the same views, and only when asked
     env = babyai_env_factory("BossLevel", map_radius=7, coarse_radius=coarse_radius)(0)
-    obs, _ = env.reset(seed=episode.seed)
-    live = [babyai_observation(obs)[COARSE_MAP_KEY]]
-    for action in episode.actions.tolist():
-        obs, *_ = env.step(action)
-        live.append(babyai_observation(obs)[COARSE_MAP_KEY])
-    assert np.array_equal(np.stack(live), coarse)
+    assert np.array_equal(_live(env, episode, COARSE_MAP_KEY), coarse)
     assert COARSE_MAP_KEY not in episode_with_map(boss_episodes[0], 7).observations
     with pytest.raises(ValueError, match="coarse_radius"):
         GridMap(7).coarse_crop()
