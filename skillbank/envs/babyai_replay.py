@@ -9,6 +9,11 @@ cone, walls occluding) while the call ran, and did the call end facing it? A wal
 the step cap (``max_skill_steps``) without once seeing its target was searching, not heading
 for something seen: in failed BossLevel episodes that is most of them (README).
 
+Per episode it also asks what became of the level's locked doors (was one unlocked; how often
+did the agent toggle one without a key of its colour in hand) and, for a mission sequenced by
+"then" or "after you", whether the part due second was done before the first (BabyAI does not
+count it then).
+
 Only the simulator's public state is read, after the fact; nothing here acts.
 
 Example:
@@ -179,7 +184,8 @@ def replay_episode(level: str, episode: Mapping[str, Any]) -> list[CallReplay]:
 
 def _replay(level: str, episode: Mapping[str, Any]) -> _Replayed:
     """:func:`replay_episode`'s calls, the mission's :func:`clause_progress` at its end (a
-    successful episode: every clause done) and what became of the level's locked doors."""
+    successful episode: every clause done), what became of the level's locked doors, and
+    whether a sequenced mission's parts were done out of order."""
     import gymnasium as gym
 
     missing = [k for k in ("seed", "task", "calls") if k not in episode]
