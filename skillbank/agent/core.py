@@ -179,16 +179,18 @@ class ProceduralMemoryAgent:
     def map_radius(self) -> int | None:
         """R of the explored map this memory's features read (``"map"``, (2R+1, 2R+1, P)), so
         :meth:`evaluate` builds environments that add it; ``None``: it reads none."""
-        specs = self.featurizer.specs if self.featurizer is not None else ()
-        side = next((s.shape[0] for s in specs if s.name == MAP_KEY and s.shape), None)
-        return None if side is None else (side - 1) // 2
+        return self._square_radius(MAP_KEY)
 
     @property
     def coarse_map_radius(self) -> int | None:
         """Rc of the explored map's coarse view this memory's features read (``"map_coarse"``,
         (2Rc+1, 2Rc+1, 1 + P)); ``None``: it reads none."""
+        return self._square_radius(COARSE_MAP_KEY)
+
+    def _square_radius(self, name: str) -> int | None:
+        """R of the (2R+1, 2R+1, ...) entry ``name`` of the features; ``None``: no such entry."""
         specs = self.featurizer.specs if self.featurizer is not None else ()
-        side = next((s.shape[0] for s in specs if s.name == COARSE_MAP_KEY and s.shape), None)
+        side = next((s.shape[0] for s in specs if s.name == name and s.shape), None)
         return None if side is None else (side - 1) // 2
 
     @property

@@ -62,7 +62,6 @@ __all__ = [
     "call_history",
     "group_cross_entropy",
     "group_one_hot",
-    "group_sample",
     "history_features",
     "top_k_attention",
 ]
@@ -157,13 +156,6 @@ def group_one_hot(
             index = torch.multinomial(torch.softmax(part, -1), 1, generator=generator).squeeze(1)
         parts.append(nn.functional.one_hot(index, part.shape[-1]).to(logits.dtype))
     return torch.cat(parts, dim=-1)
-
-
-def group_sample(
-    logits: torch.Tensor, groups: tuple[int, ...], generator: torch.Generator
-) -> torch.Tensor:
-    """Logits (B, C) -> one value drawn from every group's softmax, as one-hot (B, C)."""
-    return group_one_hot(logits, groups, generator)
 
 
 def group_cross_entropy(

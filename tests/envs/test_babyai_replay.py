@@ -58,17 +58,24 @@ def _bot_episode(seed: int, *, split: int | None = None) -> dict[str, Any]:
     desc = env.unwrapped.instrs.desc
     argument = _cell(desc.type, desc.color)
     cuts = [actions] if split is None else [actions[:split], actions[split:]]
+    return _trace_line(seed, observation["mission"], cuts, reward > 0, argument, "walk")
+
+
+def _trace_line(
+    seed: int,
+    task: str,
+    cuts: list[list[int]],
+    success: bool,
+    argument: list[float] | None = None,
+    skill: str = "bot",
+) -> dict[str, Any]:
+    """An episode as a line of `skillbank eval --trace`: one call per list of actions."""
     calls, step = [], 0
     for part in cuts:
-        calls.append({"actions": part, "argument": argument, "skill": "walk", "step": step})
+        calls.append({"actions": part, "argument": argument or [], "skill": skill, "step": step})
         step += len(part)
-    return {
-        "calls": calls,
-        "seed": seed,
-        "steps": len(actions),
-        "success": reward > 0,
-        "task": observation["mission"],
-    }
+    steps = sum(len(part) for part in cuts)
+    return {"calls": calls, "seed": seed, "steps": steps, "success": success, "task": task}
 
 
 def test_the_bots_walk_sees_its_target_and_ends_facing_it() -> None:
@@ -182,14 +189,7 @@ def _bot_unlock_episode(seed: int) -> dict[str, Any]:
     env = gym.make("BabyAI-Unlock-v0")
     observation, _ = env.reset(seed=seed)
     actions, _, reward = _run_bot(env)
-    call = {"actions": actions, "argument": [], "skill": "bot", "step": 0}
-    return {
-        "calls": [call],
-        "seed": seed,
-        "steps": len(actions),
-        "success": reward > 0,
-        "task": observation["mission"],
-    }
+    return _trace_line(seed, observation["mission"], [actions], reward > 0)
 
 
 def test_summary_counts_locked_doors_and_unlocking() -> None:
@@ -238,13 +238,7 @@ def test_summary_counts_sequenced_missions_done_out_of_order() -> None:
     env.reset(seed=seed)
     second_first, _, _ = _run_bot(env, env.unwrapped.instrs.instr_b)  # the "then" part alone
     lines = [
-        {
-            "calls": [{"actions": actions, "argument": [], "skill": "bot", "step": 0}],
-            "seed": seed,
-            "steps": len(actions),
-            "success": ok,
-            "task": observation["mission"],
-        }
+        _trace_line(seed, observation["mission"], [actions], ok)
         for actions, ok in ((in_order, True), (second_first, False))
     ]
     summary = summarise_replays("GoToSeq", lines, max_skill_steps=64)

@@ -15,7 +15,6 @@ from skillbank.nn.controller import (
     TargetSpec,
     group_cross_entropy,
     group_one_hot,
-    group_sample,
 )
 from skillbank.nn.grid_trunk import GridSlice, GridTrunkSpec
 
@@ -73,8 +72,8 @@ def test_group_cross_entropy_is_the_sum_of_per_group_cross_entropies() -> None:
 def test_sampled_targets_are_one_value_per_group_drawn_by_its_softmax() -> None:
     generator = torch.Generator().manual_seed(0)
     sure = torch.tensor([[0.0, 0.0, 30.0, 0.0, 30.0, 0.0, 0.0]]).expand(50, 7)
-    assert torch.equal(group_sample(sure, (4, 3), generator), group_one_hot(sure, (4, 3)))
-    even = group_sample(torch.zeros(4000, 7), (4, 3), generator)  # (N, 7)
+    assert torch.equal(group_one_hot(sure, (4, 3), generator), group_one_hot(sure, (4, 3)))
+    even = group_one_hot(torch.zeros(4000, 7), (4, 3), generator)  # (N, 7)
     assert torch.equal(even[:, :4].sum(1), torch.ones(4000))
     assert torch.equal(even[:, 4:].sum(1), torch.ones(4000))
     share = even.mean(0)  # every value about equally often
